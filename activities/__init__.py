@@ -1,0 +1,1 @@
+"""Temporal activities: thin adapters from the workflows to integrations/, errors mapped once."""

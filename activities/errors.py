@@ -1,0 +1,60 @@
+"""The one place integration errors become Temporal's retryable or non-retryable failures."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import timedelta
+from typing import ParamSpec, TypeVar
+
+from temporalio.exceptions import ApplicationError
+
+from config import ConfigError
+from integrations.errors import (
+    ConfigurationError,
+    PublishFailed,
+    TicketNotFound,
+    TrackerRejected,
+    TrackerUnavailable,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Error types as workflows see them in ApplicationError.type: branch on these, never on text.
+TRACKER_UNAVAILABLE = "TrackerUnavailable"
+TRACKER_REJECTED = "TrackerRejected"
+TICKET_NOT_FOUND = "TicketNotFound"
+CONFIGURATION = "ConfigurationError"
+INVALID_INPUT = "InvalidInput"
+PUBLISH_FAILED = "PublishFailed"
+
+
+def to_application_error(exc: Exception) -> ApplicationError | None:
+    if isinstance(exc, TrackerUnavailable):
+        delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
+        return ApplicationError(str(exc), type=TRACKER_UNAVAILABLE, next_retry_delay=delay)
+    if isinstance(exc, TicketNotFound):
+        return ApplicationError(str(exc), type=TICKET_NOT_FOUND, non_retryable=True)
+    if isinstance(exc, TrackerRejected):
+        return ApplicationError(str(exc), type=TRACKER_REJECTED, non_retryable=True)
+    if isinstance(exc, ConfigError | ConfigurationError):
+        return ApplicationError(str(exc), type=CONFIGURATION, non_retryable=True)
+    if isinstance(exc, PublishFailed):
+        return ApplicationError(str(exc), type=PUBLISH_FAILED)
+    return None
+
+
+def maps_integration_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            mapped = to_application_error(exc)
+            if mapped is None:
+                raise
+            # `from None`: the cause's traceback may carry request details we never log.
+            raise mapped from None
+
+    return wrapper

@@ -1,0 +1,93 @@
+"""Activities that read the team routing: context of a post-mortem, review slots, actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.errors import INVALID_INPUT, maps_integration_errors
+from config import Routing
+from domain.findings import check_actions, resolve_actions
+from domain.models import ActionSpec, CorrectiveAction, ReviewSlot, Severity, TeamInfo
+from domain.policy import FollowUpPolicy, SeverityPolicy
+from domain.scheduling import WorkingHours, plan_review
+
+
+class ResolveContextInput(BaseModel):
+    team: str
+    severity: Severity
+    owner: str | None = None
+
+
+class PostmortemContext(BaseModel):
+    team: TeamInfo
+    policy: SeverityPolicy
+    follow_up: FollowUpPolicy
+    owner: str
+
+
+class PlanReviewInput(BaseModel):
+    team: str
+    resolved_at: datetime
+    now: datetime
+    window_business_days: int
+
+
+class PrepareActionsInput(BaseModel):
+    actions: list[ActionSpec]
+    now: datetime
+    existing_action_ids: list[str] = []
+
+
+class RoutingActivities:
+    def __init__(self, routing: Callable[[], Routing]) -> None:
+        self._routing = routing
+
+    @activity.defn(name="routing.resolve_context")
+    @maps_integration_errors
+    def resolve_context(self, request: ResolveContextInput) -> PostmortemContext:
+        routing = self._routing()
+        team = routing.team_info(request.team)
+        return PostmortemContext(
+            team=team,
+            policy=routing.policy.for_severity(request.severity),
+            follow_up=routing.policy.follow_up.to_policy(),
+            owner=request.owner or team.postmortem_owner or team.manager,
+        )
+
+    @activity.defn(name="routing.plan_review")
+    @maps_integration_errors
+    def plan_review(self, request: PlanReviewInput) -> ReviewSlot:
+        team = self._routing().team(request.team)
+        return plan_review(
+            resolved_at=request.resolved_at,
+            now=request.now,
+            tz=ZoneInfo(team.timezone),
+            window_business_days=request.window_business_days,
+            hours=WorkingHours.parse(team.working_hours),
+            holidays=set(team.holidays),
+        )
+
+    @activity.defn(name="routing.prepare_actions")
+    @maps_integration_errors
+    def prepare_actions(self, request: PrepareActionsInput) -> list[CorrectiveAction]:
+        """Check actions against the current routing and give each an id and a due instant."""
+        calendars = self._routing().calendars()
+        problems = check_actions(
+            request.actions,
+            now=request.now,
+            teams=calendars,
+            existing_action_ids=request.existing_action_ids,
+        )
+        if problems:
+            raise ApplicationError(
+                "; ".join(problems), problems, type=INVALID_INPUT, non_retryable=True
+            )
+        return resolve_actions(
+            request.actions, teams=calendars, existing_action_ids=request.existing_action_ids
+        )

@@ -1,0 +1,696 @@
+"""The `postmortem` console script: start, inspect and steer post-mortems from a shell."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable, Coroutine
+from datetime import date, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeVar
+
+import typer
+import yaml
+from pydantic import ValidationError
+from temporalio.client import (
+    Client,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
+from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+import engine
+from config import ConfigError, Routing, Settings, load_routing
+from domain.findings import check_findings, describe_validation_error, parse_findings
+from domain.messages import (
+    ActionStateChange,
+    CancelInput,
+    CompleteReviewInput,
+    MoveDeadlineInput,
+    PostmortemInput,
+    RescheduleReviewInput,
+)
+from domain.models import (
+    ActionSpec,
+    ActionState,
+    ActionType,
+    Incident,
+    Phase,
+    PostmortemState,
+    Priority,
+    Severity,
+    TimelineEntry,
+)
+from domain.scheduling import WorkingHours, due_instant
+from integrations.errors import IntegrationError
+from integrations.local import LocalTracker
+from workflows.postmortem import PostmortemWorkflow
+
+app = typer.Typer(
+    name="postmortem",
+    help="Blameless post-mortems that run themselves: start, inspect and steer them.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+timeline_app = typer.Typer(help="The incident's timeline.", no_args_is_help=True)
+action_app = typer.Typer(help="Corrective actions.", no_args_is_help=True)
+tracker_app = typer.Typer(help="The local tracker (the embedded default).", no_args_is_help=True)
+app.add_typer(timeline_app, name="timeline")
+app.add_typer(action_app, name="action")
+app.add_typer(tracker_app, name="tracker")
+
+T = TypeVar("T")
+
+
+class CliError(Exception):
+    """Said to the user in one line, with a non-zero exit."""
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise CliError("settings: " + "; ".join(describe_validation_error(exc))) from None
+
+
+def routing() -> Routing:
+    return load_routing(settings().teams_file)
+
+
+def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine; turn every expected failure into one clear line."""
+    try:
+        return asyncio.run(make())
+    except (CliError, ConfigError, IntegrationError) as exc:
+        fail(str(exc))
+    except WorkflowUpdateFailedError as exc:
+        fail(_failure_text(exc))
+    except WorkflowQueryFailedError as exc:
+        fail(f"query failed: {exc}")
+    except WorkflowAlreadyStartedError as exc:
+        fail(
+            f"{exc.workflow_id} already exists and is closed; a new one is not started for the same incident"
+        )
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            fail(f"not found: {exc.message}")
+        fail(f"Temporal refused the request: {exc.message}")
+    except RuntimeError as exc:
+        if "connect" in str(exc).lower():
+            fail(
+                f"cannot reach Temporal at {settings().temporal_address} "
+                "(is `make run` running? set TEMPORAL_ADDRESS otherwise)"
+            )
+        raise
+
+
+def _failure_text(exc: BaseException) -> str:
+    """The innermost message of a failure chain: the reason a validator or handler gave."""
+    message = str(exc)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ApplicationError | FailureError) and str(cause):
+            message = cause.message if isinstance(cause, FailureError) else str(cause)
+        cause = cause.__cause__
+    return message
+
+
+def parse_instant(text: str, what: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise CliError(
+            f"{what}: {text!r} is not an ISO 8601 time such as 2026-11-20T10:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        raise CliError(f"{what}: {text!r} has no time zone; add Z or an offset like +01:00")
+    return value
+
+
+def parse_due(text: str, team: str) -> datetime:
+    """A date means the end of that working day in the team's time zone."""
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return parse_instant(text, "--due")
+    config = routing().team(team)
+    from zoneinfo import ZoneInfo
+
+    return due_instant(day, ZoneInfo(config.timezone), WorkingHours.parse(config.working_hours))
+
+
+async def client() -> Client:
+    return await engine.connect(settings())
+
+
+async def handle_of(workflow_id: str) -> Any:
+    return (await client()).get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+
+
+async def fetch_state(workflow_id: str) -> PostmortemState:
+    handle = await handle_of(workflow_id)
+    try:
+        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            raise CliError(f"no post-mortem {workflow_id!r}") from None
+        raise
+    return state
+
+
+def emit_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+# -- running the engine --------------------------------------------------------------------
+
+
+@app.command()
+def up(port: Annotated[int, typer.Option(help="The dev server's gRPC port.")] = 7233) -> None:
+    """Run the embedded engine: Temporal dev server (SQLite under .data/) and the worker."""
+    from observability import configure_logging
+    from worker import run_embedded
+
+    current = settings()
+    configure_logging(current.log_level, current.log_format)
+    load_routing(current.teams_file)
+    run(lambda: run_embedded(current, port))
+
+
+@app.command()
+def worker() -> None:
+    """Run only the worker, against TEMPORAL_ADDRESS (production, several in parallel)."""
+    from observability import configure_logging
+    from worker import run_worker
+
+    current = settings()
+    configure_logging(current.log_level, current.log_format)
+    load_routing(current.teams_file)
+    run(lambda: run_worker(current))
+
+
+# -- post-mortems ------------------------------------------------------------------------------
+
+
+@app.command()
+def start(
+    incident_id: Annotated[str, typer.Option(help="The incident's id in its source.")],
+    title: Annotated[str, typer.Option(help="What the incident was, in a few words.")],
+    severity: Annotated[Severity, typer.Option(case_sensitive=False)],
+    team: Annotated[str, typer.Option(help="The owning team (a name in the routing file).")],
+    resolved_at: Annotated[str, typer.Option(help="ISO 8601 with zone, e.g. 2026-11-20T10:00:00Z")],
+    started_at: Annotated[str | None, typer.Option(help="When the incident began.")] = None,
+    owner: Annotated[
+        str | None, typer.Option(help="Post-mortem owner (default: the team's).")
+    ] = None,
+    summary: Annotated[str, typer.Option(help="A first summary.")] = "",
+    responder: Annotated[list[str] | None, typer.Option(help="A responder; repeatable.")] = None,
+    source: Annotated[str, typer.Option(help="The incident source.")] = "manual",
+) -> None:
+    """Start the post-mortem of a resolved incident (or find the one already running)."""
+    routing().team(team)  # an unknown team is refused here, before anything starts
+    try:
+        incident = Incident(
+            source=source,
+            id=incident_id,
+            title=title,
+            severity=severity,
+            team=team,
+            resolved_at=parse_instant(resolved_at, "--resolved-at"),
+            started_at=parse_instant(started_at, "--started-at") if started_at else None,
+            summary=summary,
+            responders=responder or [],
+        )
+    except ValidationError as exc:
+        raise CliError("; ".join(describe_validation_error(exc))) from None
+    if incident.started_at and incident.started_at > incident.resolved_at:
+        raise CliError("--started-at is after --resolved-at")
+
+    async def go() -> engine.Started:
+        return await engine.start_postmortem(
+            await client(), settings().task_queue, PostmortemInput(incident=incident, owner=owner)
+        )
+
+    result = run(go)
+    typer.echo(result.handle.id)
+    typer.echo("started" if result.started else "already running", err=True)
+
+
+@app.command()
+def status(
+    workflow_id: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Phase, owner, review, timeline, findings and every action of a post-mortem."""
+    state = run(lambda: fetch_state(workflow_id))
+    if as_json:
+        emit_json(status_json(state))
+    else:
+        typer.echo(status_text(state))
+
+
+def status_json(state: PostmortemState) -> dict[str, Any]:
+    data = state.model_dump(mode="json")
+    data.update(
+        severity=state.incident.severity.value,
+        team=state.incident.team,
+        title=state.incident.title,
+        review_at=state.review.start.isoformat() if state.review else None,
+    )
+    return data
+
+
+def _when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
+
+
+def status_text(s: PostmortemState) -> str:
+    inc = s.incident
+    lines = [
+        f"{s.workflow_id}  [{s.phase}]",
+        f"Incident   {inc.id} ({inc.source}) · {inc.title} · {inc.severity} · team {inc.team}",
+        f"Resolved   {_when(inc.resolved_at)}",
+        f"Owner      {s.owner or '—'}",
+    ]
+    if s.review:
+        note = " (outside the window: " + s.review.reason + ")" if s.review.outside_window else ""
+        lines.append(
+            f"Review     {_when(s.review.start)}, window closes {_when(s.review.window_end)}{note}"
+        )
+    if s.tracking_ticket:
+        lines.append(f"Tracking   {s.tracking_ticket.key} {s.tracking_ticket.url}")
+    if s.published_url:
+        lines.append(f"Published  {s.published_url}")
+    if s.cancel_reason:
+        lines.append(f"Cancelled  {s.cancel_reason}")
+    for problem in s.problems:
+        lines.append(f"Problem    {problem}")
+    lines += ["", "Timeline"]
+    for e in sorted(s.timeline, key=lambda e: e.at) or []:
+        lines.append(f"  {_when(e.at)}  {e.text}")
+        if e.known:
+            lines.append(f"  {'':20}  known then: {e.known}")
+    if not s.timeline:
+        lines.append("  (no entries yet)")
+    if s.findings:
+        f = s.findings
+        lines += [
+            "",
+            "Findings",
+            f"  Proximate cause: {f.proximate_cause}",
+            f"  Root cause: {f.root_cause}",
+        ]
+        lines.append("  Contributing factors:")
+        lines += [f"    - [{c.category}] {c.description}" for c in f.contributing_factors]
+        for label, items in (
+            ("Went well", f.went_well),
+            ("Went badly", f.went_badly),
+            ("Got lucky", f.got_lucky),
+        ):
+            if items:
+                lines.append(f"  {label}:")
+                lines += [f"    - {item}" for item in items]
+    lines += ["", "Actions"]
+    if not s.actions:
+        lines.append("  (none yet)")
+    for a in s.actions:
+        flag = " OVERDUE" if a.overdue and a.state is ActionState.OPEN else ""
+        ticket = (
+            f"{a.ticket.key} {a.ticket.url}" if a.ticket else (a.filing_error or "not filed yet")
+        )
+        lines.append(f"  {a.id}  [{a.state}{flag}]  {a.title}")
+        lines.append(
+            f"      {a.type} · {a.priority} · owner {a.owner} · team {a.team} · due {_when(a.due)}"
+        )
+        lines.append(f"      ticket {ticket}")
+        if a.state_reason:
+            lines.append(f"      {a.state_reason}")
+    return "\n".join(lines)
+
+
+@timeline_app.command("add")
+def timeline_add(
+    workflow_id: str,
+    at: Annotated[str, typer.Option(help="When it happened (ISO 8601 with zone).")],
+    text: Annotated[str, typer.Option(help="What happened.")],
+    known: Annotated[str, typer.Option(help="What responders knew at that point.")] = "",
+) -> None:
+    """Append an entry to the timeline."""
+    try:
+        entry = TimelineEntry(at=parse_instant(at, "--at"), text=text, known=known, source="cli")
+    except ValidationError as exc:
+        raise CliError("; ".join(describe_validation_error(exc))) from None
+
+    async def go() -> int:
+        return int(
+            await (await handle_of(workflow_id)).execute_update(
+                PostmortemWorkflow.add_timeline_entry, entry
+            )
+        )
+
+    count = run(go)
+    typer.echo(f"timeline has {count} entries")
+
+
+def load_findings_file(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{path}: {exc.strerror}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise CliError(f"{path}: not valid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+
+
+@app.command()
+def review(
+    workflow_id: str,
+    findings: Annotated[Path, typer.Option(help="The findings file (YAML or JSON).")],
+    check: Annotated[bool, typer.Option("--check", help="Only validate; send nothing.")] = False,
+) -> None:
+    """Submit the review's findings. Invalid findings are refused with every problem named."""
+    data = load_findings_file(findings)
+    parsed, problems = parse_findings(data)
+    if parsed is not None:
+        from datetime import UTC
+
+        problems = check_findings(parsed, now=datetime.now(UTC), teams=routing().calendars())
+    if problems:
+        typer.echo(f"{findings}: {len(problems)} problem(s); nothing was sent:", err=True)
+        for problem in problems:
+            typer.echo(f"  - {problem}", err=True)
+        raise typer.Exit(1)
+    assert parsed is not None
+    if check:
+        typer.echo(f"{findings}: valid")
+        return
+
+    async def go() -> list[str]:
+        handle = await handle_of(workflow_id)
+        result = await handle.execute_update(
+            PostmortemWorkflow.complete_review, CompleteReviewInput(findings=parsed)
+        )
+        return list(result.action_ids)
+
+    ids = run(go)
+    typer.echo(f"findings recorded; actions: {', '.join(ids) or 'none'}")
+
+
+@app.command()
+def schedule(
+    workflow_id: str,
+    at: Annotated[str, typer.Option(help="The new review time (ISO 8601 with zone).")],
+    reason: Annotated[str, typer.Option(help="Why; required outside the window.")] = "",
+) -> None:
+    """Move the review to another time."""
+    request = RescheduleReviewInput(at=parse_instant(at, "--at"), reason=reason)
+
+    async def go() -> str:
+        handle = await handle_of(workflow_id)
+        slot = await handle.execute_update(PostmortemWorkflow.schedule_review, request)
+        return _when(slot.start)
+
+    typer.echo(f"review at {run(go)}")
+
+
+@app.command()
+def cancel(
+    workflow_id: str,
+    reason: Annotated[str, typer.Option(help="Why, e.g. 'false alarm'.")],
+) -> None:
+    """Cancel a post-mortem (its open actions stop being followed up)."""
+    if not reason.strip():
+        raise CliError("--reason must say why")
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(
+            PostmortemWorkflow.cancel, CancelInput(reason=reason)
+        )
+
+    run(go)
+    typer.echo(f"{workflow_id} cancelled")
+
+
+class ListPhase(StrEnum):
+    drafting = Phase.DRAFTING.value
+    review_scheduled = Phase.REVIEW_SCHEDULED.value
+    in_review = Phase.IN_REVIEW.value
+    actions_filed = Phase.ACTIONS_FILED.value
+    published = Phase.PUBLISHED.value
+    following_up = Phase.FOLLOWING_UP.value
+    closed = Phase.CLOSED.value
+    cancelled = Phase.CANCELLED.value
+
+
+@app.command("list")
+def list_command(
+    phase: Annotated[ListPhase | None, typer.Option(help="Only this phase.")] = None,
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    severity: Annotated[Severity | None, typer.Option(case_sensitive=False)] = None,
+    overdue: Annotated[bool, typer.Option("--overdue", help="Only with overdue actions.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Post-mortems, from Temporal visibility (search attributes): no workflow is queried."""
+    query = engine.postmortem_query(
+        phase=Phase(phase.value) if phase else None, team=team, severity=severity, overdue=overdue
+    )
+
+    async def go() -> list[engine.PostmortemRow]:
+        return [row async for row in engine.list_postmortems(await client(), query, limit)]
+
+    rows = run(go)
+    if as_json:
+        emit_json([row.as_json() for row in rows])
+        return
+    if not rows:
+        typer.echo("no post-mortems match")
+        return
+    typer.echo(f"{'WORKFLOW':38} {'PHASE':17} {'SEV':5} {'TEAM':12} {'OPEN':>4} {'LATE':>4}  TITLE")
+    for r in rows:
+        typer.echo(
+            f"{r.workflow_id:38} {r.phase:17} {r.severity:5} {r.team:12} "
+            f"{r.open_actions:>4} {r.overdue_actions:>4}  {r.title}"
+        )
+
+
+@app.command()
+def overdue(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    severity: Annotated[Severity | None, typer.Option(case_sensitive=False)] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Overdue corrective actions, most overdue first, from Temporal visibility."""
+    query = engine.overdue_actions_query(team=team, severity=severity)
+
+    async def go() -> list[engine.OverdueRow]:
+        return [row async for row in engine.list_overdue_actions(await client(), query, limit)]
+
+    from datetime import UTC
+
+    now = datetime.now(UTC)
+    rows = sorted(run(go), key=lambda r: -r.days_overdue(now))
+    if as_json:
+        emit_json([row.as_json(now) for row in rows])
+        return
+    if not rows:
+        typer.echo("no overdue actions")
+        return
+    typer.echo(f"{'DAYS':>4}  {'TEAM':12} {'OWNER':24} {'TICKET':10} {'POST-MORTEM':32} ACTION")
+    for r in rows:
+        typer.echo(
+            f"{r.days_overdue(now):>4}  {r.team:12} {r.owner:24} {r.ticket:10} "
+            f"{r.postmortem_id:32} {r.action_id}: {r.title}"
+        )
+
+
+# -- actions -------------------------------------------------------------------------------------
+
+
+def _set_state(workflow_id: str, change: ActionStateChange) -> None:
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(
+            PostmortemWorkflow.set_action_state, change
+        )
+
+    run(go)
+    typer.echo(f"action {change.action_id}: {change.state}")
+
+
+@action_app.command("done")
+def action_done(
+    workflow_id: str,
+    action_id: str,
+    note: Annotated[str, typer.Option(help="How it was done.")] = "",
+) -> None:
+    """Mark an action done (for work no tracker reports)."""
+    _set_state(
+        workflow_id, ActionStateChange(action_id=action_id, state=ActionState.DONE, reason=note)
+    )
+
+
+@action_app.command("drop")
+def action_drop(
+    workflow_id: str,
+    action_id: str,
+    reason: Annotated[str, typer.Option(help="Why it is no longer worth doing.")],
+) -> None:
+    """Drop an action, with a reason."""
+    _set_state(
+        workflow_id,
+        ActionStateChange(action_id=action_id, state=ActionState.DROPPED, reason=reason),
+    )
+
+
+@action_app.command("move")
+def action_move(
+    workflow_id: str,
+    action_id: str,
+    due: Annotated[str, typer.Option(help="New due date (YYYY-MM-DD) or time.")],
+    reason: Annotated[str, typer.Option(help="Why the date moves.")],
+) -> None:
+    """Move an action's deadline."""
+    state = run(lambda: fetch_state(workflow_id))
+    action = state.action(action_id)
+    if action is None:
+        raise CliError(f"no action {action_id!r} on {workflow_id}")
+    try:
+        move = MoveDeadlineInput(
+            action_id=action_id, due=parse_due(due, action.team), reason=reason
+        )
+    except ValidationError as exc:
+        raise CliError("; ".join(describe_validation_error(exc))) from None
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(PostmortemWorkflow.move_deadline, move)
+
+    run(go)
+    typer.echo(f"action {action_id} due {_when(move.due)}")
+
+
+@action_app.command("add")
+def action_add(
+    workflow_id: str,
+    title: Annotated[str, typer.Option()],
+    type: Annotated[ActionType, typer.Option(case_sensitive=False)],
+    owner: Annotated[str, typer.Option()],
+    team: Annotated[str, typer.Option()],
+    due: Annotated[str, typer.Option(help="YYYY-MM-DD or an ISO 8601 time.")],
+    priority: Annotated[Priority, typer.Option(case_sensitive=False)] = Priority.P2,
+    description: Annotated[str, typer.Option()] = "",
+) -> None:
+    """Add a corrective action after the review; it is filed in its team's tracker."""
+    routing().team(team)
+    try:
+        spec = ActionSpec(
+            title=title,
+            type=type,
+            owner=owner,
+            team=team,
+            due=parse_due(due, team),
+            priority=priority,
+            description=description,
+        )
+    except ValidationError as exc:
+        raise CliError("; ".join(describe_validation_error(exc))) from None
+
+    async def go() -> str:
+        return str(
+            await (await handle_of(workflow_id)).execute_update(PostmortemWorkflow.add_action, spec)
+        )
+
+    typer.echo(f"action {run(go)} added")
+
+
+# -- the local tracker --------------------------------------------------------------------------
+
+
+def local_tracker() -> LocalTracker:
+    current = settings()
+    return LocalTracker(current.tracker_db, routing().local_projects(), current.local_tracker_url)
+
+
+@tracker_app.command("list")
+def tracker_list(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Tickets in the local tracker, with their comments (reminders, escalations)."""
+    tickets = local_tracker().list_tickets(team=team)
+    if as_json:
+        emit_json([t.model_dump(mode="json") for t in tickets])
+        return
+    if not tickets:
+        typer.echo("no tickets")
+    for t in tickets:
+        state = t.state + (f" ({t.resolution})" if t.resolution else "")
+        due = f" · due {_when(t.due)}" if t.due else ""
+        typer.echo(f"{t.key}  [{state}]  {t.title}")
+        typer.echo(f"    team {t.team} · assignee {t.assignee or '—'}{due}")
+        for c in t.comments:
+            typer.echo(f"    - {_when(c.created_at)}: {c.body}")
+
+
+@tracker_app.command("close")
+def tracker_close(
+    key: str,
+    not_planned: Annotated[
+        bool, typer.Option("--not-planned", help="Closed as not planned.")
+    ] = False,
+) -> None:
+    """Close a ticket, as a person would in the tracker; follow-up notices at its next poll."""
+    ticket = local_tracker().set_state(
+        key, closed=True, resolution="not_planned" if not_planned else "completed"
+    )
+    typer.echo(f"{ticket.key} closed ({ticket.resolution})")
+
+
+@tracker_app.command("reopen")
+def tracker_reopen(key: str) -> None:
+    """Reopen a closed ticket."""
+    ticket = local_tracker().set_state(key, closed=False)
+    typer.echo(f"{ticket.key} reopened")
+
+
+def main() -> None:
+    """Entry point: exit through os._exit after flushing (sdk-python #300 crashes at exit)."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except (CliError, ConfigError, IntegrationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    except Exception as exc:  # a bug of ours: still one line, the trace on demand
+        if os.environ.get("PM_DEBUG"):
+            traceback.print_exc()
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (set PM_DEBUG=1 for the trace)",
+            err=True,
+        )
+        code = 70
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""Settings from the environment (PM_*, TEMPORAL_*) and the team routing file (TOML)."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from domain.findings import TeamCalendar, describe_validation_error
+from domain.models import Severity, TeamInfo
+from domain.policy import DEFAULT_SEVERITY_POLICIES, FollowUpPolicy, SeverityPolicy
+from domain.scheduling import WorkingHours
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PM_", extra="ignore")
+
+    temporal_address: str = Field(
+        default="localhost:7233",
+        validation_alias=AliasChoices("TEMPORAL_ADDRESS", "PM_TEMPORAL_ADDRESS"),
+    )
+    temporal_namespace: str = Field(
+        default="default",
+        validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "PM_TEMPORAL_NAMESPACE"),
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_API_KEY", "PM_TEMPORAL_API_KEY")
+    )
+    task_queue: str = "postmortem"
+    data_dir: Path = Path(".data")
+    teams_file: Path = Path("teams.toml")
+    publish_dir: Path | None = None
+    local_tracker_db: Path | None = None
+    local_tracker_url: str = "local://"
+    temporal_ui_port: int = 8233
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    activity_threads: int = Field(default=16, ge=1, le=256)
+
+    @property
+    def published_dir(self) -> Path:
+        return self.publish_dir or self.data_dir / "published"
+
+    @property
+    def tracker_db(self) -> Path:
+        return self.local_tracker_db or self.data_dir / "tracker.sqlite3"
+
+    @property
+    def temporal_db(self) -> Path:
+        return self.data_dir / "temporal.sqlite3"
+
+
+class ConfigError(Exception):
+    """The routing file or a setting is wrong; the message says where and how."""
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|s|days?|hours?|minutes?|seconds?)\s*$")
+_UNIT = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def _duration(value: Any) -> Any:
+    """'7d', '36h', '30m' as well as what pydantic reads (seconds, ISO 8601 'P7D')."""
+    if isinstance(value, str) and (match := _DURATION.match(value)):
+        number, unit = match.groups()
+        return timedelta(**{_UNIT[unit[0]]: float(number)})
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class FollowUpConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reminders_before: list[Duration] = Field(
+        default_factory=lambda: [timedelta(days=7), timedelta(days=1)]
+    )
+    escalate_after: Duration = timedelta(days=2)
+    escalate_every: Duration = timedelta(days=7)
+    poll_every: Duration = timedelta(hours=6)
+    review_reminder_before: Duration = timedelta(days=1)
+
+    def to_policy(self) -> FollowUpPolicy:
+        return FollowUpPolicy(
+            reminder_offsets=self.reminders_before,
+            escalation_grace=self.escalate_after,
+            escalation_repeat=self.escalate_every,
+            status_poll_interval=self.poll_every,
+            review_reminder_before=self.review_reminder_before,
+        )
+
+
+class PolicyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    severity: dict[Severity, SeverityPolicy] = Field(default_factory=dict)
+    follow_up: FollowUpConfig = Field(default_factory=FollowUpConfig)
+
+    def for_severity(self, severity: Severity) -> SeverityPolicy:
+        return self.severity.get(severity) or DEFAULT_SEVERITY_POLICIES[severity.value]
+
+
+class TeamConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tracker: Literal["local"] = "local"
+    project: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9]{0,9}$")
+    manager: str = Field(min_length=1)
+    timezone: str = "UTC"
+    working_hours: str = "09:00-17:00"
+    postmortem_owner: str | None = None
+    holidays: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+            ) from None
+        return value
+
+    @field_validator("working_hours")
+    @classmethod
+    def _hours(cls, value: str) -> str:
+        WorkingHours.parse(value)
+        return value
+
+
+class Routing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    teams: dict[str, TeamConfig] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _projects_unique(self) -> Routing:
+        seen: dict[str, str] = {}
+        for name in self.teams:
+            project = self.project_of(name)
+            if project in seen:
+                raise ValueError(f"teams {seen[project]!r} and {name!r} share project {project!r}")
+            seen[project] = name
+        return self
+
+    def project_of(self, name: str) -> str:
+        team = self.teams[name]
+        return team.project or (re.sub(r"[^A-Z0-9]", "", name.upper())[:6] or "PM")
+
+    def team(self, name: str) -> TeamConfig:
+        try:
+            return self.teams[name]
+        except KeyError:
+            known = ", ".join(sorted(self.teams))
+            raise ConfigError(f"unknown team {name!r} (known teams: {known})") from None
+
+    def team_info(self, name: str) -> TeamInfo:
+        team = self.team(name)
+        return TeamInfo(
+            name=name,
+            tracker=team.tracker,
+            manager=team.manager,
+            timezone=team.timezone,
+            postmortem_owner=team.postmortem_owner,
+        )
+
+    def calendars(self) -> dict[str, TeamCalendar]:
+        return {
+            name: TeamCalendar(ZoneInfo(t.timezone), WorkingHours.parse(t.working_hours))
+            for name, t in self.teams.items()
+        }
+
+    def local_projects(self) -> dict[str, str]:
+        return {
+            name: self.project_of(name) for name, t in self.teams.items() if t.tracker == "local"
+        }
+
+
+_cache: dict[Path, tuple[float, Routing]] = {}
+
+
+def load_routing(path: Path) -> Routing:
+    """Read the routing file; re-read when it changes so a fix needs no restart."""
+    path = Path(path)
+    try:
+        mtime = path.stat().st_mtime
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: routing file not found (copy teams.example.toml to {path} "
+            "or set PM_TEAMS_FILE)"
+        ) from None
+    cached = _cache.get(path.resolve())
+    if cached and cached[0] == mtime:
+        return cached[1]
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        routing = Routing.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: " + "; ".join(describe_validation_error(exc))) from None
+    _cache[path.resolve()] = (mtime, routing)
+    return routing

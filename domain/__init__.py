@@ -1,0 +1,1 @@
+"""Pure domain logic: models, policies, scheduling, validation and rendering. No I/O, no clock."""

@@ -1,0 +1,92 @@
+"""Inputs and results of the workflows' runs, updates and signals: one model each."""
+
+from __future__ import annotations
+
+from pydantic import AwareDatetime, Field
+
+from domain.models import (
+    ActionId,
+    ActionState,
+    CorrectiveAction,
+    Findings,
+    Incident,
+    Model,
+    PostmortemState,
+    Severity,
+    Text,
+    TimelineEntry,
+)
+from domain.policy import FollowUpPolicy
+
+
+class PostmortemInput(Model):
+    incident: Incident
+    owner: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    # Set by continue-as-new: the state to carry on from.
+    resume: PostmortemState | None = None
+
+
+class CompleteReviewInput(Model):
+    findings: Findings
+
+
+class ReviewAccepted(Model):
+    action_ids: list[str]
+
+
+class RescheduleReviewInput(Model):
+    at: AwareDatetime
+    reason: str = ""
+
+
+class ActionStateChange(Model):
+    action_id: ActionId
+    state: ActionState
+    reason: str = ""
+
+
+class MoveDeadlineInput(Model):
+    action_id: ActionId
+    due: AwareDatetime
+    reason: Text
+
+
+class CancelInput(Model):
+    reason: Text
+
+
+class ActionFollowUpInput(Model):
+    postmortem_id: str
+    incident_id: str
+    severity: Severity
+    manager: str
+    action: CorrectiveAction
+    policy: FollowUpPolicy
+    last_poll_at: AwareDatetime | None = None
+    # Loop turns per run before continue-as-new keeps history bounded.
+    continue_after: int = Field(default=200, ge=1)
+
+
+class ActionProgress(Model):
+    """A child's snapshot of its action, signalled to the post-mortem after each change."""
+
+    action: CorrectiveAction
+
+
+class ChildStateChange(Model):
+    state: ActionState
+    reason: str = ""
+    at: AwareDatetime
+
+
+class ChildDeadlineMove(Model):
+    due: AwareDatetime
+    reason: str
+
+
+class TrackerStatusSignal(Model):
+    """The tracker's word on a ticket, from a webhook or a poll."""
+
+    done: bool
+    resolution: str = ""

@@ -1,0 +1,261 @@
+"""The post-mortem's vocabulary: incidents, timelines, findings, corrective actions and state."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from domain.policy import FollowUpPolicy, SeverityPolicy
+
+
+class Severity(StrEnum):
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+    SEV5 = "SEV5"
+
+
+class Phase(StrEnum):
+    DRAFTING = "drafting"
+    REVIEW_SCHEDULED = "review_scheduled"
+    IN_REVIEW = "in_review"
+    ACTIONS_FILED = "actions_filed"
+    PUBLISHED = "published"
+    FOLLOWING_UP = "following_up"
+    CLOSED = "closed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Phase.CLOSED, Phase.CANCELLED)
+
+    @property
+    def awaits_review(self) -> bool:
+        return self in (Phase.REVIEW_SCHEDULED, Phase.IN_REVIEW)
+
+
+class FactorCategory(StrEnum):
+    """System-level categories: each asks 'what about the system allowed this?'."""
+
+    PROCESS_GAP = "process_gap"
+    TOOLING_LIMITATION = "tooling_limitation"
+    UNCLEAR_OWNERSHIP = "unclear_ownership"
+    MISSING_SAFEGUARD = "missing_safeguard"
+    MONITORING_GAP = "monitoring_gap"
+    DOCUMENTATION_GAP = "documentation_gap"
+    OTHER = "other"
+
+
+class ActionType(StrEnum):
+    """The Google SRE set of corrective action types."""
+
+    INVESTIGATE = "investigate"
+    MITIGATE = "mitigate"
+    REPAIR = "repair"
+    DETECT = "detect"
+    PREVENT = "prevent"
+    PROCESS = "process"
+
+
+class Priority(StrEnum):
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+    P4 = "P4"
+
+
+class ActionState(StrEnum):
+    OPEN = "open"
+    DONE = "done"
+    DROPPED = "dropped"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not ActionState.OPEN
+
+
+# Identifiers end up in workflow ids, labels and file names: keep them to a safe alphabet.
+Identifier = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", strip_whitespace=True)
+]
+ActionId = Annotated[
+    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", strip_whitespace=True)
+]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000, strip_whitespace=True)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+
+
+class Model(BaseModel):
+    # Unknown keys are errors at every boundary: a typo in a findings file must not vanish.
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class TimelineEntry(Model):
+    at: AwareDatetime
+    text: Text
+    known: str = Field(default="", description="What responders knew at this point")
+    source: str = "manual"
+
+
+class Incident(Model):
+    source: Identifier = "manual"
+    id: Identifier
+    title: Name
+    severity: Severity
+    team: Name
+    resolved_at: AwareDatetime
+    started_at: AwareDatetime | None = None
+    summary: str = ""
+    url: str | None = None
+    responders: list[str] = Field(default_factory=list)
+    private: bool = False
+
+    @property
+    def workflow_id(self) -> str:
+        return postmortem_workflow_id(self.source, self.id)
+
+
+def postmortem_workflow_id(source: str, incident_id: str) -> str:
+    return f"postmortem-{source}-{incident_id}"
+
+
+def action_workflow_id(postmortem_id: str, action_id: str) -> str:
+    return f"{postmortem_id}/action-{action_id}"
+
+
+class ContributingFactor(Model):
+    category: FactorCategory
+    description: Text
+
+
+class TicketRef(Model):
+    tracker: str
+    key: str
+    url: str
+
+
+class ActionSpec(Model):
+    """A corrective action as a person writes it in the review's findings."""
+
+    id: ActionId | None = None
+    title: Name
+    description: str = ""
+    type: ActionType
+    priority: Priority = Priority.P2
+    owner: Name
+    team: Name
+    # A bare date means the end of that day in the owning team's time zone.
+    due: AwareDatetime | date
+
+
+class CorrectiveAction(Model):
+    """A corrective action as the engine tracks it."""
+
+    id: ActionId
+    title: Name
+    description: str = ""
+    type: ActionType
+    priority: Priority = Priority.P2
+    owner: Name
+    team: Name
+    due: AwareDatetime
+    state: ActionState = ActionState.OPEN
+    state_reason: str = ""
+    ticket: TicketRef | None = None
+    filing_error: str | None = None
+    overdue: bool = False
+    reminders_sent: int = 0
+    last_reminder_at: AwareDatetime | None = None
+    escalation_level: int = 0
+    last_escalation_at: AwareDatetime | None = None
+    completed_at: AwareDatetime | None = None
+
+
+class Findings(Model):
+    """What the review produced. Proximate and root cause are separate on purpose."""
+
+    summary: str = ""
+    impact: str = ""
+    timeline_corrections: list[TimelineEntry] = Field(default_factory=list)
+    contributing_factors: list[ContributingFactor] = Field(min_length=1)
+    proximate_cause: Text
+    root_cause: Text
+    went_well: list[str] = Field(default_factory=list)
+    went_badly: list[str] = Field(default_factory=list)
+    got_lucky: list[str] = Field(default_factory=list)
+    actions: list[ActionSpec] = Field(default_factory=list)
+
+
+class ReviewOutcome(Model):
+    """Accepted findings, as stored on the post-mortem (actions live in state.actions)."""
+
+    summary: str = ""
+    impact: str = ""
+    contributing_factors: list[ContributingFactor]
+    proximate_cause: str
+    root_cause: str
+    went_well: list[str] = Field(default_factory=list)
+    went_badly: list[str] = Field(default_factory=list)
+    got_lucky: list[str] = Field(default_factory=list)
+    accepted_at: AwareDatetime
+
+
+class TeamInfo(Model):
+    """The slice of a team's routing that a post-mortem keeps for its whole life."""
+
+    name: str
+    tracker: str
+    manager: str
+    timezone: str
+    postmortem_owner: str | None = None
+
+
+class ReviewSlot(Model):
+    start: AwareDatetime
+    window_end: AwareDatetime
+    timezone: str
+    outside_window: bool = False
+    reason: str = ""
+
+
+class PhaseChange(Model):
+    phase: Phase
+    at: AwareDatetime
+    note: str = ""
+
+
+class PostmortemState(Model):
+    workflow_id: str
+    incident: Incident
+    phase: Phase = Phase.DRAFTING
+    owner: str | None = None
+    team: TeamInfo | None = None
+    policy: SeverityPolicy | None = None
+    follow_up: FollowUpPolicy | None = None
+    review: ReviewSlot | None = None
+    review_reminder_sent: bool = False
+    review_escalations: int = 0
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    findings: ReviewOutcome | None = None
+    actions: list[CorrectiveAction] = Field(default_factory=list)
+    tracking_ticket: TicketRef | None = None
+    published_url: str | None = None
+    problems: list[str] = Field(default_factory=list)
+    phase_history: list[PhaseChange] = Field(default_factory=list)
+    cancel_reason: str | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def open_actions(self) -> list[CorrectiveAction]:
+        return [a for a in self.actions if a.state is ActionState.OPEN]
+
+    @property
+    def overdue_actions(self) -> list[CorrectiveAction]:
+        return [a for a in self.open_actions if a.overdue]
+
+    def action(self, action_id: str) -> CorrectiveAction | None:
+        return next((a for a in self.actions if a.id == action_id), None)

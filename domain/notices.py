@@ -1,0 +1,107 @@
+"""The words the engine writes on tickets: framed around the system, never around a person."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain.models import CorrectiveAction, Incident, PostmortemState, ReviewSlot
+
+
+def when(instant: datetime) -> str:
+    return f"{instant:%a %Y-%m-%d %H:%M} UTC"
+
+
+def tracking_ticket(state: PostmortemState) -> tuple[str, str]:
+    incident = state.incident
+    title = f"Post-mortem: {incident.title} ({incident.severity}, {incident.id})"
+    body = "\n".join(
+        [
+            f"Blameless post-mortem for incident {incident.id} ({incident.source}), "
+            f"resolved {when(incident.resolved_at)}.",
+            "",
+            f"Owner: {state.owner or 'unassigned'}",
+            f"Team: {incident.team}",
+            f"Workflow: {state.workflow_id}",
+            "",
+            "The review asks what about the system allowed this to happen: process, tooling, "
+            "ownership, safeguards, detection and documentation. It does not ask who.",
+        ]
+    )
+    return title, body
+
+
+def action_ticket(
+    incident: Incident, action: CorrectiveAction, postmortem_id: str
+) -> tuple[str, str]:
+    title = f"[{action.type}] {action.title}"
+    body = "\n".join(
+        [
+            action.description or action.title,
+            "",
+            f"Corrective action ({action.type}, {action.priority}) from the post-mortem of "
+            f"incident {incident.id}: {incident.title}.",
+            f"Owner: {action.owner} · Team: {action.team} · Due: {when(action.due)}",
+            f"Post-mortem: {postmortem_id}",
+        ]
+    )
+    return title, body
+
+
+def review_scheduled(slot: ReviewSlot, owner: str | None) -> str:
+    text = (
+        f"Review scheduled for {when(slot.start)} ({slot.timezone}); the window closes "
+        f"{when(slot.window_end)}. Owner: {owner or 'unassigned'}."
+    )
+    if slot.outside_window:
+        text += f" Note: {slot.reason}."
+    return text
+
+
+def review_rescheduled(slot: ReviewSlot, reason: str) -> str:
+    text = f"Review moved to {when(slot.start)} ({slot.timezone})."
+    if reason:
+        text += f" Reason: {reason}"
+    return text
+
+
+def review_reminder(slot: ReviewSlot) -> str:
+    return (
+        f"Reminder: the post-mortem review is at {when(slot.start)}. Please read the draft "
+        "timeline beforehand and note what you knew at each decision point."
+    )
+
+
+def review_late(slot: ReviewSlot, manager: str, count: int) -> str:
+    return (
+        f"@{manager}: the review window closed {when(slot.window_end)} and no findings have "
+        f"been recorded yet (notice {count}). The team may need time or help to hold the review."
+    )
+
+
+def action_reminder(action: CorrectiveAction) -> str:
+    return (
+        f"@{action.owner}: reminder, this corrective action is due {when(action.due)}. "
+        "If the due date no longer fits, move it with a reason so the plan stays honest."
+    )
+
+
+def action_escalation(action: CorrectiveAction, manager: str, level: int) -> str:
+    return (
+        f"@{manager} @{action.owner}: this corrective action passed its due date "
+        f"{when(action.due)} (notice {level}). What is in the way: time, priority or "
+        "ownership? Move the date with a reason, or drop the action with one."
+    )
+
+
+def published(location: str) -> str:
+    return f"The post-mortem is published: {location}"
+
+
+def closed(state: PostmortemState) -> str:
+    done = sum(1 for a in state.actions if a.state == "done")
+    dropped = sum(1 for a in state.actions if a.state == "dropped")
+    return f"Post-mortem closed: {done} corrective action(s) done, {dropped} dropped with a reason."
+
+
+def cancelled(reason: str) -> str:
+    return f"Post-mortem cancelled: {reason}"

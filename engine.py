@@ -1,0 +1,206 @@
+"""Client-side operations on the engine, shared by the CLI and the HTTP API."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from config import Settings
+from domain.messages import PostmortemInput
+from domain.models import Phase, Severity
+from workflows import search_attributes as sa
+from workflows.action import ActionFollowUpWorkflow
+from workflows.postmortem import PostmortemWorkflow
+
+
+async def connect(settings: Settings) -> Client:
+    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=api_key,
+        tls=api_key is not None,
+        data_converter=pydantic_data_converter,
+    )
+
+
+@dataclass(frozen=True)
+class Started:
+    handle: WorkflowHandle[PostmortemWorkflow, Any]
+    started: bool  # False: the incident's post-mortem already existed
+
+
+async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput) -> Started:
+    """Start the incident's post-mortem, or find the one already there (same workflow id)."""
+    incident = inp.incident
+    handle = await client.start_workflow(
+        PostmortemWorkflow.run,
+        inp,
+        id=incident.workflow_id,
+        task_queue=task_queue,
+        # A webhook delivered twice, or a manual start after one, reaches the same workflow;
+        # a closed post-mortem is not started again for the same incident.
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        memo={"title": incident.title},
+        search_attributes=sa.initial(
+            {
+                sa.PHASE: Phase.DRAFTING.value,
+                sa.TEAM: incident.team,
+                sa.SEVERITY: incident.severity.value,
+                sa.INCIDENT_ID: incident.id,
+                sa.OPEN_ACTIONS: 0,
+                sa.OVERDUE_ACTIONS: 0,
+            }
+        ),
+    )
+    # The SDK keeps the server's answer, whose `started` says whether this call created it.
+    response = getattr(handle, "_start_workflow_response", None)
+    return Started(handle=handle, started=bool(getattr(response, "started", True)))
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def postmortem_query(
+    *,
+    phase: Phase | None = None,
+    team: str | None = None,
+    severity: Severity | None = None,
+    overdue: bool = False,
+) -> str:
+    clauses = [f"WorkflowType = '{PostmortemWorkflow.__name__}'"]
+    if phase is not None:
+        clauses.append(f"{sa.PHASE.name} = {_quote(phase.value)}")
+    if team is not None:
+        clauses.append(f"{sa.TEAM.name} = {_quote(team)}")
+    if severity is not None:
+        clauses.append(f"{sa.SEVERITY.name} = {_quote(severity.value)}")
+    if overdue:
+        clauses.append(f"{sa.OVERDUE_ACTIONS.name} > 0")
+    return " AND ".join(clauses)
+
+
+def overdue_actions_query(*, team: str | None = None, severity: Severity | None = None) -> str:
+    clauses = [
+        f"WorkflowType = '{ActionFollowUpWorkflow.__name__}'",
+        "ExecutionStatus = 'Running'",
+        f"{sa.OVERDUE_ACTIONS.name} > 0",
+    ]
+    if team is not None:
+        clauses.append(f"{sa.TEAM.name} = {_quote(team)}")
+    if severity is not None:
+        clauses.append(f"{sa.SEVERITY.name} = {_quote(severity.value)}")
+    return " AND ".join(clauses)
+
+
+@dataclass(frozen=True)
+class PostmortemRow:
+    workflow_id: str
+    title: str
+    phase: str
+    team: str
+    severity: str
+    incident_id: str
+    open_actions: int
+    overdue_actions: int
+    next_action_due: datetime | None
+    status: str
+    started_at: datetime | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "title": self.title,
+            "phase": self.phase,
+            "team": self.team,
+            "severity": self.severity,
+            "incident_id": self.incident_id,
+            "open_actions": self.open_actions,
+            "overdue_actions": self.overdue_actions,
+            "next_action_due": self.next_action_due.isoformat() if self.next_action_due else None,
+            "status": self.status,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+        }
+
+
+@dataclass(frozen=True)
+class OverdueRow:
+    workflow_id: str
+    postmortem_id: str
+    action_id: str
+    title: str
+    owner: str
+    team: str
+    severity: str
+    incident_id: str
+    due: datetime | None
+    ticket: str
+    ticket_url: str
+
+    def days_overdue(self, now: datetime) -> int:
+        return max(0, (now - self.due).days) if self.due else 0
+
+    def as_json(self, now: datetime) -> dict[str, Any]:
+        return {
+            "postmortem_id": self.postmortem_id,
+            "action_id": self.action_id,
+            "title": self.title,
+            "owner": self.owner,
+            "team": self.team,
+            "severity": self.severity,
+            "incident_id": self.incident_id,
+            "due": self.due.isoformat() if self.due else None,
+            "days_overdue": self.days_overdue(now),
+            "ticket": {"key": self.ticket, "url": self.ticket_url},
+        }
+
+
+async def list_postmortems(
+    client: Client, query: str, limit: int | None = None
+) -> AsyncIterator[PostmortemRow]:
+    async for execution in client.list_workflows(query, limit=limit):
+        attrs = execution.typed_search_attributes
+        memo = await execution.memo()
+        status = execution.status or WorkflowExecutionStatus.RUNNING
+        yield PostmortemRow(
+            workflow_id=execution.id,
+            title=str(memo.get("title", "")),
+            phase=attrs.get(sa.PHASE) or "",
+            team=attrs.get(sa.TEAM) or "",
+            severity=attrs.get(sa.SEVERITY) or "",
+            incident_id=attrs.get(sa.INCIDENT_ID) or "",
+            open_actions=attrs.get(sa.OPEN_ACTIONS) or 0,
+            overdue_actions=attrs.get(sa.OVERDUE_ACTIONS) or 0,
+            next_action_due=attrs.get(sa.NEXT_ACTION_DUE),
+            status=status.name.lower(),
+            started_at=execution.start_time,
+        )
+
+
+async def list_overdue_actions(
+    client: Client, query: str, limit: int | None = None
+) -> AsyncIterator[OverdueRow]:
+    async for execution in client.list_workflows(query, limit=limit):
+        attrs = execution.typed_search_attributes
+        memo = await execution.memo()
+        yield OverdueRow(
+            workflow_id=execution.id,
+            postmortem_id=str(memo.get("postmortem_id", "")),
+            action_id=str(memo.get("action_id", "")),
+            title=str(memo.get("title", "")),
+            owner=str(memo.get("owner", "")),
+            team=attrs.get(sa.TEAM) or "",
+            severity=attrs.get(sa.SEVERITY) or "",
+            incident_id=attrs.get(sa.INCIDENT_ID) or "",
+            due=attrs.get(sa.NEXT_ACTION_DUE),
+            ticket=str(memo.get("ticket", "")),
+            ticket_url=str(memo.get("ticket_url", "")),
+        )

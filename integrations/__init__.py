@@ -1,0 +1,1 @@
+"""Plain clients for the outside world (trackers, publishing). No Temporal imports here."""

@@ -1,0 +1,47 @@
+"""The tracker port: what Jira, GitHub Issues and the local tracker all offer."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Protocol
+
+from pydantic import BaseModel, Field
+
+from domain.models import TicketRef
+
+
+class TicketRequest(BaseModel):
+    """A ticket to create, once: `idempotency_key` finds it again after a retry."""
+
+    idempotency_key: str
+    team: str
+    title: str
+    body: str
+    assignee: str | None = None
+    labels: list[str] = Field(default_factory=list)
+    due: datetime | None = None
+    priority: str | None = None
+
+
+class TicketStatus(BaseModel):
+    """A ticket's state as the tracker reports it, reduced to what follow-up needs."""
+
+    ref: TicketRef
+    done: bool
+    # "completed" or "not_planned" when done; the tracker's own words otherwise.
+    resolution: str = ""
+    status_name: str = ""
+
+
+class Tracker(Protocol):
+    kind: str
+
+    def create_ticket(self, request: TicketRequest) -> TicketRef:
+        """Create the ticket, or return the one already carrying the idempotency key."""
+        ...
+
+    def find_ticket(self, idempotency_key: str, team: str) -> TicketRef | None: ...
+
+    def ticket_status(self, ref: TicketRef) -> TicketStatus: ...
+
+    def comment(self, ref: TicketRef, text: str) -> None: ...

@@ -1,0 +1,80 @@
+"""Shared fixtures: one time-skipping test server per session, a fresh queue and data per test."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from config import Settings
+from integrations.local import LocalTracker
+from worker import build_worker, register_search_attributes
+
+ROUTING = """
+[policy.follow_up]
+reminders_before = ["7d", "1d"]
+escalate_after = "2d"
+escalate_every = "7d"
+poll_every = "6h"
+
+[teams.payments]
+project = "PAY"
+manager = "dana.manager@example.com"
+postmortem_owner = "owner@example.com"
+timezone = "Europe/Berlin"
+
+[teams.platform]
+project = "PLAT"
+manager = "lee.manager@example.com"
+timezone = "America/New_York"
+"""
+
+
+def binary(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} is not installed: `make test` installs it with the dev extras")
+    return found
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"),
+        data_converter=pydantic_data_converter,
+    )
+    await register_search_attributes(environment.client, "default")
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    teams = tmp_path / "teams.toml"
+    teams.write_text(ROUTING)
+    return Settings(data_dir=tmp_path / "data", teams_file=teams, task_queue=f"tq-{uuid.uuid4()}")
+
+
+@pytest.fixture
+def tracker(settings: Settings) -> LocalTracker:
+    return LocalTracker(settings.tracker_db, {"payments": "PAY", "platform": "PLAT"})
+
+
+@pytest.fixture
+async def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture
+async def worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
+    async with build_worker(client, settings) as running:
+        yield running

@@ -1,0 +1,83 @@
+"""Builders for the inputs tests send: incidents, findings, and ways to start a post-mortem."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy
+
+from domain.messages import PostmortemInput
+from domain.models import Incident, Severity, TimelineEntry
+from workflows.postmortem import PostmortemWorkflow
+
+
+def incident(now: datetime, incident_id: str = "INC-42", **overrides: Any) -> Incident:
+    fields: dict[str, Any] = {
+        "id": incident_id,
+        "title": "Checkout errors",
+        "severity": Severity.SEV2,
+        "team": "payments",
+        "started_at": now - timedelta(hours=2),
+        "resolved_at": now - timedelta(minutes=5),
+        "responders": ["sam@example.com"],
+    }
+    fields.update(overrides)
+    return Incident(**fields)
+
+
+def findings(now: datetime, **overrides: Any) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "summary": "Checkout returned errors for 2 hours after a config push.",
+        "impact": "12% of checkouts failed.",
+        "timeline_corrections": [
+            {
+                "at": (now - timedelta(hours=1)).isoformat(),
+                "text": "Rollback started",
+                "known": "Errors correlated with the config push",
+            }
+        ],
+        "contributing_factors": [
+            {"category": "missing_safeguard", "description": "Config pushes skip canary checks"},
+            {"category": "monitoring_gap", "description": "No alert on checkout error rate"},
+        ],
+        "proximate_cause": "A config push set the payment timeout to 0 ms.",
+        "root_cause": "Config changes reach production without validation or a canary stage.",
+        "went_well": ["Rollback took 4 minutes"],
+        "went_badly": ["Detection took 90 minutes"],
+        "got_lucky": ["Low traffic hour"],
+        "actions": [
+            {
+                "id": "canary",
+                "title": "Add canary stage to config pushes",
+                "type": "prevent",
+                "priority": "P1",
+                "owner": "alex@example.com",
+                "team": "payments",
+                "due": (now + timedelta(days=30)).isoformat(),
+            },
+            {
+                "id": "alert",
+                "title": "Alert on checkout error rate above 1%",
+                "type": "detect",
+                "owner": "kim@example.com",
+                "team": "platform",
+                "due": (now + timedelta(days=30)).isoformat(),
+            },
+        ],
+    }
+    data.update(overrides)
+    return data
+
+
+async def start(
+    client: Client, task_queue: str, inc: Incident, timeline: list[TimelineEntry] | None = None
+) -> WorkflowHandle[PostmortemWorkflow, Any]:
+    return await client.start_workflow(
+        PostmortemWorkflow.run,
+        PostmortemInput(incident=inc, timeline=timeline or []),
+        id=inc.workflow_id,
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )

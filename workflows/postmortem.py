@@ -1,0 +1,601 @@
+"""PostmortemWorkflow: one per incident, walking the blameless method from draft to closed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError, FailureError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.errors import INVALID_INPUT
+    from activities.publishing import Publication, PublishingActivities, PublishInput
+    from activities.routing import (
+        PlanReviewInput,
+        PostmortemContext,
+        PrepareActionsInput,
+        ResolveContextInput,
+        RoutingActivities,
+    )
+    from activities.tracker import CommentInput, TrackerActivities
+    from domain import notices
+    from domain.findings import check_actions, check_findings
+    from domain.messages import (
+        ActionFollowUpInput,
+        ActionProgress,
+        ActionStateChange,
+        CancelInput,
+        ChildDeadlineMove,
+        ChildStateChange,
+        CompleteReviewInput,
+        MoveDeadlineInput,
+        PostmortemInput,
+        RescheduleReviewInput,
+        ReviewAccepted,
+    )
+    from domain.models import (
+        ActionSpec,
+        ActionState,
+        CorrectiveAction,
+        Phase,
+        PhaseChange,
+        PostmortemState,
+        ReviewOutcome,
+        ReviewSlot,
+        TicketRef,
+        TimelineEntry,
+        action_workflow_id,
+    )
+    from integrations.tracker import TicketRequest
+
+import contextlib
+
+from workflows import search_attributes as sa
+from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
+
+QUICK_TIMEOUT = timedelta(seconds=30)
+QUICK_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=5),
+    non_retryable_error_types=["ConfigurationError", INVALID_INPUT],
+)
+# Filing must eventually happen: retry a tracker outage for as long as it lasts.
+FILING_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=["TrackerRejected", "ConfigurationError"],
+)
+
+
+@workflow.defn
+class PostmortemWorkflow:
+    @workflow.init
+    def __init__(self, inp: PostmortemInput) -> None:
+        if inp.resume is not None:
+            self._s = inp.resume
+        else:
+            self._s = PostmortemState(
+                workflow_id=workflow.info().workflow_id,
+                incident=inp.incident,
+                owner=inp.owner,
+                timeline=sorted(inp.timeline, key=lambda e: e.at),
+            )
+        self._lock = asyncio.Lock()
+        self._woken = False
+        self._cancel_reason: str | None = None
+        self._visibility: dict[str, object] = {}
+
+    @workflow.run
+    async def run(self, inp: PostmortemInput) -> PostmortemState:
+        s = self._s
+        if not s.phase_history:
+            self._set_phase(Phase.DRAFTING)
+        self._sync_visibility()
+        steps: dict[Phase, Callable[[], Awaitable[None]]] = {
+            Phase.DRAFTING: self._draft,
+            Phase.REVIEW_SCHEDULED: self._await_review,
+            Phase.IN_REVIEW: self._await_review,
+            Phase.ACTIONS_FILED: self._file_actions,
+            Phase.PUBLISHED: self._publish,
+            Phase.FOLLOWING_UP: self._follow_up,
+        }
+        while not s.phase.is_terminal:
+            if self._cancel_reason is not None:
+                await self._cancel(self._cancel_reason)
+                break
+            await steps[s.phase]()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return s
+
+    # -- phases -----------------------------------------------------------------------
+
+    async def _draft(self) -> None:
+        s = self._s
+        context: PostmortemContext = await workflow.execute_activity_method(
+            RoutingActivities.resolve_context,
+            ResolveContextInput(team=s.incident.team, severity=s.incident.severity, owner=s.owner),
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        s.team, s.policy, s.follow_up, s.owner = (
+            context.team,
+            context.policy,
+            context.follow_up,
+            context.owner,
+        )
+        title, body = notices.tracking_ticket(s)
+        s.tracking_ticket, error = await self._file_ticket(
+            TicketRequest(
+                idempotency_key=f"{s.workflow_id}/postmortem",
+                team=s.incident.team,
+                title=title,
+                body=body,
+                assignee=s.owner,
+                labels=["postmortem", s.incident.id],
+            )
+        )
+        if error:
+            s.problems.append(f"tracking ticket not filed: {error}")
+        s.review = await workflow.execute_activity_method(
+            RoutingActivities.plan_review,
+            PlanReviewInput(
+                team=s.incident.team,
+                resolved_at=s.incident.resolved_at,
+                now=workflow.now(),
+                window_business_days=context.policy.review_within_business_days,
+            ),
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        await self._comment_tracking(notices.review_scheduled(s.review, s.owner))
+        self._set_phase(Phase.REVIEW_SCHEDULED)
+
+    async def _await_review(self) -> None:
+        s = self._s
+        assert s.review is not None and s.follow_up is not None
+        while s.findings is None and self._cancel_reason is None:
+            review, now = s.review, workflow.now()
+            reminder_at = review.start - s.follow_up.review_reminder_before
+            late_at = review.window_end + s.review_escalations * s.follow_up.escalation_repeat
+            moments = [late_at]
+            if s.phase is Phase.REVIEW_SCHEDULED:
+                moments.append(review.start)
+                if not s.review_reminder_sent:
+                    moments.append(max(reminder_at, now))
+            await self._sleep_until(min(moments))
+            if s.findings is not None or self._cancel_reason is not None:
+                break
+            now, review = workflow.now(), s.review
+            if (
+                s.phase is Phase.REVIEW_SCHEDULED
+                and not s.review_reminder_sent
+                and reminder_at <= now < review.start
+            ):
+                s.review_reminder_sent = True
+                await self._comment_tracking(notices.review_reminder(review))
+            if s.phase is Phase.REVIEW_SCHEDULED and now >= review.start:
+                self._set_phase(Phase.IN_REVIEW)
+            if now >= review.window_end + s.review_escalations * s.follow_up.escalation_repeat:
+                s.review_escalations += 1
+                assert s.team is not None
+                await self._comment_tracking(
+                    notices.review_late(review, s.team.manager, s.review_escalations)
+                )
+        if s.findings is not None:
+            self._set_phase(Phase.ACTIONS_FILED)
+
+    async def _file_actions(self) -> None:
+        await self._file_pending_actions()
+        self._set_phase(Phase.PUBLISHED)
+
+    async def _publish(self) -> None:
+        await self._publish_document()
+        self._set_phase(Phase.FOLLOWING_UP)
+
+    async def _follow_up(self) -> None:
+        s = self._s
+        while self._cancel_reason is None:
+            await self._file_pending_actions()
+            if all(a.state.is_terminal for a in s.actions):
+                break
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(PostmortemInput(incident=s.incident, resume=s))
+            self._woken = False
+            await workflow.wait_condition(lambda: self._woken)
+        if self._cancel_reason is None:
+            self._set_phase(Phase.CLOSED, notices.closed(s))
+            await self._publish_document()
+            await self._comment_tracking(notices.closed(s))
+
+    async def _cancel(self, reason: str) -> None:
+        s = self._s
+        s.cancel_reason = reason
+        for action in s.open_actions:
+            if action.ticket is not None:
+                child = workflow.get_external_workflow_handle(
+                    action_workflow_id(s.workflow_id, action.id)
+                )
+                with contextlib.suppress(FailureError):  # its follow-up already ended
+                    await child.cancel()
+            action.state, action.state_reason = ActionState.DROPPED, "post-mortem cancelled"
+        self._set_phase(Phase.CANCELLED, reason)
+        await self._comment_tracking(notices.cancelled(reason))
+
+    # -- work shared by the phases --------------------------------------------------------
+
+    async def _file_pending_actions(self) -> None:
+        pending = [
+            a
+            for a in self._s.actions
+            if a.ticket is None and a.filing_error is None and a.state is ActionState.OPEN
+        ]
+        await asyncio.gather(*(self._file_action(a) for a in pending))
+        self._sync_visibility()
+
+    async def _file_action(self, action: CorrectiveAction) -> None:
+        s = self._s
+        title, body = notices.action_ticket(s.incident, action, s.workflow_id)
+        ref, error = await self._file_ticket(
+            TicketRequest(
+                idempotency_key=f"{s.workflow_id}/{action.id}",
+                team=action.team,
+                title=title,
+                body=body,
+                assignee=action.owner,
+                labels=["postmortem", s.incident.id, f"action-{action.type}"],
+                due=action.due,
+                priority=action.priority,
+            )
+        )
+        if ref is None:
+            action.filing_error = error
+            s.problems.append(f"action {action.id} ({action.team}): ticket not filed: {error}")
+            return
+        action.ticket = ref
+        assert s.team is not None and s.follow_up is not None
+        child_id = action_workflow_id(s.workflow_id, action.id)
+        try:
+            await workflow.start_child_workflow(
+                ActionFollowUpWorkflow.run,
+                ActionFollowUpInput(
+                    postmortem_id=s.workflow_id,
+                    incident_id=s.incident.id,
+                    severity=s.incident.severity,
+                    manager=s.team.manager,
+                    action=action,
+                    policy=s.follow_up,
+                ),
+                id=child_id,
+                # Children outlive a continue-as-new of this workflow; cancel stops them.
+                parent_close_policy=workflow.ParentClosePolicy.ABANDON,
+                memo={
+                    "postmortem_id": s.workflow_id,
+                    "action_id": action.id,
+                    "title": action.title,
+                    "owner": action.owner,
+                    "ticket": ref.key,
+                    "ticket_url": ref.url,
+                },
+                search_attributes=sa.initial(
+                    {
+                        sa.TEAM: action.team,
+                        sa.SEVERITY: s.incident.severity.value,
+                        sa.INCIDENT_ID: s.incident.id,
+                        sa.OPEN_ACTIONS: 1,
+                        sa.OVERDUE_ACTIONS: 0,
+                        sa.NEXT_ACTION_DUE: action.due,
+                    }
+                ),
+            )
+        except FailureError as err:
+            s.problems.append(f"action {action.id}: follow-up not started: {err}")
+
+    async def _file_ticket(self, request: TicketRequest) -> tuple[TicketRef | None, str | None]:
+        try:
+            ref: TicketRef = await workflow.execute_activity_method(
+                TrackerActivities.create_ticket,
+                request,
+                start_to_close_timeout=TRACKER_TIMEOUT,
+                retry_policy=FILING_RETRY,
+            )
+        except ActivityError as err:
+            return None, str(err.cause) if err.cause else str(err)
+        return ref, None
+
+    async def _comment_tracking(self, text: str) -> None:
+        s = self._s
+        if s.tracking_ticket is None:
+            return
+        try:
+            await workflow.execute_activity_method(
+                TrackerActivities.comment,
+                CommentInput(team=s.incident.team, ref=s.tracking_ticket, text=text),
+                start_to_close_timeout=TRACKER_TIMEOUT,
+                retry_policy=TRACKER_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("comment not posted on the tracking ticket: %s", err.cause)
+
+    async def _publish_document(self) -> None:
+        s = self._s
+        publication: Publication = await workflow.execute_activity_method(
+            PublishingActivities.publish,
+            PublishInput(state=s, rendered_at=workflow.now()),
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
+        )
+        first = s.published_url is None
+        s.published_url = publication.location
+        if first:
+            await self._comment_tracking(notices.published(publication.location))
+
+    async def _sleep_until(self, moment: datetime) -> None:
+        delay = moment - workflow.now()
+        if delay <= timedelta(0):
+            return
+        self._woken = False
+        with contextlib.suppress(TimeoutError):
+            await workflow.wait_condition(lambda: self._woken, timeout=delay)
+
+    def _set_phase(self, phase: Phase, note: str = "") -> None:
+        s = self._s
+        s.phase = phase
+        s.phase_history.append(PhaseChange(phase=phase, at=workflow.now(), note=note))
+        s.updated_at = workflow.now()
+        workflow.logger.info("post-mortem phase %s", phase.value)
+        self._sync_visibility()
+
+    def _sync_visibility(self) -> None:
+        s = self._s
+        open_actions = s.open_actions
+        sa.upsert_changed(
+            self._visibility,
+            {
+                sa.PHASE.name: s.phase.value,
+                sa.TEAM.name: s.incident.team,
+                sa.SEVERITY.name: s.incident.severity.value,
+                sa.INCIDENT_ID.name: s.incident.id,
+                sa.OPEN_ACTIONS.name: len(open_actions),
+                sa.OVERDUE_ACTIONS.name: len(s.overdue_actions),
+                sa.NEXT_ACTION_DUE.name: min((a.due for a in open_actions), default=None),
+            },
+        )
+
+    def _wake(self) -> None:
+        self._s.updated_at = workflow.now()
+        self._woken = True
+
+    # -- the surface: query, updates, signal --------------------------------------------
+
+    @workflow.query
+    def status(self) -> PostmortemState:
+        return self._s
+
+    @workflow.update
+    async def add_timeline_entry(self, entry: TimelineEntry) -> int:
+        self._s.timeline = sorted([*self._s.timeline, entry], key=lambda e: e.at)
+        self._wake()
+        return len(self._s.timeline)
+
+    @add_timeline_entry.validator
+    def _check_timeline_entry(self, entry: TimelineEntry) -> None:
+        self._refuse_when_finished()
+
+    @workflow.update
+    async def schedule_review(self, request: RescheduleReviewInput) -> ReviewSlot:
+        s = self._s
+        assert s.review is not None
+        outside = request.at > s.review.window_end
+        s.review = ReviewSlot(
+            start=request.at,
+            window_end=s.review.window_end,
+            timezone=s.review.timezone,
+            outside_window=outside,
+            reason=request.reason,
+        )
+        s.review_reminder_sent = False
+        if s.phase is Phase.IN_REVIEW:
+            self._set_phase(Phase.REVIEW_SCHEDULED, "review rescheduled")
+        self._wake()
+        async with self._lock:
+            await self._comment_tracking(notices.review_rescheduled(s.review, request.reason))
+        return s.review
+
+    @schedule_review.validator
+    def _check_schedule(self, request: RescheduleReviewInput) -> None:
+        s = self._s
+        if not s.phase.awaits_review or s.review is None:
+            raise ValueError(
+                f"the review can only be rescheduled before findings; phase is {s.phase}"
+            )
+        if request.at <= workflow.now():
+            raise ValueError(f"the review time {request.at.isoformat()} is in the past")
+        if request.at > s.review.window_end and not request.reason.strip():
+            raise ValueError(
+                f"{request.at.isoformat()} is after the review window closes "
+                f"({s.review.window_end.isoformat()}); give a reason to schedule it anyway"
+            )
+
+    @workflow.update
+    async def complete_review(self, request: CompleteReviewInput) -> ReviewAccepted:
+        s = self._s
+        findings = request.findings
+        async with self._lock:
+            actions = await self._prepare_actions(findings.actions)
+            if s.findings is not None:
+                raise ApplicationError("the review's findings were already recorded")
+            corrections = [
+                e.model_copy(update={"source": "review"}) for e in findings.timeline_corrections
+            ]
+            s.timeline = sorted([*s.timeline, *corrections], key=lambda e: e.at)
+            s.findings = ReviewOutcome(
+                summary=findings.summary,
+                impact=findings.impact,
+                contributing_factors=findings.contributing_factors,
+                proximate_cause=findings.proximate_cause,
+                root_cause=findings.root_cause,
+                went_well=findings.went_well,
+                went_badly=findings.went_badly,
+                got_lucky=findings.got_lucky,
+                accepted_at=workflow.now(),
+            )
+            s.actions.extend(actions)
+            self._wake()
+            return ReviewAccepted(action_ids=[a.id for a in actions])
+
+    @complete_review.validator
+    def _check_review(self, request: CompleteReviewInput) -> None:
+        s = self._s
+        if not s.phase.awaits_review or s.findings is not None:
+            raise ValueError(
+                f"findings are accepted while the review is scheduled or in progress; "
+                f"this post-mortem is {s.phase}"
+            )
+        problems = check_findings(request.findings, now=workflow.now())
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def add_action(self, spec: ActionSpec) -> str:
+        async with self._lock:
+            (action,) = await self._prepare_actions([spec])
+            self._s.actions.append(action)
+            self._wake()
+            return action.id
+
+    @add_action.validator
+    def _check_add_action(self, spec: ActionSpec) -> None:
+        self._refuse_when_finished()
+        if self._s.findings is None:
+            raise ValueError("actions come with the review's findings; add them after the review")
+        problems = check_actions(
+            [spec], now=workflow.now(), existing_action_ids=[a.id for a in self._s.actions]
+        )
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def set_action_state(self, change: ActionStateChange) -> CorrectiveAction:
+        action = self._s.action(change.action_id)
+        assert action is not None
+        now = workflow.now()
+        action.state, action.state_reason, action.completed_at = change.state, change.reason, now
+        action.overdue = False
+        self._sync_visibility()
+        self._wake()
+        if action.ticket is not None:
+            child = workflow.get_external_workflow_handle_for(
+                ActionFollowUpWorkflow.run, action_workflow_id(self._s.workflow_id, action.id)
+            )
+            with contextlib.suppress(FailureError):  # its follow-up already ended
+                await child.signal(
+                    ActionFollowUpWorkflow.set_state,
+                    ChildStateChange(state=change.state, reason=change.reason, at=now),
+                )
+        return action
+
+    @set_action_state.validator
+    def _check_action_state(self, change: ActionStateChange) -> None:
+        self._refuse_when_finished()
+        action = self._known_action(change.action_id)
+        if change.state is ActionState.OPEN:
+            raise ValueError("reopening an action is done in its tracker")
+        if action.state is change.state:
+            raise ValueError(f"action {action.id} is already {action.state}")
+        if action.state.is_terminal:
+            raise ValueError(
+                f"action {action.id} is {action.state}; it cannot become {change.state}"
+            )
+        if change.state is ActionState.DROPPED and not change.reason.strip():
+            raise ValueError("dropping an action needs a reason, so the record stays honest")
+
+    @workflow.update
+    async def move_deadline(self, move: MoveDeadlineInput) -> CorrectiveAction:
+        action = self._s.action(move.action_id)
+        assert action is not None
+        action.due, action.overdue, action.escalation_level = move.due, False, 0
+        self._sync_visibility()
+        self._wake()
+        if action.ticket is not None:
+            child = workflow.get_external_workflow_handle_for(
+                ActionFollowUpWorkflow.run, action_workflow_id(self._s.workflow_id, action.id)
+            )
+            await child.signal(
+                ActionFollowUpWorkflow.move_deadline,
+                ChildDeadlineMove(due=move.due, reason=move.reason),
+            )
+        return action
+
+    @move_deadline.validator
+    def _check_move_deadline(self, move: MoveDeadlineInput) -> None:
+        self._refuse_when_finished()
+        action = self._known_action(move.action_id)
+        if action.state.is_terminal:
+            raise ValueError(f"action {action.id} is {action.state}; its deadline no longer runs")
+        if move.due <= workflow.now():
+            raise ValueError(f"the new due date {move.due.isoformat()} is in the past")
+
+    @workflow.update
+    async def cancel(self, request: CancelInput) -> str:
+        self._cancel_reason = request.reason
+        self._wake()
+        return self._s.workflow_id
+
+    @cancel.validator
+    def _check_cancel(self, request: CancelInput) -> None:
+        self._refuse_when_finished()
+        if self._cancel_reason is not None:
+            raise ValueError("this post-mortem is already being cancelled")
+
+    @workflow.signal
+    def action_progress(self, progress: ActionProgress) -> None:
+        """From an action's follow-up: its latest state (reminders, overdue, done)."""
+        reported = progress.action
+        current = self._s.action(reported.id)
+        if current is None:
+            return
+        # A person's done/dropped here wins over a snapshot the child sent before it knew.
+        if current.state.is_terminal and not reported.state.is_terminal:
+            return
+        index = self._s.actions.index(current)
+        self._s.actions[index] = reported
+        self._sync_visibility()
+        self._wake()
+
+    # -- helpers for the handlers -------------------------------------------------------
+
+    async def _prepare_actions(self, specs: list[ActionSpec]) -> list[CorrectiveAction]:
+        """Checks against the current routing (teams, time zones); refuses with every problem."""
+        if not specs:
+            return []
+        try:
+            actions: list[CorrectiveAction] = await workflow.execute_activity_method(
+                RoutingActivities.prepare_actions,
+                PrepareActionsInput(
+                    actions=specs,
+                    now=workflow.now(),
+                    existing_action_ids=[a.id for a in self._s.actions],
+                ),
+                start_to_close_timeout=QUICK_TIMEOUT,
+                retry_policy=QUICK_RETRY,
+            )
+        except ActivityError as err:
+            cause = err.cause
+            if isinstance(cause, ApplicationError):
+                raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
+            raise
+        return actions
+
+    def _refuse_when_finished(self) -> None:
+        if self._s.phase.is_terminal:
+            raise ValueError(f"this post-mortem is {self._s.phase}")
+
+    def _known_action(self, action_id: str) -> CorrectiveAction:
+        action = self._s.action(action_id)
+        if action is None:
+            known = ", ".join(a.id for a in self._s.actions) or "none"
+            raise ValueError(f"no action {action_id!r} on this post-mortem (actions: {known})")
+        return action

@@ -1,0 +1,58 @@
+"""The custom search attributes: defined once, used by workflows, worker, CLI, tests, server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import SearchAttributeKey, SearchAttributePair, TypedSearchAttributes
+
+PHASE = SearchAttributeKey.for_keyword("PostmortemPhase")
+TEAM = SearchAttributeKey.for_keyword("PostmortemTeam")
+SEVERITY = SearchAttributeKey.for_keyword("PostmortemSeverity")
+INCIDENT_ID = SearchAttributeKey.for_keyword("IncidentId")
+OPEN_ACTIONS = SearchAttributeKey.for_int("OpenActions")
+OVERDUE_ACTIONS = SearchAttributeKey.for_int("OverdueActions")
+NEXT_ACTION_DUE = SearchAttributeKey.for_datetime("NextActionDue")
+
+ALL = (PHASE, TEAM, SEVERITY, INCIDENT_ID, OPEN_ACTIONS, OVERDUE_ACTIONS, NEXT_ACTION_DUE)
+
+_TYPE_NAMES = {
+    "KEYWORD": "Keyword",
+    "INT": "Int",
+    "DATETIME": "Datetime",
+}
+
+
+def dev_server_flags() -> list[str]:
+    """`--search-attribute Name=Type` for `temporal server start-dev`."""
+    flags = []
+    for key in ALL:
+        flags += ["--search-attribute", f"{key.name}={_TYPE_NAMES[key.indexed_value_type.name]}"]
+    return flags
+
+
+_UNSET = object()
+
+
+def upsert_changed(cache: dict[str, object], values: dict[str, object]) -> None:
+    """Upsert only what changed since the last call (`cache` is the workflow's own memory),
+    so that history grows by an event per real change, not per loop turn. None unsets."""
+    updates = []
+    for key in ALL:
+        if key.name not in values:
+            continue
+        value = values[key.name]
+        if cache.get(key.name, _UNSET) == value:
+            continue
+        cache[key.name] = value
+        updates.append(key.value_unset() if value is None else key.value_set(value))  # type: ignore[arg-type]
+    if updates:
+        workflow.upsert_search_attributes(updates)
+
+
+def initial(values: dict[SearchAttributeKey[Any], Any]) -> TypedSearchAttributes:
+    """Search attributes to start a workflow with; None values are left out."""
+    return TypedSearchAttributes(
+        [SearchAttributePair(key, value) for key, value in values.items() if value is not None]
+    )
