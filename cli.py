@@ -100,7 +100,8 @@ def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         fail(f"query failed: {exc}")
     except WorkflowAlreadyStartedError as exc:
         fail(
-            f"{exc.workflow_id} already exists and is closed; a new one is not started for the same incident"
+            f"{exc.workflow_id} already exists and is closed; "
+            "a new one is not started for the same incident"
         )
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
@@ -233,7 +234,12 @@ def start(
             responders=responder or [],
         )
     except ValidationError as exc:
-        raise CliError("; ".join(describe_validation_error(exc))) from None
+        flags = {"id": "--incident-id", "source": "--source", "title": "--title"}
+        problems = []
+        for line in describe_validation_error(exc):
+            field, _, message = line.partition(": ")
+            problems.append(f"{flags.get(field, '--' + field.replace('_', '-'))}: {message}")
+        raise CliError("; ".join(problems)) from None
     if incident.started_at and incident.started_at > incident.resolved_at:
         raise CliError("--started-at is after --resolved-at")
 
@@ -262,6 +268,7 @@ def status(
 
 def status_json(state: PostmortemState) -> dict[str, Any]:
     data = state.model_dump(mode="json")
+    data["team_routing"] = data.pop("team")
     data.update(
         severity=state.incident.severity.value,
         team=state.incident.team,

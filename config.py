@@ -47,7 +47,7 @@ class Settings(BaseSettings):
     teams_file: Path = Path("teams.toml")
     publish_dir: Path | None = None
     local_tracker_db: Path | None = None
-    local_tracker_url: str = "local://"
+    local_tracker_url: str = "local://tickets"
     temporal_ui_port: int = 8233
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from domain.policy import FollowUpPolicy, SeverityPolicy
 
@@ -78,13 +79,31 @@ class ActionState(StrEnum):
         return self is not ActionState.OPEN
 
 
+_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+_ACTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+def _identifier(value: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(
+            f"{value!r} must start with a letter or digit and hold only letters, digits "
+            "and . _ : - (at most 100 characters)"
+        )
+    return value
+
+
+def _action_id(value: str) -> str:
+    if not _ACTION_ID.match(value):
+        raise ValueError(
+            f"{value!r} must be lower-case letters, digits and dashes (at most 40), "
+            "like 'canary-config'"
+        )
+    return value
+
+
 # Identifiers end up in workflow ids, labels and file names: keep them to a safe alphabet.
-Identifier = Annotated[
-    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$", strip_whitespace=True)
-]
-ActionId = Annotated[
-    str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$", strip_whitespace=True)
-]
+Identifier = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_identifier)]
+ActionId = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_action_id)]
 Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000, strip_whitespace=True)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 

@@ -73,7 +73,9 @@ class LocalTracker:
 
     kind = "local"
 
-    def __init__(self, path: Path, projects: Mapping[str, str], base_url: str = "local://") -> None:
+    def __init__(
+        self, path: Path, projects: Mapping[str, str], base_url: str = "local://tickets"
+    ) -> None:
         self.path = Path(path)
         self.projects = dict(projects)
         self.base_url = base_url.rstrip("/")

@@ -73,6 +73,7 @@ class ActionFollowUpWorkflow:
                             update={"action": self._action, "last_poll_at": self._last_poll}
                         )
                     )
+            await self._post_notes()
         except asyncio.CancelledError:
             # The post-mortem was cancelled: stop following up without a word to the ticket.
             self._action.state = ActionState.DROPPED
@@ -92,6 +93,8 @@ class ActionFollowUpWorkflow:
         if change.state is ActionState.OPEN or self._action.state.is_terminal:
             return
         self._finish(change.state, change.reason, change.at)
+        note = f": {change.reason}" if change.reason else ""
+        self._notes.append(f"Marked {change.state} in the post-mortem engine{note}")
 
     @workflow.signal
     def move_deadline(self, move: ChildDeadlineMove) -> None:
@@ -161,6 +164,8 @@ class ActionFollowUpWorkflow:
             if now < action.due:  # a late reminder is what escalation is for
                 action.last_reminder_at = now
                 await self._comment(notices.action_reminder(action))
+        if action.state.is_terminal:  # a person closed it while we were commenting
+            return
         if not action.overdue and now >= action.due:
             action.overdue = True
             workflow.logger.info("corrective action overdue", extra={"action": action.id})
