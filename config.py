@@ -96,6 +96,26 @@ class FollowUpConfig(BaseModel):
     poll_every: Duration = timedelta(hours=6)
     review_reminder_before: Duration = timedelta(days=1)
 
+    @model_validator(mode="after")
+    def _valid_policy(self) -> FollowUpConfig:
+        # The policy's own rules, reported at load time with the file's field names.
+        names = {
+            "reminder_offsets": "reminders_before",
+            "escalation_grace": "escalate_after",
+            "escalation_repeat": "escalate_every",
+            "status_poll_interval": "poll_every",
+        }
+        try:
+            self.to_policy()
+        except ValidationError as exc:
+            problems = [
+                f"{names.get(str(e['loc'][0]), e['loc'][0])}: "
+                + e["msg"].removeprefix("Value error, ")
+                for e in exc.errors()
+            ]
+            raise ValueError("; ".join(problems)) from None
+        return self
+
     def to_policy(self) -> FollowUpPolicy:
         return FollowUpPolicy(
             reminder_offsets=self.reminders_before,

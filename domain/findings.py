@@ -27,7 +27,7 @@ def describe_validation_error(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         where = _location(item["loc"])
-        message = item["msg"]
+        message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown field (check the spelling)"
         lines.append(f"{where}: {message}" if where else message)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,9 +14,10 @@ from domain.models import Incident, Severity, TimelineEntry
 from workflows.postmortem import PostmortemWorkflow
 
 
-def incident(now: datetime, incident_id: str = "INC-42", **overrides: Any) -> Incident:
+def incident(now: datetime, incident_id: str | None = None, **overrides: Any) -> Incident:
+    """An incident; its id is unique unless given, since tests share one server."""
     fields: dict[str, Any] = {
-        "id": incident_id,
+        "id": incident_id or f"INC-{uuid.uuid4().hex[:10]}",
         "title": "Checkout errors",
         "severity": Severity.SEV2,
         "team": "payments",

@@ -1,0 +1,131 @@
+"""The rendered post-mortem document: every section, in order, from the state."""
+
+from datetime import UTC, datetime, timedelta
+
+from domain.document import document_name, render_markdown, slug
+from domain.models import (
+    ActionState,
+    ActionType,
+    ContributingFactor,
+    CorrectiveAction,
+    FactorCategory,
+    Incident,
+    Phase,
+    PostmortemState,
+    ReviewOutcome,
+    Severity,
+    TicketRef,
+    TimelineEntry,
+)
+
+NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+def state(**overrides) -> PostmortemState:
+    incident = Incident(
+        id="INC-7",
+        title="Search | latency",
+        severity=Severity.SEV1,
+        team="platform",
+        started_at=NOW - timedelta(hours=3, minutes=15),
+        resolved_at=NOW,
+    )
+    fields = {
+        "workflow_id": incident.workflow_id,
+        "incident": incident,
+        "phase": Phase.FOLLOWING_UP,
+        "owner": "owner@example.com",
+        "timeline": [
+            TimelineEntry(
+                at=NOW - timedelta(hours=1), text="Rolled back", known="Deploy suspected"
+            ),
+            TimelineEntry(at=NOW - timedelta(hours=3), text="Latency alert fired"),
+        ],
+        "findings": ReviewOutcome(
+            summary="Search was slow.",
+            impact="p99 at 9 s for 3 hours.",
+            contributing_factors=[
+                ContributingFactor(
+                    category=FactorCategory.MONITORING_GAP, description="No p99 alert"
+                ),
+                ContributingFactor(category=FactorCategory.PROCESS_GAP, description="No load test"),
+                ContributingFactor(category=FactorCategory.MONITORING_GAP, description="No SLO"),
+            ],
+            proximate_cause="An unindexed query.",
+            root_cause="Queries reach production without a plan check.",
+            went_well=["Fast rollback"],
+            went_badly=[],
+            got_lucky=["Weekend traffic"],
+            accepted_at=NOW,
+        ),
+        "actions": [
+            CorrectiveAction(
+                id="a1",
+                title="Add p99 alert",
+                type=ActionType.DETECT,
+                owner="kim@example.com",
+                team="platform",
+                due=NOW + timedelta(days=15),
+                ticket=TicketRef(tracker="local", key="PLAT-2", url="local://tickets/PLAT-2"),
+                state=ActionState.DONE,
+                state_reason="closed in the tracker",
+            )
+        ],
+    }
+    fields.update(overrides)
+    return PostmortemState(**fields)
+
+
+def test_every_section_is_rendered_in_order():
+    text = render_markdown(state(), rendered_at=NOW)
+    headings = [line for line in text.splitlines() if line.startswith("#")]
+    assert headings == [
+        "# Post-mortem: Search | latency",
+        "## Summary",
+        "## Impact",
+        "## Timeline",
+        "## Contributing factors",
+        "### Process gaps",
+        "### Monitoring and detection gaps",
+        "## Causes",
+        "## What went well",
+        "## What went badly",
+        "## Where we got lucky",
+        "## Corrective actions",
+    ]
+    assert "| Duration | 3 h 15 min |" in text
+    assert "| Proximate cause | Root cause |" in text
+    assert "| An unindexed query. | Queries reach production without a plan check. |" in text
+    assert "- No p99 alert\n- No SLO" in text
+    assert "[PLAT-2](local://tickets/PLAT-2)" in text
+    assert "done (closed in the tracker)" in text
+    assert "Phase: following_up · Last update: 2026-11-26 12:00 UTC" in text
+
+
+def test_timeline_is_chronological_with_what_was_known():
+    text = render_markdown(state(), rendered_at=NOW)
+    alert, rollback = text.index("Latency alert fired"), text.index("Rolled back")
+    assert alert < rollback
+    assert "| Rolled back | Deploy suspected |" in text
+
+
+def test_table_cells_cannot_break_the_table():
+    text = render_markdown(
+        state(timeline=[TimelineEntry(at=NOW, text="a | b\nc")]), rendered_at=NOW
+    )
+    assert "| a \\| b c |" in text
+
+
+def test_draft_before_review_says_what_is_still_to_come():
+    text = render_markdown(
+        state(findings=None, actions=[], phase=Phase.REVIEW_SCHEDULED), rendered_at=NOW
+    )
+    assert "_To be found in the review._" in text
+    assert "## What went well" not in text
+    assert "_None yet._" in text
+
+
+def test_document_name_is_stable_and_safe():
+    assert document_name(state()) == "2026/inc-7-search-latency"
+    assert slug("Ünïcode / ../../etc") == "unicode-etc"
+    assert slug("") == "postmortem"
