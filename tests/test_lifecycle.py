@@ -232,6 +232,7 @@ async def test_late_review_escalates_to_the_manager_and_repeats(
     assert state.review is not None
     await env.sleep(state.review.start - now + timedelta(minutes=1))
     state = await eventually(status_of(handle), lambda s: s.phase is Phase.IN_REVIEW)
+    assert state.review is not None
     await env.sleep(state.review.window_end - state.review.start + timedelta(days=8))
     notes = await eventually(
         comments(tracker, "PAY-1"), lambda c: sum("review window closed" in n for n in c) == 2
