@@ -104,6 +104,8 @@ def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
             "a new one is not started for the same incident"
         )
     except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND and "already completed" in exc.message:
+            fail("this post-mortem is finished (closed or cancelled); it can no longer change")
         if exc.status is RPCStatusCode.NOT_FOUND:
             fail(f"not found: {exc.message}")
         fail(f"Temporal refused the request: {exc.message}")

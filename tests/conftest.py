@@ -16,6 +16,7 @@ from temporalio.worker import Worker
 
 from config import Settings
 from integrations.local import LocalTracker
+from workflows import search_attributes
 from worker import build_worker, register_search_attributes
 
 ROUTING = """
@@ -79,4 +80,45 @@ async def client(env: WorkflowEnvironment) -> Client:
 @pytest.fixture
 async def worker(client: Client, settings: Settings) -> AsyncIterator[Worker]:
     async with build_worker(client, settings) as running:
+        yield running
+
+
+DEV_SERVER_ARGS = ["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"]
+
+
+@pytest.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    """The real dev server (the time-skipping one has no visibility queries)."""
+    environment = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=binary("temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=DEV_SERVER_ARGS,
+    )
+    yield environment
+    await environment.shutdown()
+
+
+@pytest.fixture
+def dev_settings(tmp_path: Path, dev_env: WorkflowEnvironment) -> Settings:
+    """Settings whose team names are unique to the test, so visibility queries by team see
+    only this test's post-mortems on the shared dev server."""
+    suffix = uuid.uuid4().hex[:8]
+    teams = tmp_path / "teams.toml"
+    teams.write_text(
+        ROUTING.replace("[teams.payments]", f"[teams.payments-{suffix}]").replace(
+            "[teams.platform]", f"[teams.platform-{suffix}]"
+        )
+    )
+    return Settings(
+        data_dir=tmp_path / "data",
+        teams_file=teams,
+        task_queue=f"tq-{uuid.uuid4()}",
+        temporal_address=dev_env.client.service_client.config.target_host,
+    )
+
+
+@pytest.fixture
+async def dev_worker(dev_env: WorkflowEnvironment, dev_settings: Settings) -> AsyncIterator[Worker]:
+    async with build_worker(dev_env.client, dev_settings) as running:
         yield running

@@ -1,0 +1,310 @@
+"""The `postmortem` command as a user runs it: a real process against the real dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from config import Settings, load_routing
+from tests.test_visibility import cli_env, until
+
+POSTMORTEM = str(Path(sys.executable).parent / "postmortem")
+REPO = Path(__file__).resolve().parents[1]
+FINDINGS = Path(__file__).parent / "findings"
+
+
+def cli(settings: Settings | None, *args: str, env: dict[str, str] | None = None):
+    return subprocess.run(
+        [POSTMORTEM, *args],
+        env=env if env is not None else cli_env(settings) if settings else os.environ.copy(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def ok(settings: Settings, *args: str) -> str:
+    done = cli(settings, *args)
+    assert done.returncode == 0, f"{args}: {done.stderr}"
+    return done.stdout
+
+
+def refused(settings: Settings | None, *args: str, env: dict[str, str] | None = None) -> str:
+    """A refusal: non-zero exit, no traceback, the reason on stderr."""
+    done = cli(settings, *args, env=env)
+    assert done.returncode != 0, done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
+    return done.stderr
+
+
+async def aok(settings: Settings, *args: str) -> str:
+    return await asyncio.to_thread(ok, settings, *args)
+
+
+async def arefused(settings: Settings, *args: str) -> str:
+    return await asyncio.to_thread(refused, settings, *args)
+
+
+COMMANDS = [
+    [],
+    ["up"],
+    ["worker"],
+    ["start"],
+    ["status"],
+    ["timeline"],
+    ["timeline", "add"],
+    ["review"],
+    ["schedule"],
+    ["cancel"],
+    ["list"],
+    ["overdue"],
+    ["action"],
+    ["action", "done"],
+    ["action", "drop"],
+    ["action", "move"],
+    ["action", "add"],
+    ["tracker"],
+    ["tracker", "list"],
+    ["tracker", "close"],
+    ["tracker", "reopen"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "postmortem")
+def test_every_command_has_help(command):
+    done = cli(None, *command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Usage: postmortem" in done.stdout
+
+
+def test_unreachable_server_is_one_clear_line(settings: Settings):
+    env = cli_env(settings) | {"TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    message = refused(None, "status", "postmortem-manual-X", env=env)
+    assert message.strip() == (
+        "error: cannot reach Temporal at 127.0.0.1:1 "
+        "(is `make run` running? set TEMPORAL_ADDRESS otherwise)"
+    )
+    assert "cannot reach Temporal" in refused(None, "list", env=env)
+
+
+def test_bad_arguments_are_refused_before_anything_starts(dev_settings: Settings):
+    team = sorted(load_routing(dev_settings.teams_file).teams)[0]
+    base = ["start", "--incident-id", "X1", "--title", "t", "--resolved-at", "2026-11-20T10:00:00Z"]
+    assert "unknown team 'nobody'" in refused(
+        dev_settings, *base, "--severity", "SEV1", "--team", "nobody"
+    )
+    assert "Invalid value for '--severity'" in refused(
+        dev_settings, *base, "--severity", "SEV9", "--team", team
+    )
+    assert "has no time zone" in refused(
+        dev_settings,
+        "start",
+        "--incident-id",
+        "X1",
+        "--title",
+        "t",
+        "--severity",
+        "SEV1",
+        "--team",
+        team,
+        "--resolved-at",
+        "2026-11-20 10:00",
+    )
+    assert "--incident-id: 'bad id!' must start with a letter or digit" in refused(
+        dev_settings,
+        "start",
+        "--incident-id",
+        "bad id!",
+        "--title",
+        "t",
+        "--severity",
+        "SEV1",
+        "--team",
+        team,
+        "--resolved-at",
+        "2026-11-20T10:00:00Z",
+    )
+    assert "no post-mortem 'postmortem-manual-none'" in refused(
+        dev_settings, "status", "postmortem-manual-none"
+    )
+
+
+async def test_a_post_mortem_from_the_command_line(
+    dev_settings: Settings, dev_worker, tmp_path: Path
+):
+    payments, platform = sorted(load_routing(dev_settings.teams_file).teams)
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    start = [
+        "start",
+        "--incident-id",
+        incident,
+        "--title",
+        "Checkout errors",
+        "--severity",
+        "SEV2",
+        "--team",
+        payments,
+        "--resolved-at",
+        "2026-11-20T10:00:00Z",
+        "--started-at",
+        "2026-11-20T08:00:00Z",
+        "--responder",
+        "sam@example.com",
+    ]
+    first = await asyncio.to_thread(cli, dev_settings, *start)
+    assert first.returncode == 0 and first.stderr.strip() == "started"
+    workflow_id = first.stdout.strip()
+    assert workflow_id == f"postmortem-manual-{incident}"
+    again = await asyncio.to_thread(cli, dev_settings, *start)
+    assert again.stdout.strip() == workflow_id and again.stderr.strip() == "already running"
+
+    # Status: text and JSON with the documented keys.
+    async def phase() -> str:
+        return json.loads(await aok(dev_settings, "status", workflow_id, "--json"))["phase"]
+
+    await until(phase, lambda p: p == "review_scheduled")
+    text = await aok(dev_settings, "status", workflow_id)
+    assert f"{workflow_id}  [review_scheduled]" in text and "Review" in text
+    await aok(
+        dev_settings,
+        "timeline",
+        "add",
+        workflow_id,
+        "--at",
+        "2026-11-20T08:20:00Z",
+        "--text",
+        "Support reports failed payments",
+        "--known",
+        "Three tickets; no alert",
+    )
+
+    # Findings: bad files refused with their reasons, nothing sent; then the real one.
+    message = await arefused(
+        dev_settings, "review", workflow_id, "--findings", str(FINDINGS / "past-due.yaml")
+    )
+    assert "due date 2020-01-31 is in the past" in message and "nothing was sent" in message
+    assert "not valid YAML" in await arefused(
+        dev_settings, "review", workflow_id, "--findings", str(FINDINGS / "not-yaml.yaml")
+    )
+    assert "No such file" in await arefused(
+        dev_settings, "review", workflow_id, "--findings", "nope.yaml"
+    )
+    findings = (REPO / "examples" / "findings.yaml").read_text()
+    findings = findings.replace("team: payments", f"team: {payments}").replace(
+        "team: platform", f"team: {platform}"
+    )
+    (tmp_path / "findings.yaml").write_text(findings)
+    assert "valid" in await aok(
+        dev_settings,
+        "review",
+        workflow_id,
+        "--findings",
+        str(tmp_path / "findings.yaml"),
+        "--check",
+    )
+    recorded = await aok(
+        dev_settings, "review", workflow_id, "--findings", str(tmp_path / "findings.yaml")
+    )
+    assert recorded.strip() == (
+        "findings recorded; actions: canary-config, checkout-alert, timeout-range, rollback-runbook"
+    )
+    again_review = await arefused(
+        dev_settings, "review", workflow_id, "--findings", str(tmp_path / "findings.yaml")
+    )
+    assert "findings are accepted while the review is scheduled or in progress" in again_review
+
+    async def status() -> dict:
+        return json.loads(await aok(dev_settings, "status", workflow_id, "--json"))
+
+    data = await until(status, lambda d: d["phase"] == "following_up")
+    assert {"workflow_id", "phase", "severity", "team", "review_at", "timeline", "actions"} <= set(
+        data
+    )
+    assert data["severity"] == "SEV2" and data["team"] == payments and data["review_at"]
+    assert [e["text"] for e in data["timeline"]][
+        0
+    ] == "Configuration change deployed to all regions at once"
+    for action in data["actions"]:
+        assert {"id", "title", "type", "owner", "team", "due", "state", "ticket"} <= set(action)
+        assert action["ticket"]["key"] and action["ticket"]["url"] and action["state"] == "open"
+
+    # Actions: done, dropped (needs a reason), moved; the tracker shows what happened.
+    assert "checkout-alert: done" in await aok(
+        dev_settings, "action", "done", workflow_id, "checkout-alert"
+    )
+    assert "already done" in await arefused(
+        dev_settings, "action", "done", workflow_id, "checkout-alert"
+    )
+    assert "needs a reason" in await arefused(
+        dev_settings, "action", "drop", workflow_id, "timeout-range", "--reason", " "
+    )
+    await aok(
+        dev_settings,
+        "action",
+        "drop",
+        workflow_id,
+        "timeout-range",
+        "--reason",
+        "Superseded by canary-config",
+    )
+    assert "in the past" in await arefused(
+        dev_settings,
+        "action",
+        "move",
+        workflow_id,
+        "canary-config",
+        "--due",
+        "2020-01-01",
+        "--reason",
+        "x",
+    )
+    moved = await aok(
+        dev_settings,
+        "action",
+        "move",
+        workflow_id,
+        "canary-config",
+        "--due",
+        "2027-06-30",
+        "--reason",
+        "Freeze",
+    )
+    assert "due 2027-06-30" in moved
+    await aok(
+        dev_settings,
+        "action",
+        "add",
+        workflow_id,
+        "--title",
+        "Rehearse config rollback",
+        "--type",
+        "process",
+        "--owner",
+        "sam@example.com",
+        "--team",
+        payments,
+        "--due",
+        "2027-04-30",
+    )
+    tickets = json.loads(await aok(dev_settings, "tracker", "list", "--json"))
+    assert len(tickets) == 1 + 5  # the tracking ticket and one per action
+    assert "Due date moved to" in await aok(dev_settings, "tracker", "list")
+
+    # Close one in the local tracker, cancel the post-mortem; a closed one refuses updates.
+    key = next(
+        a["ticket"]["key"] for a in (await status())["actions"] if a["id"] == "rollback-runbook"
+    )
+    assert f"{key} closed (completed)" in await aok(dev_settings, "tracker", "close", key)
+    assert "does not exist" in await arefused(dev_settings, "tracker", "close", "PAY-999")
+    await aok(dev_settings, "cancel", workflow_id, "--reason", "Test finished")
+    await until(status, lambda d: d["phase"] == "cancelled")
+    assert "this post-mortem is finished" in await arefused(
+        dev_settings, "cancel", workflow_id, "--reason", "again"
+    )

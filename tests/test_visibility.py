@@ -1,0 +1,129 @@
+"""Visibility on the real dev server: managers' lists come from search attributes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+import engine
+from config import Settings, load_routing
+from domain.messages import ActionStateChange, CompleteReviewInput, PostmortemInput
+from domain.models import ActionState, Findings, Phase
+from tests import scenario
+from workflows.postmortem import PostmortemWorkflow
+
+POSTMORTEM = str(Path(sys.executable).parent / "postmortem")
+
+
+def cli_env(settings: Settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "PM_TEAMS_FILE": str(settings.teams_file),
+        "PM_DATA_DIR": str(settings.data_dir),
+        "PM_TASK_QUEUE": settings.task_queue,
+    }
+
+
+def cli_json(settings: Settings, *args: str) -> Any:
+    done = subprocess.run(
+        [POSTMORTEM, *args, "--json"],
+        env=cli_env(settings),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+async def until(probe, ok, seconds: float = 30):
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(f"not met within {seconds}s; last: {value!r}")
+        await asyncio.sleep(0.2)
+
+
+async def test_overdue_lists_exactly_the_overdue_postmortems(
+    dev_env: WorkflowEnvironment, dev_settings: Settings, dev_worker
+):
+    client = dev_env.client
+    team, other_team = sorted(load_routing(dev_settings.teams_file).teams)
+    now = await dev_env.get_current_time()
+
+    async def postmortem(due_in: timedelta | None):
+        started = await engine.start_postmortem(
+            client,
+            dev_settings.task_queue,
+            PostmortemInput(incident=scenario.incident(now, team=team)),
+        )
+        handle = started.handle
+        await until(
+            lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review
+        )
+        if due_in is not None:
+            action = scenario.findings(now)["actions"][0] | {
+                "team": other_team,
+                "due": (now + due_in).isoformat(),
+            }
+            await handle.execute_update(
+                PostmortemWorkflow.complete_review,
+                CompleteReviewInput(
+                    findings=Findings.model_validate(scenario.findings(now, actions=[action]))
+                ),
+            )
+        return handle
+
+    late_a = await postmortem(timedelta(seconds=4))
+    late_b = await postmortem(timedelta(seconds=4))
+    on_time = await postmortem(timedelta(days=20))
+    unreviewed = await postmortem(None)
+
+    overdue_query = engine.postmortem_query(team=team, overdue=True)
+
+    async def overdue_ids() -> set[str]:
+        return {r.workflow_id async for r in engine.list_postmortems(client, overdue_query)}
+
+    assert await until(overdue_ids, lambda ids: len(ids) == 2) == {late_a.id, late_b.id}
+
+    # The CLI answers the same from visibility, and lists the overdue actions themselves.
+    listed = cli_json(dev_settings, "list", "--team", team, "--overdue")
+    assert {row["workflow_id"] for row in listed} == {late_a.id, late_b.id}
+    assert all(row["overdue_actions"] == 1 and row["phase"] == "following_up" for row in listed)
+    everything = cli_json(dev_settings, "list", "--team", team)
+    assert {row["workflow_id"] for row in everything} == {
+        late_a.id,
+        late_b.id,
+        on_time.id,
+        unreviewed.id,
+    }
+    in_review = cli_json(dev_settings, "list", "--team", team, "--phase", "review_scheduled")
+    assert [row["workflow_id"] for row in in_review] == [unreviewed.id]
+    actions = cli_json(dev_settings, "overdue", "--team", other_team)
+    assert {a["postmortem_id"] for a in actions} == {late_a.id, late_b.id}
+    assert all(
+        a["action_id"] == "canary" and a["ticket"]["key"].startswith("PLAT") for a in actions
+    )
+
+    # Done by hand: it leaves the overdue list; the post-mortem closes.
+    await late_a.execute_update(
+        PostmortemWorkflow.set_action_state,
+        ActionStateChange(action_id="canary", state=ActionState.DONE, reason="shipped"),
+    )
+    assert await until(overdue_ids, lambda ids: len(ids) == 1) == {late_b.id}
+    assert (await late_a.result()).phase is Phase.CLOSED
+    closed = cli_json(dev_settings, "list", "--team", team, "--phase", "closed")
+    assert [row["workflow_id"] for row in closed] == [late_a.id]
