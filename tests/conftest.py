@@ -16,8 +16,8 @@ from temporalio.worker import Worker
 
 from config import Settings
 from integrations.local import LocalTracker
-from workflows import search_attributes
 from worker import build_worker, register_search_attributes
+from workflows import search_attributes
 
 ROUTING = """
 [policy.follow_up]

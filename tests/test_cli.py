@@ -228,9 +228,10 @@ async def test_a_post_mortem_from_the_command_line(
         data
     )
     assert data["severity"] == "SEV2" and data["team"] == payments and data["review_at"]
-    assert [e["text"] for e in data["timeline"]][
-        0
-    ] == "Configuration change deployed to all regions at once"
+    assert (
+        next(e["text"] for e in data["timeline"])
+        == "Configuration change deployed to all regions at once"
+    )
     for action in data["actions"]:
         assert {"id", "title", "type", "owner", "team", "due", "state", "ticket"} <= set(action)
         assert action["ticket"]["key"] and action["ticket"]["url"] and action["state"] == "open"
