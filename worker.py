@@ -140,7 +140,13 @@ def temporal_binary() -> str:
     return found
 
 
-def dev_server_command(settings: Settings, port: int, ui_port: int) -> list[str]:
+def dev_server_command(settings: Settings, port: int, ui_port: int | None) -> list[str]:
+    """The dev server on SQLite under the data folder; `ui_port=None` runs it headless."""
+    ui = (
+        ["--headless"]
+        if ui_port is None
+        else ["--ui-port", str(ui_port), "--ui-disable-news-fetch"]
+    )
     return [
         temporal_binary(),
         "server",
@@ -149,8 +155,7 @@ def dev_server_command(settings: Settings, port: int, ui_port: int) -> list[str]
         "127.0.0.1",
         "--port",
         str(port),
-        "--ui-port",
-        str(ui_port),
+        *ui,
         "--db-filename",
         str(settings.temporal_db),
         "--sqlite-pragma",
@@ -159,7 +164,6 @@ def dev_server_command(settings: Settings, port: int, ui_port: int) -> list[str]
         "synchronous=normal",
         "--log-level",
         "warn",
-        "--ui-disable-news-fetch",
         *search_attributes.dev_server_flags(),
     ]
 

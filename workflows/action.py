@@ -29,7 +29,8 @@ from workflows import search_attributes as sa
 # Name of the post-mortem's signal: by name, since the parent module imports this one.
 ACTION_PROGRESS_SIGNAL = "action_progress"
 
-TRACKER_TIMEOUT = timedelta(seconds=60)
+# Also how long a call lost with a crashed worker waits before its retry: keep it tight.
+TRACKER_TIMEOUT = timedelta(seconds=30)
 # Reads and comments: a few tries, then give up until the next event (never stall follow-up).
 TRACKER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

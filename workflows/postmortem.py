@@ -56,7 +56,7 @@ import contextlib
 from workflows import search_attributes as sa
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
 
-QUICK_TIMEOUT = timedelta(seconds=30)
+QUICK_TIMEOUT = timedelta(seconds=10)  # routing reads: local and fast
 QUICK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=["ConfigurationError", INVALID_INPUT],
