@@ -222,7 +222,8 @@ def start(
     source: Annotated[str, typer.Option(help="The incident source.")] = "manual",
 ) -> None:
     """Start the post-mortem of a resolved incident (or find the one already running)."""
-    routing().team(team)  # an unknown team is refused here, before anything starts
+    policy = routing()
+    policy.team(team)  # an unknown team is refused here, before anything starts
     try:
         incident = Incident(
             source=source,
@@ -253,6 +254,12 @@ def start(
     result = run(go)
     typer.echo(result.handle.id)
     typer.echo("started" if result.started else "already running", err=True)
+    if result.started and not policy.policy.for_severity(severity).required:
+        typer.echo(
+            f"note: the policy makes {severity} post-mortems optional; "
+            "incident webhooks skip them, this manual start runs it",
+            err=True,
+        )
 
 
 @app.command()

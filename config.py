@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     activity_threads: int = Field(default=16, ge=1, le=256)
+    # Open workflows kept in the worker's memory; beyond it they are evicted and replayed
+    # when they wake. Every post-mortem is 1 + its number of actions open workflows.
+    max_cached_workflows: int = Field(default=2000, ge=0)
 
     @property
     def published_dir(self) -> Path:
@@ -214,20 +217,20 @@ class Routing(BaseModel):
         }
 
 
-_cache: dict[Path, tuple[float, Routing]] = {}
+_cache: dict[Path, tuple[int, Routing]] = {}
 
 
 def load_routing(path: Path) -> Routing:
     """Read the routing file; re-read when it changes so a fix needs no restart."""
     path = Path(path)
     try:
-        mtime = path.stat().st_mtime
+        mtime = path.stat().st_mtime_ns
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: routing file not found (copy teams.example.toml to {path} "
             "or set PM_TEAMS_FILE)"
         ) from None
-    cached = _cache.get(path.resolve())
+    cached = _cache.get(path)
     if cached and cached[0] == mtime:
         return cached[1]
     try:
@@ -238,5 +241,5 @@ def load_routing(path: Path) -> Routing:
         routing = Routing.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: " + "; ".join(describe_validation_error(exc))) from None
-    _cache[path.resolve()] = (mtime, routing)
+    _cache[path] = (mtime, routing)
     return routing

@@ -110,6 +110,7 @@ def build_worker(
         workflows=WORKFLOWS,
         activities=activities_for(settings),
         activity_executor=ThreadPoolExecutor(settings.activity_threads),
+        max_cached_workflows=settings.max_cached_workflows,
         **options,
     )
 

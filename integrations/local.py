@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,25 +80,30 @@ class LocalTracker:
         self.path = Path(path)
         self.projects = dict(projects)
         self.base_url = base_url.rstrip("/")
+        self._local = threading.local()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")  # persistent: set once per database file
             db.executescript(_SCHEMA)
 
     @contextlib.contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One connection per thread (activities run on a thread pool), kept open."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
         try:
-            db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise TrackerUnavailable(f"local tracker database {self.path}: {exc}") from exc
-        try:
-            db.row_factory = sqlite3.Row
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=10000")
+            if db is None:
+                db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
+                db.row_factory = sqlite3.Row
+                db.execute("PRAGMA busy_timeout=10000")
+                # WAL with NORMAL sync: a crash of the process loses nothing committed.
+                db.execute("PRAGMA synchronous=NORMAL")
+                self._local.db = db
             yield db
-        except sqlite3.OperationalError as exc:  # locked, disk full: worth another try
+        except sqlite3.Error as exc:  # locked, disk full, unreadable: worth another try
+            self._local.db = None
+            if db is not None:
+                db.close()
             raise TrackerUnavailable(f"local tracker database {self.path}: {exc}") from exc
-        finally:
-            db.close()
 
     def _url(self, key: str) -> str:
         return f"{self.base_url}/{key}"

@@ -18,7 +18,7 @@ from temporalio.client import Client
 import engine
 from config import Settings
 from domain.messages import ActionStateChange, CompleteReviewInput, PostmortemInput
-from domain.models import ActionState, Findings, Phase
+from domain.models import ActionState, Findings, Phase, PostmortemState
 from integrations.local import LocalTracker
 from tests import scenario
 from tests.conftest import ROUTING
@@ -112,9 +112,7 @@ async def test_kill_9_at_every_step_loses_nothing(stack: Stack):
     workflow_id = started.handle.id
 
     async def state(c: Client):
-        return await c.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id).query(
-            PostmortemWorkflow.status
-        )
+        return await c.get_workflow_handle(workflow_id).query(PostmortemWorkflow.status)
 
     # 1. Killed while drafting (the tracking ticket may or may not be filed yet).
     client = await stack.restart()
@@ -122,7 +120,7 @@ async def test_kill_9_at_every_step_loses_nothing(stack: Stack):
     assert review.tracking_ticket is not None
 
     # 2. Killed right after the review's findings, while tickets are being filed.
-    handle = client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+    handle = client.get_workflow_handle(workflow_id, result_type=PostmortemState)
     await handle.execute_update(
         PostmortemWorkflow.complete_review,
         CompleteReviewInput(findings=Findings.model_validate(scenario.findings(now))),
@@ -132,13 +130,13 @@ async def test_kill_9_at_every_step_loses_nothing(stack: Stack):
     assert all(a.ticket is not None for a in following.actions)
 
     # 3. Killed during follow-up, after one action is done.
-    handle = client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+    handle = client.get_workflow_handle(workflow_id, result_type=PostmortemState)
     await handle.execute_update(
         PostmortemWorkflow.set_action_state,
         ActionStateChange(action_id="canary", state=ActionState.DONE, reason="shipped"),
     )
     client = await stack.restart()
-    handle = client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+    handle = client.get_workflow_handle(workflow_id, result_type=PostmortemState)
     after = await until(
         lambda: state(client), lambda s: s.actions[0].state is ActionState.DONE, 120
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -22,9 +23,8 @@ with workflow.unsafe.imports_passed_through():
     from domain.models import ActionState, CorrectiveAction
     from integrations.tracker import TicketStatus
 
-import contextlib
-
-from workflows import search_attributes as sa
+    # Constants and helpers only: shared, not re-imported for every workflow instance.
+    from workflows import search_attributes as sa
 
 # Name of the post-mortem's signal: by name, since the parent module imports this one.
 ACTION_PROGRESS_SIGNAL = "action_progress"
@@ -50,7 +50,7 @@ class ActionFollowUpWorkflow:
         self._woken = False
         self._notes: list[str] = []
         self._reported: CorrectiveAction | None = None
-        self._visibility: dict[str, object] = {}
+        self._visibility = sa.current_values()
 
     @workflow.run
     async def run(self, inp: ActionFollowUpInput) -> CorrectiveAction:

@@ -50,10 +50,10 @@ with workflow.unsafe.imports_passed_through():
         action_workflow_id,
     )
     from integrations.tracker import TicketRequest
+    from workflows import search_attributes as sa
 
 import contextlib
 
-from workflows import search_attributes as sa
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
 
 QUICK_TIMEOUT = timedelta(seconds=10)  # routing reads: local and fast
@@ -85,7 +85,7 @@ class PostmortemWorkflow:
         self._lock = asyncio.Lock()
         self._woken = False
         self._cancel_reason: str | None = None
-        self._visibility: dict[str, object] = {}
+        self._visibility = sa.current_values()
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
@@ -373,6 +373,11 @@ class PostmortemWorkflow:
     @workflow.query
     def status(self) -> PostmortemState:
         return self._s
+
+    @workflow.query
+    def phase(self) -> Phase:
+        """The phase alone: a cheap answer for callers that wait for one."""
+        return self._s.phase
 
     @workflow.update
     async def add_timeline_entry(self, entry: TimelineEntry) -> int:

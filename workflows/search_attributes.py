@@ -35,6 +35,13 @@ def dev_server_flags() -> list[str]:
 _UNSET = object()
 
 
+def current_values() -> dict[str, object]:
+    """The workflow's search attributes as it started (or continued) with them: the first
+    `upsert_changed` then sends only what really differs."""
+    current = workflow.info().typed_search_attributes
+    return {key.name: current.get(key) for key in ALL if current.get(key) is not None}
+
+
 def upsert_changed(cache: dict[str, object], values: dict[str, object]) -> None:
     """Upsert only what changed since the last call (`cache` is the workflow's own memory),
     so that history grows by an event per real change, not per loop turn. None unsets."""
