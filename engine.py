@@ -76,7 +76,11 @@ def postmortem_query(
     severity: Severity | None = None,
     overdue: bool = False,
 ) -> str:
-    clauses = [f"WorkflowType = '{PostmortemWorkflow.__name__}'"]
+    # A continued-as-new run is the same post-mortem: only its latest run counts.
+    clauses = [
+        f"WorkflowType = '{PostmortemWorkflow.__name__}'",
+        "ExecutionStatus != 'ContinuedAsNew'",
+    ]
     if phase is not None:
         clauses.append(f"{sa.PHASE.name} = {_quote(phase.value)}")
     if team is not None:

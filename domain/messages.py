@@ -25,6 +25,9 @@ class PostmortemInput(Model):
     timeline: list[TimelineEntry] = Field(default_factory=list)
     # Set by continue-as-new: the state to carry on from.
     resume: PostmortemState | None = None
+    # Continue as new past this many history events while following up (None: when Temporal
+    # suggests it). Follow-ups of long-overdue actions keep signalling; history stays bounded.
+    continue_after_events: int | None = Field(default=None, ge=20)
 
 
 class CompleteReviewInput(Model):

@@ -127,3 +127,58 @@ async def test_overdue_lists_exactly_the_overdue_postmortems(
     assert (await late_a.result()).phase is Phase.CLOSED
     closed = cli_json(dev_settings, "list", "--team", team, "--phase", "closed")
     assert [row["workflow_id"] for row in closed] == [late_a.id]
+
+
+async def test_post_mortem_continues_as_new_and_children_follow_it(
+    dev_env: WorkflowEnvironment, dev_settings: Settings, dev_worker
+):
+    """A long follow-up starts a new run; the children's signals reach it by workflow id, and
+    managers' lists still show it with its title and counts."""
+    client = dev_env.client
+    team, other_team = sorted(load_routing(dev_settings.teams_file).teams)
+    now = await dev_env.get_current_time()
+    started = await engine.start_postmortem(
+        client,
+        dev_settings.task_queue,
+        PostmortemInput(incident=scenario.incident(now, team=team), continue_after_events=60),
+    )
+    handle = started.handle
+    first_run = handle.result_run_id
+    await until(lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review)
+    actions = [
+        scenario.findings(now)["actions"][0]
+        | {"id": f"a{i}", "team": other_team, "due": (now + timedelta(seconds=3)).isoformat()}
+        for i in range(3)
+    ]
+    await handle.execute_update(
+        PostmortemWorkflow.complete_review,
+        CompleteReviewInput(
+            findings=Findings.model_validate(scenario.findings(now, actions=actions))
+        ),
+    )
+    latest = client.get_workflow_handle_for(PostmortemWorkflow.run, handle.id)
+
+    async def overdue_count() -> int:
+        state = await latest.query(PostmortemWorkflow.status)
+        return len(state.overdue_actions)
+
+    # The children's "overdue" signals land in the run that is current when they arrive.
+    await until(overdue_count, lambda n: n == 3)
+    assert (await latest.describe()).run_id != first_run
+
+    async def listed() -> list[tuple[str, str, int]]:
+        query = engine.postmortem_query(team=team)
+        return [
+            (r.workflow_id, r.title, r.overdue_actions)
+            async for r in engine.list_postmortems(client, query)
+        ]
+
+    assert await until(listed, lambda rows: rows == [(handle.id, "Checkout errors", 3)])
+    for i in range(3):
+        await latest.execute_update(
+            PostmortemWorkflow.set_action_state,
+            ActionStateChange(action_id=f"a{i}", state=ActionState.DONE),
+        )
+    final = await latest.result()
+    assert final.phase is Phase.CLOSED
+    assert [a.state for a in final.actions] == [ActionState.DONE] * 3

@@ -82,6 +82,7 @@ class PostmortemWorkflow:
                 owner=inp.owner,
                 timeline=sorted(inp.timeline, key=lambda e: e.at),
             )
+        self._continue_after_events = inp.continue_after_events
         self._lock = asyncio.Lock()
         self._woken = False
         self._cancel_reason: str | None = None
@@ -200,15 +201,30 @@ class PostmortemWorkflow:
             await self._file_pending_actions()
             if all(a.state.is_terminal for a in s.actions):
                 break
-            if workflow.info().is_continue_as_new_suggested():
+            if self._history_is_long():
                 await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(PostmortemInput(incident=s.incident, resume=s))
+                workflow.continue_as_new(
+                    PostmortemInput(
+                        incident=s.incident,
+                        resume=s,
+                        continue_after_events=self._continue_after_events,
+                    ),
+                    memo={"title": s.incident.title},
+                    search_attributes=workflow.info().typed_search_attributes,
+                )
             self._woken = False
             await workflow.wait_condition(lambda: self._woken)
         if self._cancel_reason is None:
             self._set_phase(Phase.CLOSED, notices.closed(s))
             await self._publish_document()
             await self._comment_tracking(notices.closed(s))
+
+    def _history_is_long(self) -> bool:
+        info = workflow.info()
+        budget = self._continue_after_events
+        return info.is_continue_as_new_suggested() or (
+            budget is not None and info.get_current_history_length() >= budget
+        )
 
     async def _cancel(self, reason: str) -> None:
         s = self._s
