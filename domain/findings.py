@@ -141,16 +141,7 @@ def resolve_actions(
             else due_instant(spec.due, calendar.timezone, calendar.hours)
         )
         actions.append(
-            CorrectiveAction(
-                id=action_id,
-                title=spec.title,
-                description=spec.description,
-                type=spec.type,
-                priority=spec.priority,
-                owner=spec.owner,
-                team=spec.team,
-                due=due,
-            )
+            CorrectiveAction(**spec.model_dump(exclude={"id", "due"}), id=action_id, due=due)
         )
     return actions
 

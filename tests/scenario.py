@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy
 
@@ -83,3 +86,21 @@ async def start(
         task_queue=task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+
+
+T = TypeVar("T")
+
+
+async def until(
+    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float = 30
+) -> T:
+    """Poll in real time (not workflow time) until `ok`; fail with the last value seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while True:
+        value = await probe()
+        if ok(value):
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"not met within {seconds}s; last value: {value!r}"[:2000])
+        await asyncio.sleep(0.05)

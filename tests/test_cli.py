@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from config import Settings, load_routing
-from tests.test_visibility import cli_env, until
+from tests.scenario import until
+from tests.test_visibility import cli_env
 
 POSTMORTEM = str(Path(sys.executable).parent / "postmortem")
 REPO = Path(__file__).resolve().parents[1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Awaitable, Callable
@@ -33,25 +32,12 @@ from domain.models import ActionState, Findings, Phase, PostmortemState, Timelin
 from engine import start_postmortem
 from integrations.local import LocalTracker
 from tests import scenario
+from tests.scenario import until
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
 T = TypeVar("T")
 HISTORIES = Path(__file__).parent / "histories"
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool], seconds: float = 15
-) -> T:
-    """Poll in real time (not workflow time) until `ok`; fail with the last value seen."""
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"condition not met within {seconds}s; last value: {value!r}"[:2000])
-        await asyncio.sleep(0.05)
 
 
 def status_of(handle: WorkflowHandle[Any, Any]) -> Callable[[], Awaitable[PostmortemState]]:
@@ -72,12 +58,12 @@ def comments(tracker: LocalTracker, key: str) -> Callable[[], Awaitable[list[str
 async def reviewed(env: WorkflowEnvironment, client: Client, settings: Settings, **findings: Any):
     now = await env.get_current_time()
     handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
-    await eventually(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+    await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
     accepted = await handle.execute_update(
         PostmortemWorkflow.complete_review,
         CompleteReviewInput(findings=Findings.model_validate(scenario.findings(now, **findings))),
     )
-    state = await eventually(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
+    state = await until(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
     return handle, now, accepted, state
 
 
@@ -106,27 +92,27 @@ async def test_full_lifecycle_reminds_escalates_and_closes(env, client, settings
 
     # 23 days on: the 7-day reminder has reached both owners, nothing is overdue yet.
     await env.sleep(timedelta(days=23, hours=1))
-    notes = await eventually(comments(tracker, "PAY-2"), lambda c: len(c) >= 1)
+    notes = await until(comments(tracker, "PAY-2"), lambda c: len(c) >= 1)
     assert notes[0].startswith("@alex@example.com: reminder")
     state = await handle.query(PostmortemWorkflow.status)
     assert state.actions[0].reminders_sent == 1 and not state.actions[0].overdue
 
     # Past the deadline and the 2-day grace: overdue, and the manager hears of it.
     await env.sleep(timedelta(days=9))
-    notes = await eventually(
+    notes = await until(
         comments(tracker, "PAY-2"), lambda c: any("dana.manager@example.com" in n for n in c)
     )
     assert sum("reminder" in n for n in notes) == 2  # 7 days and 1 day before
     escalation = next(n for n in notes if "dana.manager" in n)
     assert "passed its due date" in escalation and "(notice 1)" in escalation
-    state = await eventually(status_of(handle), lambda s: s.actions[0].escalation_level == 1)
+    state = await until(status_of(handle), lambda s: s.actions[0].escalation_level == 1)
     assert state.actions[0].overdue and len(state.overdue_actions) == 2
     assert state.phase is Phase.FOLLOWING_UP
 
     # The owner closes the ticket in the tracker: the next poll (6 h) marks the action done.
     tracker.set_state("PAY-2", closed=True)
     await env.sleep(timedelta(hours=7))
-    state = await eventually(status_of(handle), lambda s: s.actions[0].state is ActionState.DONE)
+    state = await until(status_of(handle), lambda s: s.actions[0].state is ActionState.DONE)
     assert state.actions[0].state_reason == "closed in the tracker"
 
     # The other is done by hand (no tracker reports it); the post-mortem closes.
@@ -171,7 +157,7 @@ async def test_moved_deadline_delays_escalation(env, client, settings, worker, t
 
     # Past the old deadline and its grace: no escalation for the moved action.
     await env.sleep(timedelta(days=33))
-    await eventually(
+    await until(
         comments(tracker, "PLAT-1"), lambda c: any("lee.manager" in n or "dana" in n for n in c)
     )
     notes = await comments(tracker, "PAY-2")()
@@ -182,9 +168,7 @@ async def test_moved_deadline_delays_escalation(env, client, settings, worker, t
 
     # Past the new one: now it escalates.
     await env.sleep(timedelta(days=20))
-    await eventually(
-        comments(tracker, "PAY-2"), lambda c: any("passed its due date" in n for n in c)
-    )
+    await until(comments(tracker, "PAY-2"), lambda c: any("passed its due date" in n for n in c))
 
 
 async def test_cancel_stops_follow_up(env, client, settings, worker, tracker):
@@ -208,7 +192,7 @@ async def test_cancel_stops_follow_up(env, client, settings, worker, tracker):
 async def test_cancel_before_review(env, client, settings, worker):
     now = await env.get_current_time()
     handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
-    await eventually(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+    await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
     await handle.execute_update(PostmortemWorkflow.cancel, CancelInput(reason="False alarm"))
     assert (await handle.result()).phase is Phase.CANCELLED
 
@@ -228,13 +212,13 @@ async def test_late_review_escalates_to_the_manager_and_repeats(
 ):
     now = await env.get_current_time()
     handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
-    state = await eventually(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+    state = await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
     assert state.review is not None
     await env.sleep(state.review.start - now + timedelta(minutes=1))
-    state = await eventually(status_of(handle), lambda s: s.phase is Phase.IN_REVIEW)
+    state = await until(status_of(handle), lambda s: s.phase is Phase.IN_REVIEW)
     assert state.review is not None
     await env.sleep(state.review.window_end - state.review.start + timedelta(days=8))
-    notes = await eventually(
+    notes = await until(
         comments(tracker, "PAY-1"), lambda c: sum("review window closed" in n for n in c) == 2
     )
     assert any(n.startswith("Reminder: the post-mortem review is at") for n in notes)
@@ -245,7 +229,7 @@ async def test_late_review_escalates_to_the_manager_and_repeats(
 async def test_bad_updates_are_refused_and_change_nothing(env, client, settings, worker):
     now = await env.get_current_time()
     handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
-    before = await eventually(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+    before = await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
 
     async def refused(update: Any, arg: Any) -> str:
         with pytest.raises(WorkflowUpdateFailedError) as caught:
@@ -304,7 +288,7 @@ async def test_action_added_after_review_is_filed_and_followed(
         PostmortemWorkflow.add_action, ActionSpec.model_validate(spec)
     )
     assert action_id == "a1"
-    state = await eventually(status_of(handle), lambda s: s.actions[-1].ticket is not None)
+    state = await until(status_of(handle), lambda s: s.actions[-1].ticket is not None)
     assert state.actions[-1].ticket is not None and state.actions[-1].ticket.key == "PAY-3"
     child = client.get_workflow_handle_for(ActionFollowUpWorkflow.run, f"{handle.id}/action-a1")
     assert (await child.query(ActionFollowUpWorkflow.status)).title == "Write the rollback runbook"
@@ -335,7 +319,7 @@ async def test_follow_up_continues_as_new_and_keeps_its_state(
     )
     first_run = child.result_run_id
     await env.sleep(timedelta(days=24))
-    snapshot = await eventually(
+    snapshot = await until(
         lambda: child.query(ActionFollowUpWorkflow.status), lambda a: a.reminders_sent == 1
     )
     latest = client.get_workflow_handle(child.id)

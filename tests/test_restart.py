@@ -22,7 +22,7 @@ from domain.models import ActionState, Findings, Phase, PostmortemState
 from integrations.local import LocalTracker
 from tests import scenario
 from tests.conftest import ROUTING
-from tests.test_visibility import until
+from tests.scenario import until
 from worker import dev_server_command, port_in_use
 from workflows.postmortem import PostmortemWorkflow
 

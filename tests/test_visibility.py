@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -11,14 +10,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.testing import WorkflowEnvironment
 
 import engine
 from config import Settings, load_routing
 from domain.messages import ActionStateChange, CompleteReviewInput, PostmortemInput
-from domain.models import ActionState, Findings, Phase
+from domain.models import ActionState, Findings, Phase, PostmortemState
 from tests import scenario
+from tests.scenario import until
 from workflows.postmortem import PostmortemWorkflow
 
 POSTMORTEM = str(Path(sys.executable).parent / "postmortem")
@@ -44,17 +43,6 @@ def cli_json(settings: Settings, *args: str) -> Any:
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
-
-
-async def until(probe, ok, seconds: float = 30):
-    deadline = asyncio.get_running_loop().time() + seconds
-    while True:
-        value = await probe()
-        if ok(value):
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(f"not met within {seconds}s; last: {value!r}")
-        await asyncio.sleep(0.2)
 
 
 async def test_overdue_lists_exactly_the_overdue_postmortems(
@@ -156,7 +144,7 @@ async def test_post_mortem_continues_as_new_and_children_follow_it(
             findings=Findings.model_validate(scenario.findings(now, actions=actions))
         ),
     )
-    latest = client.get_workflow_handle_for(PostmortemWorkflow.run, handle.id)
+    latest = client.get_workflow_handle(handle.id, result_type=PostmortemState)
 
     async def overdue_count() -> int:
         state = await latest.query(PostmortemWorkflow.status)

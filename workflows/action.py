@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
+
+from workflows.timing import wait_until
 
 with workflow.unsafe.imports_passed_through():
     from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
@@ -141,12 +142,8 @@ class ActionFollowUpWorkflow:
         )
 
     async def _sleep_until(self, moment: datetime) -> None:
-        delay = moment - workflow.now()
-        if delay <= timedelta(0):
-            return
         self._woken = False
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._woken, timeout=delay)
+        await wait_until(moment, lambda: self._woken)
 
     async def _on_time(self) -> None:
         action, policy = self._action, self._inp.policy

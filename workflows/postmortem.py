@@ -55,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
 import contextlib
 
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
+from workflows.timing import wait_until
 
 QUICK_TIMEOUT = timedelta(seconds=10)  # routing reads: local and fast
 QUICK_RETRY = RetryPolicy(
@@ -349,12 +350,8 @@ class PostmortemWorkflow:
             await self._comment_tracking(notices.published(publication.location))
 
     async def _sleep_until(self, moment: datetime) -> None:
-        delay = moment - workflow.now()
-        if delay <= timedelta(0):
-            return
         self._woken = False
-        with contextlib.suppress(TimeoutError):
-            await workflow.wait_condition(lambda: self._woken, timeout=delay)
+        await wait_until(moment, lambda: self._woken)
 
     def _set_phase(self, phase: Phase, note: str = "") -> None:
         s = self._s
@@ -453,14 +450,7 @@ class PostmortemWorkflow:
             ]
             s.timeline = sorted([*s.timeline, *corrections], key=lambda e: e.at)
             s.findings = ReviewOutcome(
-                summary=findings.summary,
-                impact=findings.impact,
-                contributing_factors=findings.contributing_factors,
-                proximate_cause=findings.proximate_cause,
-                root_cause=findings.root_cause,
-                went_well=findings.went_well,
-                went_badly=findings.went_badly,
-                got_lucky=findings.got_lucky,
+                **findings.model_dump(exclude={"actions", "timeline_corrections"}),
                 accepted_at=workflow.now(),
             )
             s.actions.extend(actions)
