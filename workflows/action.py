@@ -59,7 +59,8 @@ class ActionFollowUpWorkflow:
         turns = 0
         try:
             while self._action.state is ActionState.OPEN:
-                await self._sleep_until(self._next_event())
+                if not self._notes:  # a note queued during an await goes out now
+                    await self._sleep_until(self._next_event())
                 await self._post_notes()
                 if self._action.state is ActionState.OPEN:
                     await self._on_time()

@@ -199,6 +199,8 @@ class PostmortemWorkflow:
     async def _follow_up(self) -> None:
         s = self._s
         while self._cancel_reason is None:
+            # Reset before any await: a wake-up (cancel, signal) during filing is not lost.
+            self._woken = False
             await self._file_pending_actions()
             if all(a.state.is_terminal for a in s.actions):
                 break
@@ -213,7 +215,6 @@ class PostmortemWorkflow:
                     memo={"title": s.incident.title},
                     search_attributes=workflow.info().typed_search_attributes,
                 )
-            self._woken = False
             await workflow.wait_condition(lambda: self._woken)
         if self._cancel_reason is None:
             self._set_phase(Phase.CLOSED, notices.closed(s))
