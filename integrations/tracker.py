@@ -21,6 +21,8 @@ class TicketRequest(BaseModel):
     labels: list[str] = Field(default_factory=list)
     due: datetime | None = None
     priority: str | None = None
+    # Another ticket in the same tracker to link to (the post-mortem's tracking ticket).
+    related_key: str | None = None
 
 
 class TicketStatus(BaseModel):

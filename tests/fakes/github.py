@@ -1,0 +1,262 @@
+"""A stateful emulator of the GitHub REST API (issues, labels, milestones), as PyGithub calls it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote
+
+from tests.fakes.server import EmulatorServer, Request, Response
+
+REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class GitHubState:
+    issues: dict[int, dict[str, Any]] = field(default_factory=dict)
+    labels: dict[str, dict[str, Any]] = field(default_factory=dict)
+    milestones: dict[int, dict[str, Any]] = field(default_factory=dict)
+    comments: dict[int, list[str]] = field(default_factory=dict)
+
+
+class GitHubEmulator(EmulatorServer):
+    def __init__(
+        self, *, repo: str = "acme/platform", token: str = "gh-token", per_page: int = 30
+    ) -> None:
+        super().__init__()
+        self.repo_name, self.token, self.per_page = repo, token, per_page
+        self.state = GitHubState()
+        for method, path, handler in [
+            ("GET", rf"{REPO}", self._repo),
+            ("GET", rf"{REPO}/labels/(?P<name>[^/]+)", self._get_label),
+            ("POST", rf"{REPO}/labels", self._create_label),
+            ("GET", rf"{REPO}/issues", self._list_issues),
+            ("POST", rf"{REPO}/issues", self._create_issue),
+            ("GET", rf"{REPO}/issues/(?P<number>\d+)", self._get_issue),
+            ("PATCH", rf"{REPO}/issues/(?P<number>\d+)", self._update_issue),
+            ("POST", rf"{REPO}/issues/(?P<number>\d+)/comments", self._comment),
+            ("GET", rf"{REPO}/milestones", self._list_milestones),
+            ("POST", rf"{REPO}/milestones", self._create_milestone),
+        ]:
+            self.route(method, path, self._checked(handler))
+
+    # -- what a person does on GitHub ----------------------------------------------------
+
+    def close(self, number: int, reason: str = "completed") -> None:
+        with self.lock:
+            issue = self.state.issues[number]
+            issue.update(state="closed", state_reason=reason, closed_at=_now(), updated_at=_now())
+
+    def reopen(self, number: int) -> None:
+        with self.lock:
+            issue = self.state.issues[number]
+            issue.update(state="open", state_reason="reopened", closed_at=None, updated_at=_now())
+
+    # -- objects as the API returns them ---------------------------------------------------
+
+    @property
+    def api(self) -> str:
+        return f"{self.base_url}/repos/{self.repo_name}"
+
+    def _user(self, login: str) -> dict[str, Any]:
+        return {
+            "login": login,
+            "id": abs(hash(login)) % 10**6,
+            "type": "User",
+            "url": f"{self.base_url}/users/{login}",
+            "html_url": f"https://github.example/{login}",
+        }
+
+    def _repo_object(self) -> dict[str, Any]:
+        owner, name = self.repo_name.split("/")
+        return {
+            "id": 1,
+            "name": name,
+            "full_name": self.repo_name,
+            "private": False,
+            "owner": self._user(owner),
+            "url": self.api,
+            "html_url": f"https://github.example/{self.repo_name}",
+            "default_branch": "main",
+        }
+
+    def _label_object(self, name: str, color: str = "ededed") -> dict[str, Any]:
+        return {
+            "id": len(self.state.labels) + 1,
+            "name": name,
+            "color": color,
+            "default": False,
+            "description": None,
+            "url": f"{self.api}/labels/{name}",
+        }
+
+    # -- handlers ----------------------------------------------------------------------
+
+    def _checked(self, handler: Any) -> Any:
+        def check(request: Request) -> Response:
+            given = request.headers.get("authorization", "")
+            if given not in (f"token {self.token}", f"Bearer {self.token}"):
+                return Response(401, {"message": "Bad credentials", "status": "401"})
+            if f"{request.params['owner']}/{request.params['repo']}" != self.repo_name:
+                return Response(404, {"message": "Not Found"})
+            return handler(request)
+
+        return check
+
+    def _repo(self, request: Request) -> Response:
+        return Response(200, self._repo_object())
+
+    def _get_label(self, request: Request) -> Response:
+        label = self.state.labels.get(unquote(request.params["name"]))
+        return Response(200, label) if label else Response(404, {"message": "Not Found"})
+
+    def _create_label(self, request: Request) -> Response:
+        body = request.json()
+        name = body["name"]
+        if name in self.state.labels:
+            return Response(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "Label", "code": "already_exists", "field": "name"}],
+                },
+            )
+        self.state.labels[name] = self._label_object(name, body.get("color", "ededed"))
+        return Response(201, self.state.labels[name])
+
+    def _list_issues(self, request: Request) -> Response:
+        state = request.arg("state", "open")
+        wanted = [x for x in (request.arg("labels") or "").split(",") if x]
+        issues = [
+            i
+            for i in sorted(self.state.issues.values(), key=lambda i: -i["number"])
+            if (state == "all" or i["state"] == state)
+            and all(w in {label["name"] for label in i["labels"]} for w in wanted)
+        ]
+        per_page = int(request.arg("per_page") or self.per_page)
+        page = int(request.arg("page") or 1)
+        chunk = issues[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(issues):
+            query = f"state={state}&labels={','.join(wanted)}&per_page={per_page}&page={page + 1}"
+            headers["Link"] = f'<{self.api}/issues?{query}>; rel="next"'
+        return Response(200, chunk, headers)
+
+    def _create_issue(self, request: Request) -> Response:
+        body = request.json()
+        if not body.get("title"):
+            return Response(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}],
+                },
+            )
+        for name in body.get("labels", []):
+            self.state.labels.setdefault(name, self._label_object(name))
+        assignees = body.get("assignees") or []
+        if "ghost" in assignees:
+            return Response(
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [
+                        {
+                            "value": "ghost",
+                            "resource": "Issue",
+                            "field": "assignees",
+                            "code": "invalid",
+                        }
+                    ],
+                },
+            )
+        number = len(self.state.issues) + 1
+        milestone = self.state.milestones.get(body["milestone"]) if body.get("milestone") else None
+        self.state.issues[number] = {
+            "id": 1000 + number,
+            "number": number,
+            "title": body["title"],
+            "body": body.get("body"),
+            "state": "open",
+            "state_reason": None,
+            "locked": False,
+            "labels": [self.state.labels[name] for name in body.get("labels", [])],
+            "assignees": [self._user(a) for a in assignees],
+            "assignee": self._user(assignees[0]) if assignees else None,
+            "milestone": milestone,
+            "comments": 0,
+            "user": self._user("postmortem-bot"),
+            "url": f"{self.api}/issues/{number}",
+            "html_url": f"https://github.example/{self.repo_name}/issues/{number}",
+            "comments_url": f"{self.api}/issues/{number}/comments",
+            "labels_url": f"{self.api}/issues/{number}/labels{{/name}}",
+            "events_url": f"{self.api}/issues/{number}/events",
+            "repository_url": self.api,
+            "created_at": _now(),
+            "updated_at": _now(),
+            "closed_at": None,
+        }
+        return Response(201, self.state.issues[number])
+
+    def _get_issue(self, request: Request) -> Response:
+        issue = self.state.issues.get(int(request.params["number"]))
+        return Response(200, issue) if issue else Response(404, {"message": "Not Found"})
+
+    def _update_issue(self, request: Request) -> Response:
+        issue = self.state.issues.get(int(request.params["number"]))
+        if issue is None:
+            return Response(404, {"message": "Not Found"})
+        issue.update(
+            {
+                k: v
+                for k, v in request.json().items()
+                if k in ("state", "state_reason", "title", "body")
+            }
+        )
+        return Response(200, issue)
+
+    def _comment(self, request: Request) -> Response:
+        number = int(request.params["number"])
+        if number not in self.state.issues:
+            return Response(404, {"message": "Not Found"})
+        body = request.json()["body"]
+        self.state.comments.setdefault(number, []).append(body)
+        self.state.issues[number]["comments"] += 1
+        comment_id = sum(len(c) for c in self.state.comments.values())
+        return Response(
+            201,
+            {
+                "id": comment_id,
+                "body": body,
+                "user": self._user("postmortem-bot"),
+                "url": f"{self.api}/issues/comments/{comment_id}",
+                "html_url": f"https://github.example/{self.repo_name}/issues/{number}#issuecomment-{comment_id}",
+                "issue_url": f"{self.api}/issues/{number}",
+                "created_at": _now(),
+                "updated_at": _now(),
+            },
+        )
+
+    def _list_milestones(self, request: Request) -> Response:
+        return Response(200, list(self.state.milestones.values()))
+
+    def _create_milestone(self, request: Request) -> Response:
+        body = request.json()
+        number = len(self.state.milestones) + 1
+        self.state.milestones[number] = {
+            "id": 500 + number,
+            "number": number,
+            "title": body["title"],
+            "state": "open",
+            "due_on": body.get("due_on"),
+            "url": f"{self.api}/milestones/{number}",
+            "html_url": f"https://github.example/{self.repo_name}/milestone/{number}",
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+        return Response(201, self.state.milestones[number])
