@@ -34,6 +34,7 @@ from domain.messages import (
     MoveDeadlineInput,
     PostmortemInput,
     RescheduleReviewInput,
+    RetryFilingInput,
 )
 from domain.models import (
     ActionSpec,
@@ -502,6 +503,8 @@ def list_command(
             f"{r.workflow_id:38} {r.phase:17} {r.severity:5} {r.team:12} "
             f"{r.open_actions:>4} {r.overdue_actions:>4}  {r.title}"
         )
+        for problem in r.problems:
+            typer.echo(f"{'':38} ! {problem}")
 
 
 @app.command()
@@ -514,13 +517,24 @@ def overdue(
     """Overdue corrective actions, most overdue first, from Temporal visibility."""
     query = engine.overdue_actions_query(team=team, severity=severity)
 
-    async def go() -> list[engine.OverdueRow]:
-        return [row async for row in engine.list_overdue_actions(await client(), query, limit)]
+    async def go() -> tuple[list[engine.OverdueRow], list[engine.PostmortemRow]]:
+        connected = await client()
+        overdue = [row async for row in engine.list_overdue_actions(connected, query, limit)]
+        refused = engine.problems_query(team=team)
+        return overdue, [row async for row in engine.list_postmortems(connected, refused, limit)]
 
     from datetime import UTC
 
     now = datetime.now(UTC)
-    rows = sorted(run(go), key=lambda r: -r.days_overdue(now))
+    found, refused = run(go)
+    rows = sorted(found, key=lambda r: -r.days_overdue(now))
+    if not as_json:
+        for pm in refused:
+            typer.echo(f"not filed: {pm.workflow_id}: " + "; ".join(pm.problems))
+            typer.echo(
+                "  fix the routing or the tracker, then: "
+                f"postmortem action retry {pm.workflow_id} <action>"
+            )
     if as_json:
         emit_json([row.as_json(now) for row in rows])
         return
@@ -571,6 +585,19 @@ def action_drop(
         workflow_id,
         ActionStateChange(action_id=action_id, state=ActionState.DROPPED, reason=reason),
     )
+
+
+@action_app.command("retry")
+def action_retry(workflow_id: str, action_id: str) -> None:
+    """File an action's ticket again after the tracker refused it and the cause was fixed."""
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(
+            PostmortemWorkflow.retry_filing, RetryFilingInput(action_id=action_id)
+        )
+
+    run(go)
+    typer.echo(f"action {action_id}: filing again (see `postmortem status {workflow_id}`)")
 
 
 @action_app.command("move")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from datetime import date, timedelta
@@ -23,7 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.findings import TeamCalendar, describe_validation_error
-from domain.models import Severity, TeamInfo
+from domain.models import Priority, Severity, TeamInfo
 from domain.policy import DEFAULT_SEVERITY_POLICIES, FollowUpPolicy, SeverityPolicy
 from domain.scheduling import WorkingHours
 
@@ -139,16 +140,69 @@ class PolicyConfig(BaseModel):
         return self.severity.get(severity) or DEFAULT_SEVERITY_POLICIES[severity.value]
 
 
+class SecretSource(BaseModel):
+    """Where a token comes from: an environment variable or a file, never this file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    token_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    token_file: Path | None = None
+
+
+class JiraConfig(SecretSource):
+    url: str = Field(pattern=r"^https?://[^\s/]+.*$")
+    deployment: Literal["cloud", "datacenter"] = "cloud"
+    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{0,19}$")
+    issue_type: str = "Task"
+    email: str | None = None  # the account the Cloud API token belongs to
+    # Our P1..P4 to the instance's priority names; unset: Highest, High, Medium, Low.
+    priorities: dict[Priority, str] | None = None
+    fields: dict[str, Any] = Field(default_factory=dict)  # components, custom fields
+    link_type: str = "Relates"
+
+    @model_validator(mode="after")
+    def _cloud_needs_email(self) -> JiraConfig:
+        if self.deployment == "cloud" and not self.email:
+            raise ValueError("Jira Cloud needs `email`, the account of the API token")
+        return self
+
+
+class GitHubConfig(SecretSource):
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    api_url: str = Field(default="https://api.github.com", pattern=r"^https?://[^\s/]+.*$")
+    app_id: int | None = None
+    installation_id: int | None = None
+    private_key_file: Path | None = None
+    logins: dict[str, str] = Field(default_factory=dict)  # owner email -> GitHub login
+    milestones: bool = False
+
+    @model_validator(mode="after")
+    def _app_is_complete(self) -> GitHubConfig:
+        if self.app_id is not None and (self.installation_id is None or not self.private_key_file):
+            raise ValueError("a GitHub App needs app_id, installation_id and private_key_file")
+        return self
+
+
 class TeamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    tracker: Literal["local"] = "local"
+    tracker: Literal["local", "jira", "github"] = "local"
     project: str | None = Field(default=None, pattern=r"^[A-Z][A-Z0-9]{0,9}$")
     manager: str = Field(min_length=1)
     timezone: str = "UTC"
     working_hours: str = "09:00-17:00"
     postmortem_owner: str | None = None
     holidays: list[date] = Field(default_factory=list)
+    jira: JiraConfig | None = None
+    github: GitHubConfig | None = None
+
+    @model_validator(mode="after")
+    def _tracker_is_configured(self) -> TeamConfig:
+        if self.tracker == "jira" and self.jira is None:
+            raise ValueError('tracker = "jira" needs a [teams.<name>.jira] table')
+        if self.tracker == "github" and self.github is None:
+            raise ValueError('tracker = "github" needs a [teams.<name>.github] table')
+        return self
 
     @field_validator("timezone")
     @classmethod
@@ -177,7 +231,7 @@ class Routing(BaseModel):
     @model_validator(mode="after")
     def _projects_unique(self) -> Routing:
         seen: dict[str, str] = {}
-        for name in self.teams:
+        for name in self.local_projects():
             project = self.project_of(name)
             if project in seen:
                 raise ValueError(f"teams {seen[project]!r} and {name!r} share project {project!r}")
@@ -243,3 +297,26 @@ def load_routing(path: Path) -> Routing:
         raise ConfigError(f"{path}: " + "; ".join(describe_validation_error(exc))) from None
     _cache[path] = (mtime, routing)
     return routing
+
+
+def secret_env_name(kind: str, team: str) -> str:
+    """`PM_JIRA_TOKEN__PAYMENTS`: the default variable holding a team's tracker token."""
+    return f"PM_{kind.upper()}_TOKEN__" + re.sub(r"[^A-Z0-9]", "_", team.upper())
+
+
+def read_secret(kind: str, team: str, source: SecretSource, *, required: bool = True) -> str:
+    """The token from its file or variable. The error names where to put it, never a value."""
+    if source.token_file is not None:
+        try:
+            return source.token_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"team {team!r}: {kind} token file {source.token_file}: {exc.strerror}"
+            ) from None
+    name = source.token_env or secret_env_name(kind, team)
+    value = os.environ.get(name, "").strip()
+    if not value and required:
+        raise ConfigError(
+            f"team {team!r}: no {kind} token: set {name} (or token_file in the routing file)"
+        )
+    return value

@@ -92,6 +92,18 @@ def postmortem_query(
     return " AND ".join(clauses)
 
 
+def problems_query(*, team: str | None = None) -> str:
+    """Running post-mortems with a ticket a tracker refused."""
+    clauses = [
+        f"WorkflowType = '{PostmortemWorkflow.__name__}'",
+        "ExecutionStatus = 'Running'",
+        f"{sa.TRACKER_PROBLEMS.name} IS NOT NULL",
+    ]
+    if team is not None:
+        clauses.append(f"{sa.TEAM.name} = {_quote(team)}")
+    return " AND ".join(clauses)
+
+
 def overdue_actions_query(*, team: str | None = None, severity: Severity | None = None) -> str:
     clauses = [
         f"WorkflowType = '{ActionFollowUpWorkflow.__name__}'",
@@ -118,6 +130,7 @@ class PostmortemRow:
     next_action_due: datetime | None
     status: str
     started_at: datetime | None
+    problems: list[str]
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -132,6 +145,7 @@ class PostmortemRow:
             "next_action_due": self.next_action_due.isoformat() if self.next_action_due else None,
             "status": self.status,
             "started_at": self.started_at.isoformat() if self.started_at else None,
+            "problems": self.problems,
         }
 
 
@@ -186,6 +200,7 @@ async def list_postmortems(
             next_action_due=attrs.get(sa.NEXT_ACTION_DUE),
             status=status.name.lower(),
             started_at=execution.start_time,
+            problems=list(attrs.get(sa.TRACKER_PROBLEMS) or []),
         )
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
 import logging
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,9 +29,11 @@ from temporalio.worker import Worker
 from activities.publishing import PublishingActivities
 from activities.routing import RoutingActivities
 from activities.tracker import TrackerActivities
-from config import ConfigError, Settings, load_routing
+from config import ConfigError, SecretSource, Settings, load_routing, read_secret
 from engine import connect
 from integrations.errors import ConfigurationError
+from integrations.github import GitHubTarget, GitHubTracker
+from integrations.jira import DEFAULT_PRIORITIES, JiraTarget, JiraTracker
 from integrations.local import LocalTracker
 from integrations.publishing import FolderPublisher, Publisher
 from integrations.tracker import Tracker
@@ -61,24 +66,79 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
 
 
 class TrackerDirectory:
-    """Which tracker client serves a team, from the routing file as it is now."""
+    """Which tracker client serves a team, from the routing file and secrets as they are now:
+    a fixed configuration or token takes effect at the next call, without a restart."""
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._local: dict[tuple[tuple[str, str], ...], LocalTracker] = {}
+        self._trackers: dict[str, tuple[str, Tracker]] = {}
+        self._lock = threading.Lock()
 
     def __call__(self, team: str) -> Tracker:
         routing = load_routing(self._settings.teams_file)
         config = routing.team(team)
+        if config.tracker == "jira" and config.jira is not None:
+            jira = config.jira
+            token = read_secret("jira", team, jira)
+            target: Any = JiraTarget(
+                team=team,
+                url=jira.url,
+                project=jira.project,
+                deployment=jira.deployment,
+                issue_type=jira.issue_type,
+                email=jira.email,
+                token=token,
+                priorities={str(k): v for k, v in (jira.priorities or DEFAULT_PRIORITIES).items()},
+                extra_fields=jira.fields,
+                link_type=jira.link_type,
+            )
+            return self._cached(team, target, lambda: JiraTracker(target))
+        if config.tracker == "github" and config.github is not None:
+            github = config.github
+            private_key = ""
+            if github.private_key_file is not None:
+                private_key = read_secret(
+                    "github-app-key", team, SecretSource(token_file=github.private_key_file)
+                )
+            target = GitHubTarget(
+                team=team,
+                repo=github.repo,
+                api_url=github.api_url,
+                token="" if github.app_id else read_secret("github", team, github),
+                app_id=github.app_id,
+                installation_id=github.installation_id,
+                private_key=private_key,
+                logins=github.logins,
+                milestones=github.milestones,
+            )
+            return self._cached(team, target, lambda: GitHubTracker(target))
         if config.tracker == "local":
             projects = routing.local_projects()
-            key = tuple(sorted(projects.items()))
-            if key not in self._local:
-                self._local[key] = LocalTracker(
+            return self._cached(
+                "local",
+                sorted(projects.items()),
+                lambda: LocalTracker(
                     self._settings.tracker_db, projects, self._settings.local_tracker_url
-                )
-            return self._local[key]
-        raise ConfigurationError(f"team {team!r}: tracker {config.tracker!r} is not supported")
+                ),
+            )
+        raise ConfigurationError(f"team {team!r}: tracker {config.tracker!r} is not configured")
+
+    def _cached(self, name: str, target: object, build: Callable[[], Tracker]) -> Tracker:
+        # Keyed by the whole target (token included, only in memory): any change rebuilds.
+        fingerprint = hashlib.sha256(repr(_unmasked(target)).encode()).hexdigest()
+        with self._lock:
+            cached = self._trackers.get(name)
+            if cached is None or cached[0] != fingerprint:
+                cached = (fingerprint, build())
+                self._trackers[name] = cached
+            return cached[1]
+
+
+def _unmasked(target: object) -> object:
+    """Dataclass fields including the ones hidden from repr (tokens), for the fingerprint."""
+    if dataclasses.is_dataclass(target) and not isinstance(target, type):
+        return dataclasses.astuple(target)
+    return target
 
 
 def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:

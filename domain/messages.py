@@ -55,6 +55,10 @@ class MoveDeadlineInput(Model):
     reason: Text
 
 
+class RetryFilingInput(Model):
+    action_id: ActionId
+
+
 class CancelInput(Model):
     reason: Text
 

@@ -112,7 +112,7 @@ class GitHubTracker:
         return self._ref(issue.number, issue.html_url)
 
     def ticket_status(self, ref: TicketRef) -> TicketStatus:
-        issue = self._call(lambda: self.repo.get_issue(int(ref.key.lstrip("#"))), key=ref.key)
+        issue = self._call(lambda: self.repo.get_issue(_number(ref)), key=ref.key)
         reason = issue.state_reason or ""
         done = issue.state == "closed"
         return TicketStatus(
@@ -123,13 +123,14 @@ class GitHubTracker:
         )
 
     def comment(self, ref: TicketRef, text: str) -> None:
-        number = int(ref.key.lstrip("#"))
+        number = _number(ref)
         self._call(lambda: self.repo.get_issue(number).create_comment(text), key=ref.key)
 
     # -- helpers ------------------------------------------------------------------------
 
     def _ref(self, number: int, url: str) -> TicketRef:
-        return TicketRef(tracker=self.kind, key=f"#{number}", url=url)
+        # owner/repo#N: GitHub's own reference form, unique across repositories.
+        return TicketRef(tracker=self.kind, key=f"{self.target.repo}#{number}", url=url)
 
     def _login(self, owner: str | None) -> str | None:
         if not owner:
@@ -176,6 +177,10 @@ class GitHubTracker:
             raise TrackerRejected(f"{where}: HTTP {status}: {message}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TrackerUnavailable(f"{where}: {type(exc).__name__}") from None
+
+
+def _number(ref: TicketRef) -> int:
+    return int(ref.key.rpartition("#")[2])
 
 
 def _github_reason(exc: GithubException) -> str:

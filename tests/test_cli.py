@@ -70,6 +70,7 @@ COMMANDS = [
     ["action", "done"],
     ["action", "drop"],
     ["action", "move"],
+    ["action", "retry"],
     ["action", "add"],
     ["tracker"],
     ["tracker", "list"],

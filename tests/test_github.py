@@ -57,7 +57,9 @@ def test_create_with_labels_marker_and_assignee_once(github: GitHubEmulator):
     tracker = tracker_for(github)
     ref = tracker.create_ticket(ticket())
     assert ref == TicketRef(
-        tracker="github", key="#1", url=f"https://github.example/{github.repo_name}/issues/1"
+        tracker="github",
+        key=f"{github.repo_name}#1",
+        url=f"https://github.example/{github.repo_name}/issues/1",
     )
     issue = github.state.issues[1]
     assert [label["name"] for label in issue["labels"]] == [
@@ -83,7 +85,7 @@ def test_found_again_by_a_fresh_client_among_many(github: GitHubEmulator):
 
 def test_unknown_login_files_unassigned_with_a_note_and_milestone(github: GitHubEmulator):
     ref = tracker_for(github, milestones=True).create_ticket(ticket(assignee="x@example.com"))
-    issue = github.state.issues[int(ref.key[1:])]
+    issue = github.state.issues[int(ref.key.rpartition("#")[2])]
     assert issue["assignees"] == []
     assert "Owner: x@example.com (no GitHub login known)" in issue["body"]
     assert issue["milestone"]["title"] == "Due 2027-02-15"
@@ -138,5 +140,5 @@ def test_created_but_answer_lost_is_found_on_retry(github: GitHubEmulator):
     with pytest.raises(TrackerUnavailable):
         tracker.create_ticket(ticket())
     assert len(github.state.issues) == 1
-    assert tracker.create_ticket(ticket()).key == "#1"
+    assert tracker.create_ticket(ticket()).key == f"{github.repo_name}#1"
     assert len(github.state.issues) == 1

@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
         MoveDeadlineInput,
         PostmortemInput,
         RescheduleReviewInput,
+        RetryFilingInput,
         ReviewAccepted,
     )
     from domain.models import (
@@ -266,6 +267,12 @@ class PostmortemWorkflow:
                 labels=["postmortem", s.incident.id, f"action-{action.type}"],
                 due=action.due,
                 priority=action.priority,
+                # Linked to the tracking ticket when both live in the same team's tracker.
+                related_key=(
+                    s.tracking_ticket.key
+                    if s.tracking_ticket is not None and action.team == s.incident.team
+                    else None
+                ),
             )
         )
         if ref is None:
@@ -305,6 +312,7 @@ class PostmortemWorkflow:
                         sa.OPEN_ACTIONS: 1,
                         sa.OVERDUE_ACTIONS: 0,
                         sa.NEXT_ACTION_DUE: action.due,
+                        sa.TICKET_KEY: sa.ticket_key(ref.tracker, ref.key),
                     }
                 ),
             )
@@ -365,9 +373,14 @@ class PostmortemWorkflow:
     def _sync_visibility(self) -> None:
         s = self._s
         open_actions = s.open_actions
+        values: dict[str, object] = {}
+        # Only once there is or was a problem: histories without one stay as they were.
+        if s.problems or sa.TRACKER_PROBLEMS.name in self._visibility:
+            values[sa.TRACKER_PROBLEMS.name] = [p[:250] for p in s.problems[:5]] or None
         sa.upsert_changed(
             self._visibility,
-            {
+            values
+            | {
                 sa.PHASE.name: s.phase.value,
                 sa.TEAM.name: s.incident.team,
                 sa.SEVERITY.name: s.incident.severity.value,
@@ -549,6 +562,26 @@ class PostmortemWorkflow:
             raise ValueError(f"action {action.id} is {action.state}; its deadline no longer runs")
         if move.due <= workflow.now():
             raise ValueError(f"the new due date {move.due.isoformat()} is in the past")
+
+    @workflow.update
+    async def retry_filing(self, request: RetryFilingInput) -> CorrectiveAction:
+        """After a fix in routing or the tracker: file the refused ticket again."""
+        action = self._s.action(request.action_id)
+        assert action is not None
+        action.filing_error = None
+        prefix = f"action {action.id} ("
+        self._s.problems = [p for p in self._s.problems if not p.startswith(prefix)]
+        self._sync_visibility()
+        self._wake()
+        return action
+
+    @retry_filing.validator
+    def _check_retry_filing(self, request: RetryFilingInput) -> None:
+        self._refuse_when_finished()
+        action = self._known_action(request.action_id)
+        if action.filing_error is None:
+            state = f"filed as {action.ticket.key}" if action.ticket else "waiting to be filed"
+            raise ValueError(f"action {action.id} has no refused ticket to retry ({state})")
 
     @workflow.update
     async def cancel(self, request: CancelInput) -> str:

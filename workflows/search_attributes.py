@@ -14,14 +14,33 @@ INCIDENT_ID = SearchAttributeKey.for_keyword("IncidentId")
 OPEN_ACTIONS = SearchAttributeKey.for_int("OpenActions")
 OVERDUE_ACTIONS = SearchAttributeKey.for_int("OverdueActions")
 NEXT_ACTION_DUE = SearchAttributeKey.for_datetime("NextActionDue")
+# Follow-ups: "<tracker>:<key>" of the action's ticket, so a tracker webhook finds its workflow.
+TICKET_KEY = SearchAttributeKey.for_keyword("TicketKey")
+# Post-mortems: what a tracker refused ("team, tracker: what it said"), shown by `list`.
+TRACKER_PROBLEMS = SearchAttributeKey.for_keyword_list("TrackerProblems")
 
-ALL = (PHASE, TEAM, SEVERITY, INCIDENT_ID, OPEN_ACTIONS, OVERDUE_ACTIONS, NEXT_ACTION_DUE)
+ALL = (
+    PHASE,
+    TEAM,
+    SEVERITY,
+    INCIDENT_ID,
+    OPEN_ACTIONS,
+    OVERDUE_ACTIONS,
+    NEXT_ACTION_DUE,
+    TICKET_KEY,
+    TRACKER_PROBLEMS,
+)
 
 _TYPE_NAMES = {
     "KEYWORD": "Keyword",
     "INT": "Int",
     "DATETIME": "Datetime",
+    "KEYWORD_LIST": "KeywordList",
 }
+
+
+def ticket_key(tracker: str, key: str) -> str:
+    return f"{tracker}:{key}"
 
 
 def dev_server_flags() -> list[str]:
