@@ -169,12 +169,14 @@ def test_bad_tracker_tables_are_refused(tmp_path: Path):
     with pytest.raises(ConfigError, match=r'tracker = "jira" needs a \[teams.<name>.jira\] table'):
         load_routing(teams)
     teams.write_text(
-        '[teams.a]\nmanager = "m"\ntracker = "jira"\n[teams.a.jira]\nurl = "https://x"\nproject = "P"\n'
+        '[teams.a]\nmanager = "m"\ntracker = "jira"\n'
+        '[teams.a.jira]\nurl = "https://x"\nproject = "P"\n'
     )
     with pytest.raises(ConfigError, match="Jira Cloud needs `email`"):
         load_routing(teams)
     teams.write_text(
-        '[teams.a]\nmanager = "m"\n[teams.a.jira]\nurl = "https://x"\nproject = "P"\nemail = "e"\ntoken = "s"\n'
+        '[teams.a]\nmanager = "m"\n'
+        '[teams.a.jira]\nurl = "https://x"\nproject = "P"\nemail = "e"\ntoken = "s"\n'
     )
     with pytest.raises(ConfigError, match=r"teams.a.jira.token: unknown field"):
         load_routing(teams)  # a token in the file is refused: secrets live elsewhere
