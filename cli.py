@@ -204,6 +204,17 @@ def worker() -> None:
     run(lambda: run_worker(current))
 
 
+@app.command()
+def api() -> None:
+    """Run only the HTTP API (tracker webhooks) against TEMPORAL_ADDRESS."""
+    from observability import configure_logging
+    from worker import run_api
+
+    current = settings()
+    configure_logging(current.log_level, current.log_format)
+    run(lambda: run_api(current))
+
+
 # -- post-mortems ------------------------------------------------------------------------------
 
 

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     # Open workflows kept in the worker's memory; beyond it they are evicted and replayed
     # when they wake. Every post-mortem is 1 + its number of actions open workflows.
     max_cached_workflows: int = Field(default=2000, ge=0)
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    webhook_secret_github: SecretStr | None = None
+    webhook_secret_jira: SecretStr | None = None
+    allow_unsigned: bool = False  # local trials only: accept webhooks with no secret set
 
     @property
     def published_dir(self) -> Path:

@@ -13,11 +13,12 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
@@ -295,6 +296,7 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
             f"Routing file:        {settings.teams_file}\n"
             f"Local tracker:       {settings.tracker_db}\n"
             f"Published documents: {settings.published_dir}\n"
+            f"Webhooks (API):      http://{settings.api_host}:{settings.api_port}/docs\n"
             "Worker running. Press Ctrl-C to stop.",
             flush=True,
         )
@@ -302,9 +304,47 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
+        api = api_server(settings, client)
         async with build_worker(client, settings):
+            serving = asyncio.create_task(api.serve())
             await stop.wait()
+            api.should_exit = True
+            await serving
         print("Stopping…", flush=True)
+
+
+def api_server(settings: Settings, client: Client | None = None) -> uvicorn.Server:
+    """The HTTP API under uvicorn, in this process's event loop; our logging, not uvicorn's."""
+    from api.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings, client),
+        host=settings.api_host,
+        port=settings.api_port,
+        log_config=None,
+        access_log=False,
+    )
+    return _QuietServer(config)
+
+
+class _QuietServer(uvicorn.Server):
+    """Leaves SIGINT/SIGTERM to us: the worker and the API stop together, in order."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def run_api(settings: Settings) -> None:
+    server = api_server(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    serving = asyncio.create_task(server.serve())
+    await stop.wait()
+    server.should_exit = True
+    await serving
 
 
 def main() -> None:

@@ -57,6 +57,7 @@ COMMANDS = [
     [],
     ["up"],
     ["worker"],
+    ["api"],
     ["start"],
     ["status"],
     ["timeline"],

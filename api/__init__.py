@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): webhooks in, status out."""

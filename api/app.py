@@ -1,0 +1,239 @@
+"""The HTTP API: tracker webhooks in (GitHub, Jira), so status flows back without waiting."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.service import RPCError
+
+import engine
+from config import Settings
+from domain.messages import TrackerStatusSignal
+from workflows import search_attributes as sa
+from workflows.action import ActionFollowUpWorkflow
+
+log = logging.getLogger("postmortem.api")
+MAX_BODY = 1024 * 1024
+
+
+class WebhookAnswer(BaseModel):
+    """What every webhook endpoint answers."""
+
+    accepted: bool
+    detail: str
+    workflow_id: str | None = None
+
+
+class Deliveries:
+    """Delivery ids already handled (vendors retry and redeliver): kept across restarts."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS deliveries (source TEXT, id TEXT, PRIMARY KEY (source, id))"
+        )
+        self._lock = threading.Lock()
+
+    def first_time(self, source: str, delivery: str) -> bool:
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO deliveries (source, id) VALUES (?, ?)", (source, delivery)
+            )
+            return cursor.rowcount == 1
+
+    def forget(self, source: str, delivery: str) -> None:
+        """A delivery we failed to act on must be accepted again when the vendor retries."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM deliveries WHERE source = ? AND id = ?", (source, delivery)
+            )
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """`sha256=<hex HMAC-SHA256(raw body)>`, compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def answer(
+    status: int, accepted: bool, detail: str, workflow_id: str | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        WebhookAnswer(accepted=accepted, detail=detail, workflow_id=workflow_id).model_dump(),
+        status_code=status,
+    )
+
+
+def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
+    """The app; `client` is connected at start-up from settings when not given."""
+    state: dict[str, Any] = {"client": client}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if state["client"] is None:
+            state["client"] = await engine.connect(settings)
+        yield
+
+    app = FastAPI(
+        title="Post-mortem engine",
+        version="0.1.0",
+        summary="Tracker webhooks in; status flows back to the corrective actions.",
+        lifespan=lifespan,
+    )
+    deliveries = Deliveries(settings.data_dir / "webhooks.sqlite3")
+
+    async def read_body(request: Request) -> bytes | JSONResponse:
+        if int(request.headers.get("content-length") or 0) > MAX_BODY:
+            return answer(413, False, "body over 1 MiB")
+        body = await request.body()
+        return answer(413, False, "body over 1 MiB") if len(body) > MAX_BODY else body
+
+    async def signal_follow_up(tracker: str, key: str, status: TrackerStatusSignal) -> JSONResponse:
+        connected: Client = state["client"]
+        query = (
+            f"WorkflowType = '{ActionFollowUpWorkflow.__name__}' AND "
+            f"{sa.TICKET_KEY.name} = '{sa.ticket_key(tracker, key).replace(chr(39), '')}'"
+        )
+        found = [execution async for execution in connected.list_workflows(query, limit=5)]
+        running = [e for e in found if e.status is WorkflowExecutionStatus.RUNNING]
+        if not found:
+            return answer(202, False, f"{tracker} ticket {key} is not followed by this engine")
+        if not running:
+            return answer(202, False, f"the follow-up of {key} has already ended", found[0].id)
+        handle = connected.get_workflow_handle(running[0].id)
+        await handle.signal(ActionFollowUpWorkflow.tracker_status, status)
+        return answer(200, True, f"{tracker} ticket {key}: done={status.done}", running[0].id)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post(
+        "/webhooks/github",
+        response_model=WebhookAnswer,
+        responses={
+            202: {"model": WebhookAnswer, "description": "Acknowledged and ignored (reason given)"},
+            400: {"model": WebhookAnswer, "description": "Not a JSON object"},
+            401: {"model": WebhookAnswer, "description": "Missing or bad X-Hub-Signature-256"},
+            403: {"model": WebhookAnswer, "description": "No secret configured"},
+            413: {"model": WebhookAnswer, "description": "Body over 1 MiB"},
+            503: {"model": WebhookAnswer, "description": "Temporal unreachable; retry later"},
+        },
+    )
+    async def github(request: Request) -> JSONResponse:
+        """GitHub `issues` events (closed, reopened) for tickets the engine filed."""
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        secret = settings.webhook_secret_github
+        if secret is None and not settings.allow_unsigned:
+            return answer(403, False, "set PM_WEBHOOK_SECRET_GITHUB (or PM_ALLOW_UNSIGNED=1)")
+        if secret is not None and not signature_ok(
+            secret.get_secret_value(), body, request.headers.get("x-hub-signature-256")
+        ):
+            log.warning("github webhook refused: bad signature")
+            return answer(401, False, "bad or missing X-Hub-Signature-256")
+        event = request.headers.get("x-github-event", "")
+        if event == "ping":
+            return answer(200, True, "pong")
+        if event != "issues":
+            return answer(202, False, f"event {event!r} is not followed")
+        payload = _json(body)
+        if payload is None:
+            return answer(400, False, "the body is not a JSON object")
+        action = payload.get("action")
+        issue, repo = payload.get("issue") or {}, payload.get("repository") or {}
+        if action not in ("closed", "reopened") or "number" not in issue or "full_name" not in repo:
+            return answer(202, False, f"issues action {action!r} is not followed")
+        delivery = request.headers.get("x-github-delivery") or ""
+        if delivery and not deliveries.first_time("github", delivery):
+            return answer(200, True, "duplicate delivery, already handled")
+        reason = issue.get("state_reason") or ""
+        status = TrackerStatusSignal(
+            done=action == "closed",
+            resolution="not_planned" if reason in ("not_planned", "duplicate") else "completed",
+        )
+        try:
+            return await signal_follow_up(
+                "github", f"{repo['full_name']}#{issue['number']}", status
+            )
+        except RPCError as exc:
+            deliveries.forget("github", delivery)
+            return answer(503, False, f"Temporal unavailable: {exc.message}")
+
+    @app.post(
+        "/webhooks/jira",
+        response_model=WebhookAnswer,
+        responses={
+            202: {"model": WebhookAnswer, "description": "Acknowledged and ignored (reason given)"},
+            400: {"model": WebhookAnswer, "description": "Not a JSON object"},
+            401: {"model": WebhookAnswer, "description": "Missing or bad X-Hub-Signature"},
+            413: {"model": WebhookAnswer, "description": "Body over 1 MiB"},
+            503: {"model": WebhookAnswer, "description": "Temporal unreachable; retry later"},
+        },
+    )
+    async def jira(request: Request) -> JSONResponse:
+        """`jira:issue_updated` with a status change; the category says done, not the name."""
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        secret = settings.webhook_secret_jira
+        # Jira Data Center cannot sign: without a secret the endpoint relies on the network.
+        if secret is not None and not signature_ok(
+            secret.get_secret_value(), body, request.headers.get("x-hub-signature")
+        ):
+            log.warning("jira webhook refused: bad signature")
+            return answer(401, False, "bad or missing X-Hub-Signature")
+        payload = _json(body)
+        if payload is None:
+            return answer(400, False, "the body is not a JSON object")
+        if payload.get("webhookEvent") != "jira:issue_updated":
+            return answer(202, False, f"event {payload.get('webhookEvent')!r} is not followed")
+        items = (payload.get("changelog") or {}).get("items") or []
+        issue = payload.get("issue") or {}
+        if not any(item.get("field") == "status" for item in items) or not issue.get("key"):
+            return answer(202, False, "no status change")
+        delivery = request.headers.get("x-atlassian-webhook-identifier") or ""
+        if delivery and not deliveries.first_time("jira", delivery):
+            return answer(200, True, "duplicate delivery, already handled")
+        fields = issue.get("fields") or {}
+        category = ((fields.get("status") or {}).get("statusCategory") or {}).get("key")
+        resolution = ((fields.get("resolution") or {}).get("name") or "").lower()
+        status = TrackerStatusSignal(
+            done=category == "done",
+            resolution="not_planned"
+            if resolution in ("won't do", "won't fix", "duplicate")
+            else "completed",
+        )
+        try:
+            return await signal_follow_up("jira", str(issue["key"]), status)
+        except RPCError as exc:
+            deliveries.forget("jira", delivery)
+            return answer(503, False, f"Temporal unavailable: {exc.message}")
+
+    return app
+
+
+def _json(body: bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return value if isinstance(value, dict) else None

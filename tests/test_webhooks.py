@@ -1,0 +1,267 @@
+"""Tracker webhooks over real HTTP: status flows back to the follow-ups, nothing else moves."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from temporalio.testing import WorkflowEnvironment
+
+import engine
+from config import Settings
+from domain.messages import CompleteReviewInput, PostmortemInput
+from domain.models import ActionState, Findings, Phase, PostmortemState
+from tests import scenario
+from tests.fakes.github import GitHubEmulator
+from tests.fakes.jira import JiraEmulator
+from tests.scenario import until
+from tests.test_tracker_routing import routing
+from worker import api_server, build_worker
+from workflows.postmortem import PostmortemWorkflow
+
+SECRET = "webhook-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def emulators() -> Iterator[tuple[JiraEmulator, GitHubEmulator]]:
+    jira, github = JiraEmulator().start(), GitHubEmulator().start()
+    yield jira, github
+    jira.stop()
+    github.stop()
+
+
+@pytest.fixture
+async def stack(
+    tmp_path: Path, emulators, monkeypatch, dev_env: WorkflowEnvironment
+) -> AsyncIterator[tuple[Settings, str, str]]:
+    jira, github = emulators
+    suffix = uuid.uuid4().hex[:8]
+    monkeypatch.setenv("PM_TEST_JIRA_TOKEN", jira.token)
+    monkeypatch.setenv(f"PM_GITHUB_TOKEN__GH_{suffix.upper()}", github.token)
+    teams = tmp_path / "teams.toml"
+    teams.write_text(routing(suffix, jira, github, project="PAY"))
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        teams_file=teams,
+        task_queue=f"tq-{suffix}",
+        api_port=free_port(),
+        webhook_secret_github=SecretStr(SECRET),
+        webhook_secret_jira=SecretStr(SECRET),
+    )
+    server = api_server(settings, dev_env.client)
+    async with build_worker(dev_env.client, settings):
+        serving = asyncio.create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        yield settings, suffix, f"http://127.0.0.1:{settings.api_port}"
+        server.should_exit = True
+        await serving
+
+
+def signed(body: bytes, secret: str = SECRET) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def github_event(
+    repo: str, number: int, action: str = "closed", reason: str = "completed"
+) -> bytes:
+    payload = {
+        "action": action,
+        "issue": {
+            "number": number,
+            "state": "closed" if action == "closed" else "open",
+            "state_reason": reason if action == "closed" else "reopened",
+        },
+        "repository": {"full_name": repo, "name": repo.split("/")[1]},
+        "sender": {"login": "kimgh"},
+    }
+    return json.dumps(payload).encode()
+
+
+def jira_event(key: str, category: str = "done", resolution: str | None = "Done") -> bytes:
+    payload = {
+        "timestamp": 1764115200000,
+        "webhookEvent": "jira:issue_updated",
+        "issue_event_type_name": "issue_generic",
+        "user": {"accountId": "acc-alex"},
+        "issue": {
+            "id": "10001",
+            "key": key,
+            "fields": {
+                "status": {"name": "Closed", "statusCategory": {"key": category}},
+                "resolution": {"name": resolution} if resolution else None,
+            },
+        },
+        "changelog": {
+            "id": "1",
+            "items": [
+                {
+                    "field": "status",
+                    "fieldtype": "jira",
+                    "fromString": "In Progress",
+                    "toString": "Closed",
+                }
+            ],
+        },
+    }
+    return json.dumps(payload).encode()
+
+
+async def reviewed(dev_env: WorkflowEnvironment, settings: Settings, suffix: str) -> Any:
+    now = await dev_env.get_current_time()
+    incident = scenario.incident(now, team=f"pay-{suffix}")
+    handle = (
+        await engine.start_postmortem(
+            dev_env.client, settings.task_queue, PostmortemInput(incident=incident)
+        )
+    ).handle
+    await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+    base = scenario.findings(now)["actions"][0]
+    due = (now + timedelta(days=30)).isoformat()
+    actions = [
+        base | {"id": "in-jira", "team": f"jira-{suffix}", "owner": "alex@example.com", "due": due},
+        base | {"id": "in-github", "team": f"gh-{suffix}", "owner": "kim@example.com", "due": due},
+    ]
+    await handle.execute_update(
+        PostmortemWorkflow.complete_review,
+        CompleteReviewInput(
+            findings=Findings.model_validate(scenario.findings(now, actions=actions))
+        ),
+    )
+    await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p is Phase.FOLLOWING_UP)
+    # The follow-ups are findable by ticket once visibility has them.
+    query = f"WorkflowType = 'ActionFollowUpWorkflow' AND IncidentId = '{incident.id}'"
+
+    async def children() -> int:
+        return len([e async for e in dev_env.client.list_workflows(query)])
+
+    await until(children, lambda n: n == 2)
+    return handle
+
+
+async def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.post(
+            url, content=body, headers={"content-type": "application/json", **headers}
+        )
+
+
+async def test_github_and_jira_close_their_actions_by_webhook(dev_env, stack, emulators):
+    settings, suffix, base = stack
+    _jira, github = emulators
+    handle = await reviewed(dev_env, settings, suffix)
+
+    async def states() -> list[ActionState]:
+        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+        return [a.state for a in state.actions]
+
+    body = github_event(github.repo_name, 1)
+    headers = {"x-github-event": "issues", "x-github-delivery": str(uuid.uuid4())}
+    # A bad signature: 401, and nothing moves.
+    refused = await post(
+        f"{base}/webhooks/github", body, headers | {"x-hub-signature-256": signed(body, "wrong")}
+    )
+    assert refused.status_code == 401 and refused.json()["accepted"] is False
+    await asyncio.sleep(0.5)
+    assert await states() == [ActionState.OPEN, ActionState.OPEN]
+
+    github.close(1)
+    accepted = await post(
+        f"{base}/webhooks/github", body, headers | {"x-hub-signature-256": signed(body)}
+    )
+    assert accepted.status_code == 200, accepted.text
+    assert accepted.json()["workflow_id"] == f"{handle.id}/action-in-github"
+    assert await until(states, lambda s: s[1] is ActionState.DONE) == [
+        ActionState.OPEN,
+        ActionState.DONE,
+    ]
+    again = await post(
+        f"{base}/webhooks/github", body, headers | {"x-hub-signature-256": signed(body)}
+    )
+    assert again.json()["detail"] == "duplicate delivery, already handled"
+
+    body = jira_event("PAY-1")
+    jira_headers = {
+        "x-atlassian-webhook-identifier": str(uuid.uuid4()),
+        "x-hub-signature": signed(body),
+    }
+    done = await post(f"{base}/webhooks/jira", body, jira_headers)
+    assert done.status_code == 200, done.text
+    final = await asyncio.wait_for(handle.result(), 30)
+    assert final.phase is Phase.CLOSED
+    assert [a.state_reason for a in final.actions] == ["closed in the tracker"] * 2
+
+
+async def test_webhooks_that_change_nothing(dev_env, stack, emulators):
+    _settings, _suffix, base = stack
+    _jira, github = emulators
+    body = github_event(github.repo_name, 999)
+    headers = {"x-github-event": "issues", "x-hub-signature-256": signed(body)}
+    unknown = await post(f"{base}/webhooks/github", body, headers)
+    assert unknown.status_code == 202 and "not followed by this engine" in unknown.json()["detail"]
+    ping = await post(
+        f"{base}/webhooks/github",
+        b"{}",
+        {"x-github-event": "ping", "x-hub-signature-256": signed(b"{}")},
+    )
+    assert ping.json()["detail"] == "pong"
+    push = await post(
+        f"{base}/webhooks/github",
+        b"{}",
+        {"x-github-event": "push", "x-hub-signature-256": signed(b"{}")},
+    )
+    assert push.status_code == 202
+    garbage = b"not json"
+    bad = await post(
+        f"{base}/webhooks/github",
+        garbage,
+        {"x-github-event": "issues", "x-hub-signature-256": signed(garbage)},
+    )
+    assert bad.status_code == 400
+    huge = b"x" * (1024 * 1024 + 1)
+    assert (await post(f"{base}/webhooks/jira", huge, {})).status_code == 413
+    body = jira_event("PAY-77", category="indeterminate")
+    missing = await post(f"{base}/webhooks/jira", body, {})
+    assert missing.status_code == 401  # a secret is set: an unsigned delivery is refused
+    other = json.dumps({"webhookEvent": "comment_created"}).encode()
+    assert (
+        await post(f"{base}/webhooks/jira", other, {"x-hub-signature": signed(other)})
+    ).status_code == 202
+
+
+async def test_github_without_a_secret_is_refused(tmp_path: Path, dev_env: WorkflowEnvironment):
+    settings = Settings(
+        data_dir=tmp_path / "data", teams_file=tmp_path / "none.toml", api_port=free_port()
+    )
+    server = api_server(settings, dev_env.client)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        answer = await post(
+            f"http://127.0.0.1:{settings.api_port}/webhooks/github",
+            b"{}",
+            {"x-github-event": "issues"},
+        )
+        assert answer.status_code == 403
+        assert "PM_WEBHOOK_SECRET_GITHUB" in answer.json()["detail"]
+    finally:
+        server.should_exit = True
+        await serving
