@@ -327,3 +327,61 @@ async def test_follow_up_continues_as_new_and_keeps_its_state(
     assert history.events[0].workflow_execution_started_event_attributes.continued_execution_run_id
     assert first_run is not None
     assert snapshot.due == action.due and snapshot.ticket == action.ticket
+
+
+async def test_jira_and_github_teams_in_one_review_close_by_poll(env, tmp_path, monkeypatch):
+    """One review files to a Jira team and a GitHub team at once; the 6-hourly poll reads
+    each tracker's word (status category, state_reason) and the post-mortem closes."""
+    from tests.fakes.github import GitHubEmulator
+    from tests.fakes.jira import JiraEmulator
+    from tests.test_tracker_routing import routing
+    from worker import build_worker
+
+    jira, github = JiraEmulator().start(), GitHubEmulator().start()
+    try:
+        monkeypatch.setenv("PM_TEST_JIRA_TOKEN", jira.token)
+        monkeypatch.setenv("PM_GITHUB_TOKEN__GH_T", github.token)
+        teams = tmp_path / "teams.toml"
+        teams.write_text(routing("t", jira, github, project="PAY"))
+        settings = Settings(data_dir=tmp_path / "data", teams_file=teams, task_queue="mixed")
+        async with build_worker(env.client, settings):
+            now = await env.get_current_time()
+            handle = await scenario.start(env.client, "mixed", scenario.incident(now, team="pay-t"))
+            await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+            base = scenario.findings(now)["actions"][0]
+            actions = [
+                base | {"id": "in-jira", "team": "jira-t", "owner": "alex@example.com"},
+                base | {"id": "in-github", "team": "gh-t", "owner": "kim@example.com"},
+            ]
+            await handle.execute_update(
+                PostmortemWorkflow.complete_review,
+                CompleteReviewInput(
+                    findings=Findings.model_validate(scenario.findings(now, actions=actions))
+                ),
+            )
+            state = await until(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
+            assert [a.ticket.key for a in state.actions if a.ticket] == [
+                "PAY-1",
+                f"{github.repo_name}#1",
+            ]
+            # A reminder reaches each tracker as a comment, 7 days before the deadline.
+            await env.sleep(timedelta(days=23, hours=1))
+            await until(lambda: _async(jira.state.comments.get("PAY-1", [])), lambda c: len(c) == 1)
+            await until(lambda: _async(github.state.comments.get(1, [])), lambda c: len(c) == 1)
+            # Done in Jira (category, whatever the name), not planned on GitHub.
+            jira.set_status("PAY-1", "done", resolution="Done")
+            github.close(1, "not_planned")
+            await env.sleep(timedelta(hours=7))
+            final = await handle.result()
+            assert final.phase is Phase.CLOSED
+            assert [(a.state, a.state_reason) for a in final.actions] == [
+                (ActionState.DONE, "closed in the tracker"),
+                (ActionState.DROPPED, "closed in the tracker as not planned"),
+            ]
+    finally:
+        jira.stop()
+        github.stop()
+
+
+async def _async(value: T) -> T:
+    return value

@@ -38,8 +38,8 @@ def free_port() -> int:
 class Stack:
     """The dev server and the worker as separate processes, on one SQLite file."""
 
-    def __init__(self, settings: Settings, port: int) -> None:
-        self.settings, self.port = settings, port
+    def __init__(self, settings: Settings, port: int, env: dict[str, str] | None = None) -> None:
+        self.settings, self.port, self.extra_env = settings, port, env or {}
         self.server: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self.log = (settings.data_dir / "processes.log").open("ab")
@@ -58,6 +58,7 @@ class Stack:
             "PM_DATA_DIR": str(self.settings.data_dir),
             "PM_TEAMS_FILE": str(self.settings.teams_file),
             "PM_TASK_QUEUE": self.settings.task_queue,
+            **self.extra_env,
         }
         self.worker = subprocess.Popen(
             [sys.executable, str(REPO / "worker.py")], env=env, stdout=self.log, stderr=self.log
@@ -74,6 +75,24 @@ class Stack:
         self.kill()
         await self.start()
         return await self.client()
+
+    def kill_worker(self) -> None:
+        if self.worker is not None and self.worker.poll() is None:
+            self.worker.send_signal(signal.SIGKILL)
+            self.worker.wait()
+
+    def start_worker_again(self) -> None:
+        env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}",
+            "PM_DATA_DIR": str(self.settings.data_dir),
+            "PM_TEAMS_FILE": str(self.settings.teams_file),
+            "PM_TASK_QUEUE": self.settings.task_queue,
+            **self.extra_env,
+        }
+        self.worker = subprocess.Popen(
+            [sys.executable, str(REPO / "worker.py")], env=env, stdout=self.log, stderr=self.log
+        )
 
     async def client(self) -> Client:
         for _ in range(100):
@@ -153,3 +172,73 @@ async def test_kill_9_at_every_step_loses_nothing(stack: Stack):
     tickets = tracker.list_tickets()
     assert [t.key for t in tickets] == ["PAY-1", "PAY-2", "PLAT-1"]
     assert [a.ticket.key for a in final.actions if a.ticket] == ["PAY-2", "PLAT-1"]
+
+
+async def test_worker_killed_between_created_and_completed_files_each_ticket_once(tmp_path: Path):
+    """Jira and GitHub both create the ticket, then hold their answer; the worker is killed
+    meanwhile. The retried activity finds each ticket by its idempotency label."""
+    from tests.fakes.github import GitHubEmulator
+    from tests.fakes.jira import JiraEmulator
+    from tests.fakes.server import Fault
+    from tests.test_tracker_routing import routing
+
+    jira, github = JiraEmulator().start(), GitHubEmulator().start()
+    teams = tmp_path / "teams.toml"
+    teams.write_text(routing("k", jira, github, project="PAY"))
+    port = free_port()
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        teams_file=teams,
+        task_queue="postmortem",
+        temporal_address=f"127.0.0.1:{port}",
+    )
+    settings.data_dir.mkdir(parents=True)
+    env = {"PM_TEST_JIRA_TOKEN": jira.token, "PM_GITHUB_TOKEN__GH_K": github.token}
+    stack = Stack(settings, port, env)
+    try:
+        await stack.start()
+        client = await stack.client()
+        now = datetime.now(UTC)
+        handle = (
+            await engine.start_postmortem(
+                client, "postmortem", PostmortemInput(incident=scenario.incident(now, team="pay-k"))
+            )
+        ).handle
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review, 60)
+        jira.inject(Fault(method="POST", path=r".*/issue", hold=60))
+        github.inject(Fault(method="POST", path=r".*/issues", hold=60))
+        base = scenario.findings(now)["actions"][0]
+        actions = [
+            base | {"id": "in-jira", "team": "jira-k", "owner": "alex@example.com"},
+            base | {"id": "in-github", "team": "gh-k", "owner": "kim@example.com"},
+        ]
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(
+                findings=Findings.model_validate(scenario.findings(now, actions=actions))
+            ),
+        )
+
+        async def created() -> tuple[int, int]:
+            return len(jira.state.issues), len(github.state.issues)
+
+        # Both trackers have the ticket; neither answer has reached the worker yet.
+        await until(created, lambda n: n == (1, 1), 30)
+        stack.kill_worker()
+        stack.start_worker_again()
+        state = await until(
+            lambda: handle.query(PostmortemWorkflow.status),
+            lambda s: s.phase is Phase.FOLLOWING_UP,
+            120,
+        )
+        assert [a.ticket.key for a in state.actions if a.ticket] == [
+            "PAY-1",
+            f"{github.repo_name}#1",
+        ]
+        assert (len(jira.state.issues), len(github.state.issues)) == (1, 1)
+        assert jira.count("POST", r".*/issue") == 1 and github.count("POST", r".*/issues") == 1
+    finally:
+        stack.kill()
+        stack.log.close()
+        jira.stop()
+        github.stop()

@@ -42,7 +42,8 @@ class Response:
 class Fault:
     """What to do to the next `times` requests matching `method` and `path` (a regex):
     answer `status` (with `retry_after`), wait `delay` seconds first, `reset` the connection
-    without an answer, or `lost`: do the work, then reset (the client never hears it)."""
+    without an answer, `lost`: do the work, then reset (the client never hears it), or
+    `hold`: do the work, then wait that many seconds before answering."""
 
     method: str = ".*"
     path: str = ".*"
@@ -51,6 +52,7 @@ class Fault:
     delay: float = 0.0
     reset: bool = False
     lost: bool = False
+    hold: float = 0.0
     times: int = 1
 
     def matches(self, request: Request) -> bool:
@@ -146,6 +148,8 @@ class EmulatorServer:
                 self._send(http, Response(fault.status, {"message": "injected fault"}, headers))
                 return
         response = self._dispatch(request)
+        if fault is not None and fault.hold:
+            time.sleep(fault.hold)
         if fault is not None and fault.lost:
             self._reset(http)
             return
