@@ -7,9 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
+from tests.fakes import contract
 from tests.fakes.server import EmulatorServer, Request, Response
 
 REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
+DOCS = "https://docs.github.com/rest"
 
 
 def _now() -> str:
@@ -31,6 +33,8 @@ class GitHubEmulator(EmulatorServer):
         super().__init__()
         self.repo_name, self.token, self.per_page = repo, token, per_page
         self.state = GitHubState()
+        if contract.available():
+            self.contract = contract.github_contract()
         for method, path, handler in [
             ("GET", rf"{REPO}", self._repo),
             ("GET", rf"{REPO}/labels/(?P<name>[^/]+)", self._get_label),
@@ -64,18 +68,21 @@ class GitHubEmulator(EmulatorServer):
         return f"{self.base_url}/repos/{self.repo_name}"
 
     def _user(self, login: str) -> dict[str, Any]:
-        return {
+        user = {
             "login": login,
-            "id": abs(hash(login)) % 10**6,
+            "id": sum(map(ord, login)),
+            "node_id": f"U_{login}",
             "type": "User",
             "url": f"{self.base_url}/users/{login}",
             "html_url": f"https://github.example/{login}",
         }
+        return contract.complete(contract.GITHUB_SPEC, "simple-user", user)
 
     def _repo_object(self) -> dict[str, Any]:
         owner, name = self.repo_name.split("/")
-        return {
+        repo = {
             "id": 1,
+            "node_id": "R_1",
             "name": name,
             "full_name": self.repo_name,
             "private": False,
@@ -83,17 +90,21 @@ class GitHubEmulator(EmulatorServer):
             "url": self.api,
             "html_url": f"https://github.example/{self.repo_name}",
             "default_branch": "main",
+            "has_issues": True,
         }
+        return contract.complete(contract.GITHUB_SPEC, "full-repository", repo)
 
     def _label_object(self, name: str, color: str = "ededed") -> dict[str, Any]:
-        return {
+        label = {
             "id": len(self.state.labels) + 1,
+            "node_id": f"L_{name}",
             "name": name,
             "color": color,
             "default": False,
             "description": None,
             "url": f"{self.api}/labels/{name}",
         }
+        return contract.complete(contract.GITHUB_SPEC, "label", label)
 
     # -- handlers ----------------------------------------------------------------------
 
@@ -123,6 +134,7 @@ class GitHubEmulator(EmulatorServer):
                 422,
                 {
                     "message": "Validation Failed",
+                    "documentation_url": DOCS,
                     "errors": [{"resource": "Label", "code": "already_exists", "field": "name"}],
                 },
             )
@@ -154,6 +166,7 @@ class GitHubEmulator(EmulatorServer):
                 422,
                 {
                     "message": "Validation Failed",
+                    "documentation_url": DOCS,
                     "errors": [{"resource": "Issue", "code": "missing_field", "field": "title"}],
                 },
             )
@@ -165,6 +178,7 @@ class GitHubEmulator(EmulatorServer):
                 422,
                 {
                     "message": "Validation Failed",
+                    "documentation_url": DOCS,
                     "errors": [
                         {
                             "value": "ghost",
@@ -177,30 +191,35 @@ class GitHubEmulator(EmulatorServer):
             )
         number = len(self.state.issues) + 1
         milestone = self.state.milestones.get(body["milestone"]) if body.get("milestone") else None
-        self.state.issues[number] = {
-            "id": 1000 + number,
-            "number": number,
-            "title": body["title"],
-            "body": body.get("body"),
-            "state": "open",
-            "state_reason": None,
-            "locked": False,
-            "labels": [self.state.labels[name] for name in body.get("labels", [])],
-            "assignees": [self._user(a) for a in assignees],
-            "assignee": self._user(assignees[0]) if assignees else None,
-            "milestone": milestone,
-            "comments": 0,
-            "user": self._user("postmortem-bot"),
-            "url": f"{self.api}/issues/{number}",
-            "html_url": f"https://github.example/{self.repo_name}/issues/{number}",
-            "comments_url": f"{self.api}/issues/{number}/comments",
-            "labels_url": f"{self.api}/issues/{number}/labels{{/name}}",
-            "events_url": f"{self.api}/issues/{number}/events",
-            "repository_url": self.api,
-            "created_at": _now(),
-            "updated_at": _now(),
-            "closed_at": None,
-        }
+        self.state.issues[number] = contract.complete(
+            contract.GITHUB_SPEC,
+            "issue",
+            {
+                "id": 1000 + number,
+                "node_id": f"I_{number}",
+                "author_association": "NONE",
+                "number": number,
+                "title": body["title"],
+                "body": body.get("body"),
+                "state": "open",
+                "locked": False,
+                "labels": [self.state.labels[name] for name in body.get("labels", [])],
+                "assignees": [self._user(a) for a in assignees],
+                "assignee": self._user(assignees[0]) if assignees else None,
+                "milestone": milestone,
+                "comments": 0,
+                "user": self._user("postmortem-bot"),
+                "url": f"{self.api}/issues/{number}",
+                "html_url": f"https://github.example/{self.repo_name}/issues/{number}",
+                "comments_url": f"{self.api}/issues/{number}/comments",
+                "labels_url": f"{self.api}/issues/{number}/labels{{/name}}",
+                "events_url": f"{self.api}/issues/{number}/events",
+                "repository_url": self.api,
+                "created_at": _now(),
+                "updated_at": _now(),
+                "closed_at": None,
+            },
+        )
         return Response(201, self.state.issues[number])
 
     def _get_issue(self, request: Request) -> Response:
@@ -228,19 +247,19 @@ class GitHubEmulator(EmulatorServer):
         self.state.comments.setdefault(number, []).append(body)
         self.state.issues[number]["comments"] += 1
         comment_id = sum(len(c) for c in self.state.comments.values())
-        return Response(
-            201,
-            {
-                "id": comment_id,
-                "body": body,
-                "user": self._user("postmortem-bot"),
-                "url": f"{self.api}/issues/comments/{comment_id}",
-                "html_url": f"https://github.example/{self.repo_name}/issues/{number}#issuecomment-{comment_id}",
-                "issue_url": f"{self.api}/issues/{number}",
-                "created_at": _now(),
-                "updated_at": _now(),
-            },
-        )
+        comment = {
+            "id": comment_id,
+            "node_id": f"C_{comment_id}",
+            "body": body,
+            "author_association": "NONE",
+            "user": self._user("postmortem-bot"),
+            "url": f"{self.api}/issues/comments/{comment_id}",
+            "html_url": f"https://github.example/{self.repo_name}/issues/{number}#c{comment_id}",
+            "issue_url": f"{self.api}/issues/{number}",
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+        return Response(201, contract.complete(contract.GITHUB_SPEC, "issue-comment", comment))
 
     def _list_milestones(self, request: Request) -> Response:
         return Response(200, list(self.state.milestones.values()))
@@ -248,15 +267,25 @@ class GitHubEmulator(EmulatorServer):
     def _create_milestone(self, request: Request) -> Response:
         body = request.json()
         number = len(self.state.milestones) + 1
-        self.state.milestones[number] = {
+        milestone = {
             "id": 500 + number,
+            "node_id": f"M_{number}",
             "number": number,
             "title": body["title"],
             "state": "open",
+            "description": None,
+            "creator": self._user("postmortem-bot"),
+            "open_issues": 0,
+            "closed_issues": 0,
+            "closed_at": None,
             "due_on": body.get("due_on"),
             "url": f"{self.api}/milestones/{number}",
+            "labels_url": f"{self.api}/milestones/{number}/labels",
             "html_url": f"https://github.example/{self.repo_name}/milestone/{number}",
             "created_at": _now(),
             "updated_at": _now(),
         }
+        self.state.milestones[number] = contract.complete(
+            contract.GITHUB_SPEC, "milestone", milestone
+        )
         return Response(201, self.state.milestones[number])

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from tests.fakes import contract
 from tests.fakes.server import EmulatorServer, Request, Response
 
 API = r"/rest/api/(?:2|latest)"
@@ -39,6 +40,8 @@ class JiraEmulator(EmulatorServer):
         self.cloud = cloud
         self.email, self.token = email, token
         self.state = JiraState()
+        if contract.available():
+            self.contract = contract.jira_contract()
         self.state.users.append(JiraUser("alex@example.com", "acc-alex", "alex"))
         for method, path, handler in [
             ("GET", rf"{API}/serverInfo", self._server_info),

@@ -69,8 +69,10 @@ class EmulatorServer:
 
     def __init__(self) -> None:
         self.routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self.contract: Any = None  # tests.fakes.contract.Contract, when the specs are at hand
         self.faults: list[Fault] = []
         self.requests: list[Request] = []
+        self.errors: list[str] = []  # handler crashes: bugs of the emulator, they fail stop()
         self.lock = threading.RLock()
         emulator = self
 
@@ -108,8 +110,16 @@ class EmulatorServer:
         return self
 
     def stop(self) -> None:
+        """Stop serving; fail if any traffic broke the API description."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        violations = self.contract.violations if self.contract is not None else []
+        violations = [*self.errors, *violations]
+        if violations:
+            raise AssertionError(
+                f"{len(violations)} call(s) outside the OpenAPI description:\n"
+                + "\n".join(violations[:10])
+            )
 
     def count(self, method: str, path: str) -> int:
         return sum(1 for r in self.requests if r.method == method and re.fullmatch(path, r.path))
@@ -148,6 +158,12 @@ class EmulatorServer:
                 self._send(http, Response(fault.status, {"message": "injected fault"}, headers))
                 return
         response = self._dispatch(request)
+        if self.contract is not None:
+            payload = b"" if response.body is None else json.dumps(response.body).encode()
+            try:
+                self.contract.check(request, response, payload)
+            except Exception as exc:
+                self.errors.append(f"contract check of {request.method} {request.path}: {exc!r}")
         if fault is not None and fault.hold:
             time.sleep(fault.hold)
         if fault is not None and fault.lost:
@@ -160,8 +176,12 @@ class EmulatorServer:
             match = pattern.fullmatch(request.path)
             if method == request.method and match:
                 request.params = {k: v for k, v in match.groupdict().items() if v is not None}
-                with self.lock:
-                    return handler(request)
+                try:
+                    with self.lock:
+                        return handler(request)
+                except Exception as exc:
+                    self.errors.append(f"{request.method} {request.path}: {exc!r}")
+                    return Response(500, {"message": f"emulator error: {exc!r}"})
         return Response(404, {"message": "Not Found"})
 
     @staticmethod
