@@ -7,8 +7,8 @@ executor does): one clean, one where one create in k answers 429 with Retry-Afte
 failed attempt is retried the way Temporal retries the activity (honouring Retry-After), and
 creation always looks the idempotency label up first. The faulty run also loses the answer
 to some creates after the ticket was made: the case that yields duplicates elsewhere.
-Prints actions/s, retries, and duplicates (tickets sharing a label), which must be 0. Contract checks are off here: they
-measure the emulators, not the engine.
+Prints actions/s, retries, and duplicates (tickets sharing a label), which must be 0.
+Contract checks are off here: they measure the emulators, not the engine.
 """
 
 from __future__ import annotations
