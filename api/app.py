@@ -16,14 +16,15 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.service import RPCError
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
+from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 from config import Settings
-from domain.messages import TrackerStatusSignal
+from domain.messages import ActionReopened, TrackerStatusSignal
 from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
+from workflows.postmortem import PostmortemWorkflow
 
 log = logging.getLogger("postmortem.api")
 MAX_BODY = 1024 * 1024
@@ -111,15 +112,39 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             f"WorkflowType = '{ActionFollowUpWorkflow.__name__}' AND "
             f"{sa.TICKET_KEY.name} = '{sa.ticket_key(tracker, key).replace(chr(39), '')}'"
         )
-        found = [execution async for execution in connected.list_workflows(query, limit=5)]
-        running = [e for e in found if e.status is WorkflowExecutionStatus.RUNNING]
+        found = [execution async for execution in connected.list_workflows(query, limit=1)]
         if not found:
             return answer(202, False, f"{tracker} ticket {key} is not followed by this engine")
-        if not running:
-            return answer(202, False, f"the follow-up of {key} has already ended", found[0].id)
-        handle = connected.get_workflow_handle(running[0].id)
-        await handle.signal(ActionFollowUpWorkflow.tracker_status, status)
-        return answer(200, True, f"{tracker} ticket {key}: done={status.done}", running[0].id)
+        # Visibility finds the follow-up; its status comes from the workflow itself, since the
+        # visibility copy can lag behind by a moment.
+        handle = connected.get_workflow_handle(found[0].id)
+        description = await handle.describe()
+        if description.status is WorkflowExecutionStatus.RUNNING:
+            try:
+                await handle.signal(ActionFollowUpWorkflow.tracker_status, status)
+                return answer(200, True, f"{tracker} ticket {key}: done={status.done}", handle.id)
+            except RPCError as exc:
+                if exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                description = await handle.describe()  # it ended meanwhile
+        if not status.done:
+            return await reopen(description, key)
+        return answer(202, False, f"the follow-up of {key} has already ended", handle.id)
+
+    async def reopen(ended: WorkflowExecutionDescription, key: str) -> JSONResponse:
+        """The ticket was reopened after its action ended: the post-mortem reopens it."""
+        memo = await ended.memo()
+        postmortem_id, action_id = str(memo.get("postmortem_id")), str(memo.get("action_id"))
+        handle = state["client"].get_workflow_handle(postmortem_id)
+        try:
+            await handle.signal(
+                PostmortemWorkflow.action_reopened, ActionReopened(action_id=action_id)
+            )
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return answer(202, False, f"{postmortem_id} is finished; {key} stays closed there")
+            raise
+        return answer(200, True, f"{key} reopened: action {action_id} is open again", postmortem_id)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

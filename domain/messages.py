@@ -75,6 +75,11 @@ class ActionFollowUpInput(Model):
     continue_after: int = Field(default=200, ge=1)
 
 
+class ActionReopened(Model):
+    action_id: ActionId
+    reason: str = "reopened in the tracker"
+
+
 class ActionProgress(Model):
     """A child's snapshot of its action, signalled to the post-mortem after each change."""
 

@@ -41,7 +41,10 @@ def free_port() -> int:
 
 @pytest.fixture
 def emulators() -> Iterator[tuple[JiraEmulator, GitHubEmulator]]:
-    jira, github = JiraEmulator().start(), GitHubEmulator().start()
+    # Keys unique to the test: follow-ups of other tests live on the same dev server.
+    tag = uuid.uuid4().hex[:6].upper()
+    jira = JiraEmulator(project=f"W{tag}").start()
+    github = GitHubEmulator(repo=f"acme/platform-{tag.lower()}").start()
     yield jira, github
     jira.stop()
     github.stop()
@@ -56,7 +59,7 @@ async def stack(
     monkeypatch.setenv("PM_TEST_JIRA_TOKEN", jira.token)
     monkeypatch.setenv(f"PM_GITHUB_TOKEN__GH_{suffix.upper()}", github.token)
     teams = tmp_path / "teams.toml"
-    teams.write_text(routing(suffix, jira, github, project="PAY"))
+    teams.write_text(routing(suffix, jira, github, project=next(iter(jira.state.projects))))
     settings = Settings(
         data_dir=tmp_path / "data",
         teams_file=teams,
@@ -165,7 +168,7 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response
 
 async def test_github_and_jira_close_their_actions_by_webhook(dev_env, stack, emulators):
     settings, suffix, base = stack
-    _jira, github = emulators
+    jira, github = emulators
     handle = await reviewed(dev_env, settings, suffix)
 
     async def states() -> list[ActionState]:
@@ -197,7 +200,7 @@ async def test_github_and_jira_close_their_actions_by_webhook(dev_env, stack, em
     )
     assert again.json()["detail"] == "duplicate delivery, already handled"
 
-    body = jira_event("PAY-1")
+    body = jira_event(f"{next(iter(jira.state.projects))}-1")
     jira_headers = {
         "x-atlassian-webhook-identifier": str(uuid.uuid4()),
         "x-hub-signature": signed(body),
@@ -265,3 +268,43 @@ async def test_github_without_a_secret_is_refused(tmp_path: Path, dev_env: Workf
     finally:
         server.should_exit = True
         await serving
+
+
+async def test_a_reopened_ticket_reopens_its_action(dev_env, stack, emulators):
+    settings, suffix, base = stack
+    _, github = emulators
+    handle = await reviewed(dev_env, settings, suffix)
+
+    async def github_action() -> Any:
+        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+        return state.actions[1]
+
+    async def deliver(action: str) -> httpx.Response:
+        body = github_event(github.repo_name, 1, action=action)
+        headers = {
+            "x-github-event": "issues",
+            "x-github-delivery": str(uuid.uuid4()),
+            "x-hub-signature-256": signed(body),
+        }
+        return await post(f"{base}/webhooks/github", body, headers)
+
+    github.close(1)
+    assert (await deliver("closed")).status_code == 200
+    await until(github_action, lambda a: a.state is ActionState.DONE)
+    child = dev_env.client.get_workflow_handle(f"{handle.id}/action-in-github")
+    first_run = (await child.describe()).run_id
+    await until(child.describe, lambda d: d.status.name == "COMPLETED")
+
+    github.reopen(1)
+    reopened = await deliver("reopened")
+    assert reopened.status_code == 200, reopened.text
+    assert "action in-github is open again" in reopened.json()["detail"]
+    action = await until(github_action, lambda a: a.state is ActionState.OPEN)
+    assert action.state_reason == "reopened in the tracker" and action.completed_at is None
+    # A new run of the same follow-up id watches the ticket again.
+    await until(child.describe, lambda d: d.run_id != first_run and d.status.name == "RUNNING")
+
+    github.close(1)
+    assert (await deliver("closed")).status_code == 200
+    await until(github_action, lambda a: a.state is ActionState.DONE)
+    assert (await handle.query(PostmortemWorkflow.phase)) is Phase.FOLLOWING_UP  # Jira still open

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from domain.messages import (
         ActionFollowUpInput,
         ActionProgress,
+        ActionReopened,
         ActionStateChange,
         CancelInput,
         ChildDeadlineMove,
@@ -88,6 +89,7 @@ class PostmortemWorkflow:
         self._lock = asyncio.Lock()
         self._woken = False
         self._cancel_reason: str | None = None
+        self._reopened: list[str] = []  # actions reopened in their tracker after they ended
         self._visibility = sa.current_values()
 
     @workflow.run
@@ -252,6 +254,11 @@ class PostmortemWorkflow:
             if a.ticket is None and a.filing_error is None and a.state is ActionState.OPEN
         ]
         await asyncio.gather(*(self._file_action(a) for a in pending))
+        reopened, self._reopened = self._reopened, []
+        for action_id in reopened:
+            action = self._s.action(action_id)
+            if action is not None and action.state is ActionState.OPEN:
+                await self._start_follow_up(action)  # a new run of the same follow-up id
         self._sync_visibility()
 
     async def _file_action(self, action: CorrectiveAction) -> None:
@@ -280,7 +287,12 @@ class PostmortemWorkflow:
             s.problems.append(f"action {action.id} ({action.team}): ticket not filed: {error}")
             return
         action.ticket = ref
-        assert s.team is not None and s.follow_up is not None
+        await self._start_follow_up(action)
+
+    async def _start_follow_up(self, action: CorrectiveAction) -> None:
+        s = self._s
+        ref = action.ticket
+        assert s.team is not None and s.follow_up is not None and ref is not None
         child_id = action_workflow_id(s.workflow_id, action.id)
         try:
             await workflow.start_child_workflow(
@@ -594,6 +606,25 @@ class PostmortemWorkflow:
         self._refuse_when_finished()
         if self._cancel_reason is not None:
             raise ValueError("this post-mortem is already being cancelled")
+
+    @workflow.signal
+    def action_reopened(self, event: ActionReopened) -> None:
+        """From a tracker webhook: a ticket closed earlier was reopened, so is its action."""
+        action = self._s.action(event.action_id)
+        if action is None or action.ticket is None or not action.state.is_terminal:
+            return
+        if self._s.phase.is_terminal or self._cancel_reason is not None:
+            return
+        now = workflow.now()
+        action.state, action.state_reason, action.completed_at = (
+            ActionState.OPEN,
+            event.reason,
+            None,
+        )
+        action.overdue, action.escalation_level = now >= action.due, 0
+        self._reopened.append(action.id)
+        self._sync_visibility()
+        self._wake()
 
     @workflow.signal
     def action_progress(self, progress: ActionProgress) -> None:

@@ -34,12 +34,17 @@ class JiraState:
 
 class JiraEmulator(EmulatorServer):
     def __init__(
-        self, *, cloud: bool = True, email: str = "bot@example.com", token: str = "jira-token"
+        self,
+        *,
+        cloud: bool = True,
+        email: str = "bot@example.com",
+        token: str = "jira-token",
+        project: str = "PAY",
     ) -> None:
         super().__init__()
         self.cloud = cloud
         self.email, self.token = email, token
-        self.state = JiraState()
+        self.state = JiraState(projects={project})
         if contract.available():
             self.contract = contract.jira_contract()
         self.state.users.append(JiraUser("alex@example.com", "acc-alex", "alex"))
