@@ -244,6 +244,12 @@ async def dev_server(settings: Settings, port: int, ui_port: int) -> AsyncIterat
             f"port {port} is already in use: another Temporal server runs there "
             "(stop it, or set TEMPORAL_ADDRESS to use it without `make run`)"
         )
+    for taken, what, setting in (
+        (ui_port, "the Temporal UI", "PM_TEMPORAL_UI_PORT"),
+        (settings.api_port, "the API", "PM_API_PORT"),
+    ):
+        if taken is not None and port_in_use("127.0.0.1", taken):
+            raise ConfigError(f"port {taken} for {what} is already in use (set {setting})")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     server_log = (settings.data_dir / "temporal-server.log").open("ab")
     process = subprocess.Popen(  # noqa: ASYNC220 - starting it does not block; we poll it
