@@ -15,7 +15,7 @@ from github.Repository import Repository
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
 from integrations.jira import idempotency_label
-from integrations.tracker import TicketRequest, TicketStatus
+from integrations.tracker import TicketRequest, TicketStatus, with_mentions
 
 MARKER = "<!-- postmortem-engine key={key} -->"
 NOT_PLANNED = {"not_planned", "duplicate"}
@@ -124,6 +124,10 @@ class GitHubTracker:
 
     def comment(self, ref: TicketRef, text: str) -> None:
         number = _number(ref)
+        text = with_mentions(
+            text,
+            lambda email: f"@{self.target.logins[email]}" if email in self.target.logins else None,
+        )
         self._call(lambda: self.repo.get_issue(number).create_comment(text), key=ref.key)
 
     # -- helpers ------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from jira import JIRA, JIRAError
 
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
-from integrations.tracker import TicketRequest, TicketStatus
+from integrations.tracker import TicketRequest, TicketStatus, with_mentions
 
 DEFAULT_PRIORITIES = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low"}
 # Resolutions that mean "closed without doing it"; everything else done is "completed".
@@ -49,6 +49,7 @@ class JiraTracker:
         self.target = target
         self._client: JIRA | None = None
         self._lock = threading.Lock()
+        self._people: dict[str, dict[str, str] | None] = {}  # email -> Jira user, per tracker
 
     @property
     def client(self) -> JIRA:
@@ -128,7 +129,17 @@ class JiraTracker:
         )
 
     def comment(self, ref: TicketRef, text: str) -> None:
+        text = with_mentions(text, self._mention)
         self._call(lambda: self.client.add_comment(ref.key, text), key=ref.key)
+
+    def _mention(self, email: str) -> str | None:
+        """Jira's wiki mention: [~accountid:...] on Cloud, [~username] on Data Center."""
+        if email not in self._people:
+            self._people[email] = self._user(email)
+        user = self._people[email]
+        if user is None:
+            return None
+        return f"[~accountid:{user['accountId']}]" if "accountId" in user else f"[~{user['name']}]"
 
     # -- helpers ------------------------------------------------------------------------
 

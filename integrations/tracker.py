@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -33,6 +35,15 @@ class TicketStatus(BaseModel):
     # "completed" or "not_planned" when done; the tracker's own words otherwise.
     resolution: str = ""
     status_name: str = ""
+
+
+# How notices name people: "@<email>". Each tracker turns it into its own mention.
+MENTION = re.compile(r"@([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+
+def with_mentions(text: str, mention: Callable[[str], str | None]) -> str:
+    """Replace each "@<email>" by `mention(email)`, or leave it as written when unknown."""
+    return MENTION.sub(lambda m: mention(m.group(1)) or m.group(0), text)
 
 
 class Tracker(Protocol):

@@ -102,8 +102,8 @@ def test_status_and_comments(github: GitHubEmulator):
     assert not tracker.ticket_status(ref).done
     github.close(1)
     assert tracker.ticket_status(ref).resolution == "completed"
-    tracker.comment(ref, "@kimgh: reminder")
-    assert github.state.comments[1] == ["@kimgh: reminder"]
+    tracker.comment(ref, "@kim@example.com @x@example.com: reminder")
+    assert github.state.comments[1] == ["@kimgh @x@example.com: reminder"]
     with pytest.raises(TicketNotFound):
         tracker.comment(TicketRef(tracker="github", key="#42", url="x"), "hello")
 
@@ -142,3 +142,31 @@ def test_created_but_answer_lost_is_found_on_retry(github: GitHubEmulator):
     assert len(github.state.issues) == 1
     assert tracker.create_ticket(ticket()).key == f"{github.repo_name}#1"
     assert len(github.state.issues) == 1
+
+
+def test_a_github_app_installation_files_with_its_own_token():
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    github = GitHubEmulator(app=(4242, public)).start()
+    try:
+        tracker = tracker_for(github, token="", app_id=4242, installation_id=7, private_key=private)
+        ref = tracker.create_ticket(ticket())
+        assert ref.key == f"{github.repo_name}#1"
+        assert len(github.installation_tokens) == 1  # it filed with an installation token
+        wrong = tracker_for(github, token="", app_id=999, installation_id=7, private_key=private)
+        with pytest.raises(TrackerRejected, match="HTTP 401"):
+            wrong.create_ticket(ticket("other"))
+    finally:
+        github.stop()

@@ -97,8 +97,9 @@ def test_comment_and_link(jira: JiraEmulator):
     tracker = tracker_for(jira)
     tracking = tracker.create_ticket(ticket("pm/postmortem", assignee=None))
     action = tracker.create_ticket(ticket(related_key=tracking.key))
-    tracker.comment(action, "Reminder: due soon")
-    assert jira.state.comments[action.key] == ["Reminder: due soon"]
+    tracker.comment(action, "@alex@example.com @x@example.com: reminder, due soon")
+    mention = "[~accountid:acc-alex]" if jira.cloud else "[~alex]"
+    assert jira.state.comments[action.key] == [f"{mention} @x@example.com: reminder, due soon"]
     assert jira.state.links == [("Relates", action.key, tracking.key)]
 
 

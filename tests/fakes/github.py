@@ -28,10 +28,20 @@ class GitHubState:
 
 class GitHubEmulator(EmulatorServer):
     def __init__(
-        self, *, repo: str = "acme/platform", token: str = "gh-token", per_page: int = 30
+        self,
+        *,
+        repo: str = "acme/platform",
+        token: str = "gh-token",
+        per_page: int = 30,
+        app: tuple[int, str] | None = None,  # (app id, PEM public key) of a GitHub App
     ) -> None:
         super().__init__()
         self.repo_name, self.token, self.per_page = repo, token, per_page
+        self.app = app
+        self.installation_tokens: set[str] = set()
+        self.route(
+            "POST", r"/app/installations/(?P<installation>\d+)/access_tokens", self._app_token
+        )
         self.state = GitHubState()
         if contract.available():
             self.contract = contract.github_contract()
@@ -111,13 +121,35 @@ class GitHubEmulator(EmulatorServer):
     def _checked(self, handler: Any) -> Any:
         def check(request: Request) -> Response:
             given = request.headers.get("authorization", "")
-            if given not in (f"token {self.token}", f"Bearer {self.token}"):
+            accepted = {self.token, *self.installation_tokens}
+            if given.split(" ", 1)[-1] not in accepted or not given.startswith(
+                ("token ", "Bearer ")
+            ):
                 return Response(401, {"message": "Bad credentials", "status": "401"})
             if f"{request.params['owner']}/{request.params['repo']}" != self.repo_name:
                 return Response(404, {"message": "Not Found"})
             return handler(request)
 
         return check
+
+    def _app_token(self, request: Request) -> Response:
+        """An installation token for a JWT signed with the app's private key (RS256)."""
+        import jwt
+
+        if self.app is None:
+            return Response(404, {"message": "Not Found", "documentation_url": DOCS})
+        app_id, public_key = self.app
+        bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+        try:
+            claims = jwt.decode(bearer, public_key, algorithms=["RS256"])
+        except jwt.PyJWTError:
+            return Response(401, {"message": "A JSON web token could not be decoded"})
+        if str(claims.get("iss")) != str(app_id):
+            return Response(401, {"message": "Integration not found"})
+        token = f"ghs_{len(self.installation_tokens) + 1:036d}"
+        self.installation_tokens.add(token)
+        issued = {"token": token, "expires_at": "2099-01-01T00:00:00Z"}
+        return Response(201, contract.complete(contract.GITHUB_SPEC, "installation-token", issued))
 
     def _repo(self, request: Request) -> Response:
         return Response(200, self._repo_object())
