@@ -38,8 +38,9 @@ class FollowUpPolicy(BaseModel):
     @field_validator("escalation_repeat", "status_poll_interval")
     @classmethod
     def _positive(cls, value: timedelta) -> timedelta:
-        if value < timedelta(minutes=1):
-            raise ValueError("must be at least one minute")
+        # A floor, not a recommendation: the default poll is 6 hours (trackers rate-limit).
+        if value < timedelta(seconds=10):
+            raise ValueError("must be at least 10 seconds")
         return value
 
     @field_validator("escalation_grace")

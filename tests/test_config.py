@@ -76,8 +76,8 @@ def test_durations_in_human_units(tmp_path):
             "share project 'X'",
         ),
         (
-            '[policy.follow_up]\nescalate_every = "10s"\n[teams.a]\nmanager = "m"\n',
-            "at least one minute",
+            '[policy.follow_up]\nescalate_every = "5s"\n[teams.a]\nmanager = "m"\n',
+            "escalate_every: must be at least 10 seconds",
         ),
     ],
 )

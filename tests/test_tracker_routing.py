@@ -37,8 +37,11 @@ def github() -> Iterator[GitHubEmulator]:
     emulator.stop()
 
 
-def routing(suffix: str, jira: JiraEmulator, github: GitHubEmulator, project: str) -> str:
+def routing(
+    suffix: str, jira: JiraEmulator, github: GitHubEmulator, project: str, policy: str = ""
+) -> str:
     return f"""
+{policy}
 [teams.pay-{suffix}]
 project = "PAY"
 manager = "dana@example.com"

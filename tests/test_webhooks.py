@@ -59,7 +59,11 @@ async def stack(
     monkeypatch.setenv("PM_TEST_JIRA_TOKEN", jira.token)
     monkeypatch.setenv(f"PM_GITHUB_TOKEN__GH_{suffix.upper()}", github.token)
     teams = tmp_path / "teams.toml"
-    teams.write_text(routing(suffix, jira, github, project=next(iter(jira.state.projects))))
+    # Polled every 10 s, so that "closed in Jira, no webhook" is seen within the test.
+    poll = '[policy.follow_up]\npoll_every = "10s"\n'
+    teams.write_text(
+        routing(suffix, jira, github, project=next(iter(jira.state.projects)), policy=poll)
+    )
     settings = Settings(
         data_dir=tmp_path / "data",
         teams_file=teams,
@@ -166,7 +170,9 @@ async def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response
         )
 
 
-async def test_github_and_jira_close_their_actions_by_webhook(dev_env, stack, emulators):
+async def test_github_closed_by_webhook_jira_by_the_poll(dev_env, stack, emulators):
+    """The foundation's lifecycle with real trackers: one review files to a Jira team and a
+    GitHub team; GitHub's close arrives by webhook, Jira's is found by the poll."""
     settings, suffix, base = stack
     jira, github = emulators
     handle = await reviewed(dev_env, settings, suffix)
@@ -200,16 +206,29 @@ async def test_github_and_jira_close_their_actions_by_webhook(dev_env, stack, em
     )
     assert again.json()["detail"] == "duplicate delivery, already handled"
 
-    body = jira_event(f"{next(iter(jira.state.projects))}-1")
-    jira_headers = {
-        "x-atlassian-webhook-identifier": str(uuid.uuid4()),
-        "x-hub-signature": signed(body),
-    }
-    done = await post(f"{base}/webhooks/jira", body, jira_headers)
-    assert done.status_code == 200, done.text
-    final = await asyncio.wait_for(handle.result(), 30)
+    # Jira sends nothing; its poll (every 10 s here) reads the status category.
+    jira.set_status(f"{next(iter(jira.state.projects))}-1", "done", resolution="Done")
+    final = await asyncio.wait_for(handle.result(), 60)
     assert final.phase is Phase.CLOSED
     assert [a.state_reason for a in final.actions] == ["closed in the tracker"] * 2
+
+
+async def test_jira_closes_its_action_by_webhook(dev_env, stack, emulators):
+    settings, suffix, base = stack
+    jira, _ = emulators
+    handle = await reviewed(dev_env, settings, suffix)
+    key = f"{next(iter(jira.state.projects))}-1"
+    body = jira_event(key)
+    headers = {"x-atlassian-webhook-identifier": str(uuid.uuid4()), "x-hub-signature": signed(body)}
+    done = await post(f"{base}/webhooks/jira", body, headers)
+    assert done.status_code == 200, done.text
+    assert done.json()["workflow_id"] == f"{handle.id}/action-in-jira"
+
+    async def jira_state() -> ActionState:
+        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+        return state.actions[0].state
+
+    assert await until(jira_state, lambda s: s is ActionState.DONE) is ActionState.DONE
 
 
 async def test_webhooks_that_change_nothing(dev_env, stack, emulators):
