@@ -82,6 +82,22 @@ def answer(
     )
 
 
+def webhook_responses(header: str, *, secret_required: bool) -> dict[int | str, dict[str, Any]]:
+    """Every status a webhook endpoint answers, for the OpenAPI document."""
+    described = {
+        202: "Acknowledged and ignored (the reason is in `detail`)",
+        400: "The body is not a JSON object",
+        401: f"Missing or bad {header}",
+        413: "Body over 1 MiB",
+        503: "Temporal unreachable: the vendor should retry",
+    }
+    if secret_required:
+        described[403] = "No secret configured for this source"
+    return {
+        status: {"model": WebhookAnswer, "description": text} for status, text in described.items()
+    }
+
+
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     """The app; `client` is connected at start-up from settings when not given."""
     state: dict[str, Any] = {"client": client}
@@ -153,14 +169,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.post(
         "/webhooks/github",
         response_model=WebhookAnswer,
-        responses={
-            202: {"model": WebhookAnswer, "description": "Acknowledged and ignored (reason given)"},
-            400: {"model": WebhookAnswer, "description": "Not a JSON object"},
-            401: {"model": WebhookAnswer, "description": "Missing or bad X-Hub-Signature-256"},
-            403: {"model": WebhookAnswer, "description": "No secret configured"},
-            413: {"model": WebhookAnswer, "description": "Body over 1 MiB"},
-            503: {"model": WebhookAnswer, "description": "Temporal unreachable; retry later"},
-        },
+        responses=webhook_responses("X-Hub-Signature-256", secret_required=True),
     )
     async def github(request: Request) -> JSONResponse:
         """GitHub `issues` events (closed, reopened) for tickets the engine filed."""
@@ -206,13 +215,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.post(
         "/webhooks/jira",
         response_model=WebhookAnswer,
-        responses={
-            202: {"model": WebhookAnswer, "description": "Acknowledged and ignored (reason given)"},
-            400: {"model": WebhookAnswer, "description": "Not a JSON object"},
-            401: {"model": WebhookAnswer, "description": "Missing or bad X-Hub-Signature"},
-            413: {"model": WebhookAnswer, "description": "Body over 1 MiB"},
-            503: {"model": WebhookAnswer, "description": "Temporal unreachable; retry later"},
-        },
+        responses=webhook_responses("X-Hub-Signature", secret_required=False),
     )
     async def jira(request: Request) -> JSONResponse:
         """`jira:issue_updated` with a status change; the category says done, not the name."""

@@ -104,3 +104,17 @@ async def until(
         if loop.time() > deadline:
             pytest.fail(f"not met within {seconds}s; last value: {value!r}"[:2000])
         await asyncio.sleep(0.05)
+
+
+def two_tracker_review(now: datetime, suffix: str) -> Any:
+    """The review of tests.test_tracker_routing.routing(): one action for its Jira team
+    (`in-jira`), one for its GitHub team (`in-github`), both due in 30 days."""
+    from domain.messages import CompleteReviewInput
+    from domain.models import Findings
+
+    base = findings(now)["actions"][0]
+    actions = [
+        base | {"id": "in-jira", "team": f"jira-{suffix}", "owner": "alex@example.com"},
+        base | {"id": "in-github", "team": f"gh-{suffix}", "owner": "kim@example.com"},
+    ]
+    return CompleteReviewInput(findings=Findings.model_validate(findings(now, actions=actions)))

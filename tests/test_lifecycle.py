@@ -348,16 +348,8 @@ async def test_jira_and_github_teams_in_one_review_close_by_poll(env, tmp_path, 
             now = await env.get_current_time()
             handle = await scenario.start(env.client, "mixed", scenario.incident(now, team="pay-t"))
             await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
-            base = scenario.findings(now)["actions"][0]
-            actions = [
-                base | {"id": "in-jira", "team": "jira-t", "owner": "alex@example.com"},
-                base | {"id": "in-github", "team": "gh-t", "owner": "kim@example.com"},
-            ]
             await handle.execute_update(
-                PostmortemWorkflow.complete_review,
-                CompleteReviewInput(
-                    findings=Findings.model_validate(scenario.findings(now, actions=actions))
-                ),
+                PostmortemWorkflow.complete_review, scenario.two_tracker_review(now, "t")
             )
             state = await until(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
             assert [a.ticket.key for a in state.actions if a.ticket] == [

@@ -52,17 +52,7 @@ class Stack:
             if port_in_use("127.0.0.1", self.port):
                 break
             await asyncio.sleep(0.1)
-        env = {
-            **os.environ,
-            "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}",
-            "PM_DATA_DIR": str(self.settings.data_dir),
-            "PM_TEAMS_FILE": str(self.settings.teams_file),
-            "PM_TASK_QUEUE": self.settings.task_queue,
-            **self.extra_env,
-        }
-        self.worker = subprocess.Popen(
-            [sys.executable, str(REPO / "worker.py")], env=env, stdout=self.log, stderr=self.log
-        )
+        self.start_worker()
 
     def kill(self) -> None:
         """SIGKILL: no clean shutdown, no flush, as a crash or an OOM kill would."""
@@ -81,7 +71,7 @@ class Stack:
             self.worker.send_signal(signal.SIGKILL)
             self.worker.wait()
 
-    def start_worker_again(self) -> None:
+    def start_worker(self) -> None:
         env = {
             **os.environ,
             "TEMPORAL_ADDRESS": f"127.0.0.1:{self.port}",
@@ -207,16 +197,8 @@ async def test_worker_killed_between_created_and_completed_files_each_ticket_onc
         await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review, 60)
         jira.inject(Fault(method="POST", path=r".*/issue", hold=60))
         github.inject(Fault(method="POST", path=r".*/issues", hold=60))
-        base = scenario.findings(now)["actions"][0]
-        actions = [
-            base | {"id": "in-jira", "team": "jira-k", "owner": "alex@example.com"},
-            base | {"id": "in-github", "team": "gh-k", "owner": "kim@example.com"},
-        ]
         await handle.execute_update(
-            PostmortemWorkflow.complete_review,
-            CompleteReviewInput(
-                findings=Findings.model_validate(scenario.findings(now, actions=actions))
-            ),
+            PostmortemWorkflow.complete_review, scenario.two_tracker_review(now, "k")
         )
 
         async def created() -> tuple[int, int]:
@@ -225,7 +207,7 @@ async def test_worker_killed_between_created_and_completed_files_each_ticket_onc
         # Both trackers have the ticket; neither answer has reached the worker yet.
         await until(created, lambda n: n == (1, 1), 30)
         stack.kill_worker()
-        stack.start_worker_again()
+        stack.start_worker()
         state = await until(
             lambda: handle.query(PostmortemWorkflow.status),
             lambda s: s.phase is Phase.FOLLOWING_UP,

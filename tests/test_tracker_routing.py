@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,8 @@ from temporalio.worker import Worker
 
 import engine
 from config import ConfigError, Settings, load_routing, read_secret
-from domain.messages import CompleteReviewInput, PostmortemInput, RetryFilingInput
-from domain.models import Findings, Phase, PostmortemState
+from domain.messages import PostmortemInput, RetryFilingInput
+from domain.models import Phase, PostmortemState
 from tests import scenario
 from tests.fakes.github import GitHubEmulator
 from tests.fakes.jira import JiraEmulator
@@ -97,17 +96,8 @@ async def test_refused_ticket_is_surfaced_then_filed_after_the_fix(
         )
     ).handle
     await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
-    base = scenario.findings(now)["actions"][0]
-    due = (now + timedelta(days=30)).isoformat()
-    actions = [
-        base | {"id": "in-jira", "team": f"jira-{suffix}", "owner": "alex@example.com", "due": due},
-        base | {"id": "in-github", "team": f"gh-{suffix}", "owner": "kim@example.com", "due": due},
-    ]
     await handle.execute_update(
-        PostmortemWorkflow.complete_review,
-        CompleteReviewInput(
-            findings=Findings.model_validate(scenario.findings(now, actions=actions))
-        ),
+        PostmortemWorkflow.complete_review, scenario.two_tracker_review(now, suffix)
     )
 
     async def status() -> PostmortemState:

@@ -9,7 +9,6 @@ import json
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,8 @@ from temporalio.testing import WorkflowEnvironment
 
 import engine
 from config import Settings
-from domain.messages import CompleteReviewInput, PostmortemInput
-from domain.models import ActionState, Findings, Phase, PostmortemState
+from domain.messages import PostmortemInput
+from domain.models import ActionState, Phase, PostmortemState
 from tests import scenario
 from tests.fakes.github import GitHubEmulator
 from tests.fakes.jira import JiraEmulator
@@ -140,17 +139,8 @@ async def reviewed(dev_env: WorkflowEnvironment, settings: Settings, suffix: str
         )
     ).handle
     await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
-    base = scenario.findings(now)["actions"][0]
-    due = (now + timedelta(days=30)).isoformat()
-    actions = [
-        base | {"id": "in-jira", "team": f"jira-{suffix}", "owner": "alex@example.com", "due": due},
-        base | {"id": "in-github", "team": f"gh-{suffix}", "owner": "kim@example.com", "due": due},
-    ]
     await handle.execute_update(
-        PostmortemWorkflow.complete_review,
-        CompleteReviewInput(
-            findings=Findings.model_validate(scenario.findings(now, actions=actions))
-        ),
+        PostmortemWorkflow.complete_review, scenario.two_tracker_review(now, suffix)
     )
     await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p is Phase.FOLLOWING_UP)
     # The follow-ups are findable by ticket once visibility has them.
