@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from domain.findings import TeamCalendar, describe_validation_error
+from domain.intake import SourceMapping
 from domain.models import Priority, Severity, TeamInfo
 from domain.policy import DEFAULT_SEVERITY_POLICIES, FollowUpPolicy, SeverityPolicy
 from domain.scheduling import WorkingHours
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     webhook_secret_github: SecretStr | None = None
     webhook_secret_jira: SecretStr | None = None
     allow_unsigned: bool = False  # local trials only: accept webhooks with no secret set
+    webhook_secret_pagerduty: SecretStr | None = None
+    webhook_secret_generic: SecretStr | None = None
 
     @property
     def published_dir(self) -> Path:
@@ -232,6 +235,11 @@ class Routing(BaseModel):
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     teams: dict[str, TeamConfig] = Field(min_length=1)
+    # Per incident source: how its priorities, services and teams map to ours.
+    sources: dict[Literal["pagerduty", "generic"], SourceMapping] = Field(default_factory=dict)
+
+    def mapping_for(self, source: str) -> SourceMapping:
+        return self.sources.get(source) or SourceMapping()  # type: ignore[call-overload]
 
     @model_validator(mode="after")
     def _projects_unique(self) -> Routing:

@@ -20,6 +20,7 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
+from api.incidents import add_incident_routes
 from config import Settings
 from domain.messages import ActionReopened, TrackerStatusSignal
 from workflows import search_attributes as sa
@@ -161,6 +162,15 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
                 return answer(202, False, f"{postmortem_id} is finished; {key} stays closed there")
             raise
         return answer(200, True, f"{key} reopened: action {action_id} is open again", postmortem_id)
+
+    add_incident_routes(
+        app,
+        settings,
+        lambda: state["client"],
+        read_body,
+        deliveries.first_time,
+        deliveries.forget,
+    )
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -1,0 +1,234 @@
+"""Incident webhooks: a resolved incident starts its post-mortem, in under the vendor's deadline.
+
+Each endpoint only verifies, normalises and starts (or finds) the workflow: everything slow
+happens in activities. Answers: `{"workflow_id", "started"}`, `202` with `"skipped"` and the
+reason, or `{"error": ...}` with the status that says what is wrong.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+import engine
+from config import ConfigError, Settings, load_routing
+from domain.findings import describe_validation_error
+from domain.intake import EventKind, IncidentEvent, map_event
+from domain.messages import PostmortemInput
+from domain.models import TimelineEntry
+from integrations import pagerduty
+from integrations.generic import GenericIncident, to_event
+from workflows.postmortem import PostmortemWorkflow
+
+log = logging.getLogger("postmortem.api.incidents")
+
+
+class KickoffAnswer(BaseModel):
+    workflow_id: str | None = None
+    started: bool = False
+    skipped: str | None = None
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _documented(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    answers: dict[int | str, dict[str, Any]] = {
+        201: {"model": KickoffAnswer, "description": "Post-mortem started"},
+        202: {"model": KickoffAnswer, "description": "Skipped or ignored, with the reason"},
+        400: {"model": ErrorAnswer, "description": "Malformed JSON"},
+        401: {"model": ErrorAnswer, "description": "Missing or bad signature"},
+        403: {"model": ErrorAnswer, "description": "No secret configured for this source"},
+        413: {"model": ErrorAnswer, "description": "Body over 1 MiB"},
+        415: {"model": ErrorAnswer, "description": "Not application/json"},
+        422: {"model": ErrorAnswer, "description": "Fields missing or wrong"},
+        503: {"model": ErrorAnswer, "description": "Temporal unreachable: retry later"},
+    }
+    answers.update({k: {"model": ErrorAnswer, "description": v} for k, v in extra.items()})
+    return answers
+
+
+def pagerduty_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """Any of the `v1=<hex>` values may match: two are sent while a secret rotates."""
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    for part in (header or "").split(","):
+        version, _, value = part.strip().partition("=")
+        if version == "v1" and hmac.compare_digest(expected, value):
+            return True
+    return False
+
+
+def generic_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+
+
+def add_incident_routes(
+    app: FastAPI,
+    settings: Settings,
+    client: Callable[[], Client],
+    read_body: Callable[[Request], Any],
+    first_time: Callable[[str, str], bool],
+    forget: Callable[[str, str], None],
+) -> None:
+    def secret_of(source: str) -> tuple[str | None, JSONResponse | None]:
+        value = getattr(settings, f"webhook_secret_{source}")
+        if value is None:
+            if settings.allow_unsigned:
+                return None, None
+            variable = f"PM_WEBHOOK_SECRET_{source.upper()}"
+            return None, _error(403, f"{source} webhooks are refused: {variable} is not set")
+        return value.get_secret_value(), None
+
+    async def kickoff(event: IncidentEvent, delivery: str) -> JSONResponse:
+        if event.kind is EventKind.OTHER:
+            return JSONResponse(
+                KickoffAnswer(skipped=event.detail or "not a resolution").model_dump(), 202
+            )
+        if delivery and not first_time(event.source, delivery):
+            workflow_id = f"postmortem-{event.source}-{event.incident_id}"
+            answer = KickoffAnswer(workflow_id=workflow_id, skipped="duplicate delivery")
+            return JSONResponse(answer.model_dump(), 200)
+        try:
+            routing = load_routing(settings.teams_file)
+            mapped = map_event(event, routing.mapping_for(event.source), set(routing.teams))
+        except ConfigError as exc:
+            forget(event.source, delivery)
+            return _error(503, f"routing file: {exc}")
+        try:
+            return await _start(event, mapped.incident, mapped.skipped, routing)
+        except RPCError as exc:
+            forget(event.source, delivery)
+            return _error(503, f"Temporal unavailable: {exc.message}")
+
+    async def _start(
+        event: IncidentEvent, incident: Any, skipped: str, routing: Any
+    ) -> JSONResponse:
+        connected = client()
+        if event.kind is EventKind.REOPENED:
+            # Reopened: recorded on the post-mortem if there is one; nothing starts.
+            workflow_id = f"postmortem-{event.source}-{event.incident_id}"
+            handle = connected.get_workflow_handle(workflow_id)
+            if event.occurred_at is None:
+                return JSONResponse(
+                    KickoffAnswer(skipped="the event carries no time").model_dump(), 202
+                )
+            entry = TimelineEntry(
+                at=event.occurred_at,
+                text=f"Incident reopened in {event.source}",
+                source=event.source,
+            )
+            try:
+                await handle.execute_update(PostmortemWorkflow.add_timeline_entry, entry)
+            except Exception:
+                return JSONResponse(
+                    KickoffAnswer(
+                        skipped="no running post-mortem to record the reopening on"
+                    ).model_dump(),
+                    202,
+                )
+            return JSONResponse(KickoffAnswer(workflow_id=workflow_id).model_dump(), 200)
+        if incident is None:
+            log.info("incident webhook skipped", extra={"source": event.source, "reason": skipped})
+            return JSONResponse(KickoffAnswer(skipped=skipped).model_dump(), 202)
+        if not routing.policy.for_severity(incident.severity).required:
+            reason = f"{incident.severity} post-mortems are optional under the policy"
+            return JSONResponse(KickoffAnswer(skipped=reason).model_dump(), 202)
+        started = await engine.start_postmortem(
+            connected,
+            settings.task_queue,
+            PostmortemInput(incident=incident, timeline=list(event.timeline)),
+        )
+        if not started.started:
+            # Resolved again after a reopening (a new delivery, not a retry): on the timeline.
+            entry = TimelineEntry(
+                at=incident.resolved_at,
+                text=f"Resolved again in {event.source}",
+                source=event.source,
+            )
+            try:
+                await started.handle.execute_update(PostmortemWorkflow.add_timeline_entry, entry)
+            except (WorkflowUpdateFailedError, RPCError) as exc:
+                if isinstance(exc, RPCError) and exc.status is not RPCStatusCode.NOT_FOUND:
+                    raise
+                log.info(
+                    "resolved again after its post-mortem finished", extra={"id": started.handle.id}
+                )
+        answer = KickoffAnswer(workflow_id=started.handle.id, started=started.started)
+        return JSONResponse(answer.model_dump(), 201 if started.started else 200)
+
+    async def parse_json(request: Request, body: bytes) -> tuple[Any, JSONResponse | None]:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind and kind != "application/json":
+            return None, _error(415, f"content type {kind!r}: send application/json")
+        try:
+            return json.loads(body), None
+        except (ValueError, UnicodeDecodeError):
+            return None, _error(400, "the body is not valid JSON")
+
+    @app.post("/webhooks/pagerduty", response_model=KickoffAnswer, responses=_documented({}))
+    async def pagerduty_webhook(request: Request) -> JSONResponse:
+        """PagerDuty v3: `incident.resolved` starts the post-mortem; `incident.reopened` is
+        recorded on its timeline. `X-PagerDuty-Signature` (any `v1=`) over the raw body."""
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        secret, refused = secret_of("pagerduty")
+        if refused is not None:
+            return refused
+        if secret is not None and not pagerduty_signature_ok(
+            secret, body, request.headers.get("x-pagerduty-signature")
+        ):
+            log.warning("pagerduty webhook refused: bad signature")
+            return _error(401, "bad or missing X-PagerDuty-Signature")
+        payload, bad = await parse_json(request, body)
+        if bad is not None:
+            return bad
+        if not isinstance(payload, dict):
+            return _error(422, "the body must be a JSON object with an `event`")
+        try:
+            event = pagerduty.parse_webhook(payload)
+        except ValueError as exc:
+            return _error(422, f"not a PagerDuty v3 event: {exc}")
+        return await kickoff(event, request.headers.get("x-webhook-id") or "")
+
+    @app.post("/webhooks/generic", response_model=KickoffAnswer, responses=_documented({}))
+    async def generic_webhook(request: Request) -> JSONResponse:
+        """Our own body (see the schema GenericIncident), signed with HMAC-SHA256 of the raw
+        body in `X-Signature-256: sha256=<hex>`. `X-Delivery-Id` deduplicates retries."""
+        body = await read_body(request)
+        if isinstance(body, JSONResponse):
+            return body
+        secret, refused = secret_of("generic")
+        if refused is not None:
+            return refused
+        if secret is not None and not generic_signature_ok(
+            secret, body, request.headers.get("x-signature-256")
+        ):
+            log.warning("generic webhook refused: bad signature")
+            return _error(401, "bad or missing X-Signature-256")
+        payload, bad = await parse_json(request, body)
+        if bad is not None:
+            return bad
+        try:
+            incident = GenericIncident.model_validate(payload)
+        except ValidationError as exc:
+            return _error(422, "; ".join(describe_validation_error(exc)))
+        return await kickoff(to_event(incident), request.headers.get("x-delivery-id") or "")

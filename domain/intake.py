@@ -1,0 +1,121 @@
+"""Incident intake: what an incident tool reported, normalised, and how it maps to our terms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from domain.models import Incident, Severity, TimelineEntry
+
+
+class EventKind(StrEnum):
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+    OTHER = "other"
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """One delivery from an incident tool, in our words but not yet in our teams/severities."""
+
+    source: str
+    kind: EventKind
+    incident_id: str
+    title: str = ""
+    started_at: datetime | None = None
+    resolved_at: datetime | None = None
+    occurred_at: datetime | None = None  # when the tool says this event happened
+    url: str | None = None
+    summary: str = ""
+    responders: tuple[str, ...] = ()
+    private: bool = False
+    # What the mapping reads: the tool's own names for severity and ownership.
+    severity: str | None = None  # already one of ours (generic source)
+    priority: str | None = None
+    urgency: str | None = None
+    service: str | None = None
+    teams: tuple[str, ...] = ()
+    team: str | None = None  # already one of ours (generic source)
+    timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)
+    detail: str = ""  # why an OTHER event is not followed
+
+
+class SourceMapping(BaseModel):
+    """How one source's fields become our severity and team (the routing file's [sources.X])."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    priority_severity: dict[str, Severity] = Field(
+        default_factory=lambda: {f"P{n}": Severity(f"SEV{n}") for n in range(1, 6)}
+    )
+    urgency_severity: dict[str, Severity] = Field(
+        default_factory=lambda: {"high": Severity.SEV2, "low": Severity.SEV4}
+    )
+    default_severity: Severity = Severity.SEV3
+    service_teams: dict[str, str] = Field(default_factory=dict)
+    team_teams: dict[str, str] = Field(default_factory=dict)
+    default_team: str | None = None
+
+
+@dataclass(frozen=True)
+class Mapped:
+    incident: Incident | None
+    skipped: str = ""
+
+
+def map_event(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str]) -> Mapped:
+    """Our incident from the event, or the reason it cannot be one (said to the sender)."""
+    severity = _severity(event, mapping)
+    team = _team(event, mapping)
+    if team is None:
+        hint = f"service {event.service!r}" if event.service else "this incident"
+        return Mapped(
+            None,
+            f"no team for {hint}: map it in [sources.{event.source}] "
+            "(service_teams, team_teams or default_team)",
+        )
+    if team not in known_teams:
+        return Mapped(None, f"team {team!r} is not in the routing file")
+    if event.resolved_at is None:
+        return Mapped(None, "the event carries no resolution time")
+    incident = Incident(
+        source=event.source,
+        id=event.incident_id,
+        title=event.title or f"{event.source} incident {event.incident_id}",
+        severity=severity,
+        team=team,
+        resolved_at=event.resolved_at,
+        started_at=event.started_at,
+        summary=event.summary,
+        url=event.url,
+        responders=list(event.responders),
+        private=event.private,
+    )
+    return Mapped(incident)
+
+
+def _severity(event: IncidentEvent, mapping: SourceMapping) -> Severity:
+    if event.severity:
+        try:
+            return Severity(event.severity.upper())
+        except ValueError:
+            pass
+    if event.priority and event.priority in mapping.priority_severity:
+        return mapping.priority_severity[event.priority]
+    if event.urgency and event.urgency in mapping.urgency_severity:
+        return mapping.urgency_severity[event.urgency]
+    return mapping.default_severity
+
+
+def _team(event: IncidentEvent, mapping: SourceMapping) -> str | None:
+    if event.team:
+        return event.team
+    if event.service and event.service in mapping.service_teams:
+        return mapping.service_teams[event.service]
+    for team in event.teams:
+        if team in mapping.team_teams:
+            return mapping.team_teams[team]
+    return mapping.default_team

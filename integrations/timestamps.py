@@ -1,0 +1,40 @@
+"""Timestamps as incident tools write them: ISO 8601, with or without zone, epoch numbers,
+nanoseconds, and `2023-07-25 13:34:49 UTC`. Always an aware UTC instant, or ValueError."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_UTC_SUFFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?) ?(UTC|GMT|Z)$")
+_FRACTION = re.compile(r"(\.\d{6})\d+")
+
+
+def parse_timestamp(value: object) -> datetime:
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a time")
+    if isinstance(value, int | float):
+        return _from_epoch(float(value))
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{value!r} is not a time")
+    text = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return _from_epoch(float(text))
+    match = _UTC_SUFFIX.match(text)
+    if match:
+        text = f"{match.group(1)}T{match.group(2)}+00:00"
+    text = _FRACTION.sub(r"\1", text.replace("Z", "+00:00"))  # ns precision: keep µs
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a time we can read") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _from_epoch(number: float) -> datetime:
+    """Seconds, milliseconds or nanoseconds since the epoch, by magnitude."""
+    if number > 1e17:
+        number /= 1e9
+    elif number > 1e11:
+        number /= 1e3
+    return datetime.fromtimestamp(number, tz=UTC)
