@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     webhook_secret_jira: SecretStr | None = None
     allow_unsigned: bool = False  # local trials only: accept webhooks with no secret set
     webhook_secret_pagerduty: SecretStr | None = None
+    webhook_secret_incidentio: SecretStr | None = None  # whsec_... from incident.io
+    webhook_secret_opsgenie: SecretStr | None = None
+    webhook_token_alertmanager: SecretStr | None = None
+    webhook_token_grafana: SecretStr | None = None
     webhook_secret_generic: SecretStr | None = None
 
     @property
@@ -236,7 +240,10 @@ class Routing(BaseModel):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     teams: dict[str, TeamConfig] = Field(min_length=1)
     # Per incident source: how its priorities, services and teams map to ours.
-    sources: dict[Literal["pagerduty", "generic"], SourceMapping] = Field(default_factory=dict)
+    sources: dict[
+        Literal["pagerduty", "incidentio", "opsgenie", "alertmanager", "grafana-oncall", "generic"],
+        SourceMapping,
+    ] = Field(default_factory=dict)
 
     def mapping_for(self, source: str) -> SourceMapping:
         return self.sources.get(source) or SourceMapping()  # type: ignore[call-overload]

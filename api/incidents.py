@@ -7,10 +7,13 @@ reason, or `{"error": ...}` with the status that says what is wrong.
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import hashlib
 import hmac
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +26,12 @@ from temporalio.service import RPCError, RPCStatusCode
 import engine
 from config import ConfigError, Settings, load_routing
 from domain.findings import describe_validation_error
-from domain.intake import EventKind, IncidentEvent, map_event
+from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event
 from domain.messages import PostmortemInput
 from domain.models import TimelineEntry
-from integrations import pagerduty
+from integrations import alerting, incidentio, pagerduty
 from integrations.generic import GenericIncident, to_event
+from integrations.incidentio import svix_signature_ok
 from workflows.postmortem import PostmortemWorkflow
 
 log = logging.getLogger("postmortem.api.incidents")
@@ -73,6 +77,24 @@ def pagerduty_signature_ok(secret: str, body: bytes, header: str | None) -> bool
     return False
 
 
+def shared_secret_ok(secret: str, request: Request, header: str | None = None) -> bool:
+    """For tools that cannot sign: the secret as a header, a bearer token, the raw
+    Authorization value, or the basic-auth password; compared in constant time."""
+    offered: list[str] = []
+    if header and request.headers.get(header):
+        offered.append(request.headers[header])
+    authorization = request.headers.get("authorization", "")
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer":
+        offered.append(value)
+    elif scheme.lower() == "basic":
+        with contextlib.suppress(ValueError, UnicodeDecodeError):
+            offered.append(base64.b64decode(value).decode().partition(":")[2])
+    elif authorization:
+        offered.append(authorization)
+    return any(hmac.compare_digest(secret.encode(), o.encode()) for o in offered)
+
+
 def generic_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
@@ -88,12 +110,13 @@ def add_incident_routes(
     first_time: Callable[[str, str], bool],
     forget: Callable[[str, str], None],
 ) -> None:
-    def secret_of(source: str) -> tuple[str | None, JSONResponse | None]:
-        value = getattr(settings, f"webhook_secret_{source}")
+    def secret_of(source: str, setting: str = "") -> tuple[str | None, JSONResponse | None]:
+        setting = setting or f"webhook_secret_{source}"
+        value = getattr(settings, setting)
         if value is None:
             if settings.allow_unsigned:
                 return None, None
-            variable = f"PM_WEBHOOK_SECRET_{source.upper()}"
+            variable = f"PM_{setting.upper()}"
             return None, _error(403, f"{source} webhooks are refused: {variable} is not set")
         return value.get_secret_value(), None
 
@@ -183,31 +206,116 @@ def add_incident_routes(
         except (ValueError, UnicodeDecodeError):
             return None, _error(400, "the body is not valid JSON")
 
-    @app.post("/webhooks/pagerduty", response_model=KickoffAnswer, responses=_documented({}))
-    async def pagerduty_webhook(request: Request) -> JSONResponse:
-        """PagerDuty v3: `incident.resolved` starts the post-mortem; `incident.reopened` is
-        recorded on its timeline. `X-PagerDuty-Signature` (any `v1=`) over the raw body."""
-        body = await read_body(request)
-        if isinstance(body, JSONResponse):
-            return body
-        secret, refused = secret_of("pagerduty")
-        if refused is not None:
-            return refused
-        if secret is not None and not pagerduty_signature_ok(
-            secret, body, request.headers.get("x-pagerduty-signature")
-        ):
-            log.warning("pagerduty webhook refused: bad signature")
-            return _error(401, "bad or missing X-PagerDuty-Signature")
-        payload, bad = await parse_json(request, body)
-        if bad is not None:
-            return bad
-        if not isinstance(payload, dict):
-            return _error(422, "the body must be a JSON object with an `event`")
-        try:
-            event = pagerduty.parse_webhook(payload)
-        except ValueError as exc:
-            return _error(422, f"not a PagerDuty v3 event: {exc}")
-        return await kickoff(event, request.headers.get("x-webhook-id") or "")
+    def vendor_endpoint(
+        source: str,
+        setting: str,
+        verify: Callable[[str, bytes, Request], str | None],
+        parse: Callable[[dict[str, Any], SourceMapping], IncidentEvent],
+        delivery_header: str | None,
+        doc: str,
+    ) -> None:
+        async def endpoint(request: Request) -> JSONResponse:
+            body = await read_body(request)
+            if isinstance(body, JSONResponse):
+                return body
+            secret, refused = secret_of(source, setting)
+            if refused is not None:
+                return refused
+            if secret is not None:
+                problem = verify(secret, body, request)
+                if problem is not None:
+                    log.warning("incident webhook refused", extra={"source": source})
+                    return _error(401, problem)
+            payload, bad = await parse_json(request, body)
+            if bad is not None:
+                return bad
+            if not isinstance(payload, dict):
+                return _error(422, "the body must be a JSON object")
+            try:
+                mapping = load_routing(settings.teams_file).mapping_for(source)
+                event = parse(payload, mapping)
+            except ConfigError as exc:
+                return _error(503, f"routing file: {exc}")
+            except ValueError as exc:
+                return _error(422, f"not a {source} event we can read: {exc}")
+            # Without a delivery id from the vendor, an identical body is the same delivery.
+            delivery = (request.headers.get(delivery_header) if delivery_header else None) or (
+                hashlib.sha256(body).hexdigest()
+            )
+            return await kickoff(event, delivery)
+
+        endpoint.__doc__ = doc
+        endpoint.__name__ = f"{source.replace('-', '_')}_webhook"
+        app.post(f"/webhooks/{source}", response_model=KickoffAnswer, responses=_documented({}))(
+            endpoint
+        )
+
+    vendor_endpoint(
+        "pagerduty",
+        "webhook_secret_pagerduty",
+        lambda secret, body, request: (
+            None
+            if pagerduty_signature_ok(secret, body, request.headers.get("x-pagerduty-signature"))
+            else "bad or missing X-PagerDuty-Signature"
+        ),
+        lambda payload, mapping: pagerduty.parse_webhook(payload),
+        "x-webhook-id",
+        "PagerDuty v3: `incident.resolved` starts the post-mortem, `incident.reopened` is "
+        "recorded on its timeline. Any `v1=` of X-PagerDuty-Signature may match (rotation).",
+    )
+    vendor_endpoint(
+        "incidentio",
+        "webhook_secret_incidentio",
+        lambda secret, body, request: svix_signature_ok(
+            secret,
+            request.headers.get("webhook-id", ""),
+            request.headers.get("webhook-timestamp", ""),
+            body,
+            request.headers.get("webhook-signature", ""),
+            time.time(),
+        ),
+        lambda payload, mapping: incidentio.parse_webhook(payload, mapping.team_label),
+        "webhook-id",
+        "incident.io (Svix-signed): a status update into the `learning` or `closed` category "
+        "starts the post-mortem; back to `live` is recorded as a reopening.",
+    )
+    vendor_endpoint(
+        "opsgenie",
+        "webhook_secret_opsgenie",
+        lambda secret, body, request: (
+            None
+            if shared_secret_ok(secret, request, header="x-webhook-secret")
+            else "bad or missing X-Webhook-Secret (or basic auth password)"
+        ),
+        lambda payload, mapping: alerting.opsgenie(payload),
+        None,
+        'Opsgenie: `action == "Close"` starts the post-mortem. Opsgenie cannot sign: the '
+        "shared secret comes in X-Webhook-Secret or as the basic-auth password.",
+    )
+    vendor_endpoint(
+        "alertmanager",
+        "webhook_token_alertmanager",
+        lambda secret, body, request: (
+            None
+            if shared_secret_ok(secret, request)
+            else "bad or missing bearer token (or basic auth password)"
+        ),
+        lambda payload, mapping: alerting.alertmanager(payload, mapping.team_label),
+        None,
+        "Prometheus Alertmanager: a group whose `status` is `resolved` starts the post-mortem. "
+        "Authenticated by the receiver's bearer token or basic auth.",
+    )
+    vendor_endpoint(
+        "grafana-oncall",
+        "webhook_token_grafana",
+        lambda secret, body, request: (
+            None if shared_secret_ok(secret, request) else "bad or missing Authorization header"
+        ),
+        lambda payload, mapping: alerting.grafana_oncall(payload, mapping.team_label),
+        None,
+        'Grafana OnCall: `event.type == "resolve"` starts the post-mortem, `unresolve` is '
+        "recorded as a reopening. Authenticated by the Authorization header.",
+    )
 
     @app.post("/webhooks/generic", response_model=KickoffAnswer, responses=_documented({}))
     async def generic_webhook(request: Request) -> JSONResponse:

@@ -34,6 +34,7 @@ class IncidentEvent:
     private: bool = False
     # What the mapping reads: the tool's own names for severity and ownership.
     severity: str | None = None  # already one of ours (generic source)
+    severity_name: str | None = None  # the tool's word: critical, major, warning...
     priority: str | None = None
     urgency: str | None = None
     service: str | None = None
@@ -54,7 +55,21 @@ class SourceMapping(BaseModel):
     urgency_severity: dict[str, Severity] = Field(
         default_factory=lambda: {"high": Severity.SEV2, "low": Severity.SEV4}
     )
+    severity_names: dict[str, Severity] = Field(
+        default_factory=lambda: {
+            "critical": Severity.SEV1,
+            "high": Severity.SEV2,
+            "major": Severity.SEV2,
+            "error": Severity.SEV2,
+            "medium": Severity.SEV3,
+            "minor": Severity.SEV3,
+            "warning": Severity.SEV3,
+            "low": Severity.SEV4,
+            "info": Severity.SEV4,
+        }
+    )
     default_severity: Severity = Severity.SEV3
+    team_label: str = "team"  # the label (Alertmanager, Grafana) or field (incident.io) naming it
     service_teams: dict[str, str] = Field(default_factory=dict)
     team_teams: dict[str, str] = Field(default_factory=dict)
     default_team: str | None = None
@@ -69,7 +84,7 @@ class Mapped:
 def map_event(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str]) -> Mapped:
     """Our incident from the event, or the reason it cannot be one (said to the sender)."""
     severity = _severity(event, mapping)
-    team = _team(event, mapping)
+    team = _team(event, mapping, known_teams)
     if team is None:
         hint = f"service {event.service!r}" if event.service else "this incident"
         return Mapped(
@@ -105,12 +120,21 @@ def _severity(event: IncidentEvent, mapping: SourceMapping) -> Severity:
             pass
     if event.priority and event.priority in mapping.priority_severity:
         return mapping.priority_severity[event.priority]
+    if event.severity_name:
+        name = event.severity_name.strip().lower()
+        named = {k.lower(): v for k, v in mapping.severity_names.items()}
+        if name in named:
+            return named[name]
+        try:
+            return Severity(event.severity_name.strip().upper())  # already "SEV2"
+        except ValueError:
+            pass
     if event.urgency and event.urgency in mapping.urgency_severity:
         return mapping.urgency_severity[event.urgency]
     return mapping.default_severity
 
 
-def _team(event: IncidentEvent, mapping: SourceMapping) -> str | None:
+def _team(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str]) -> str | None:
     if event.team:
         return event.team
     if event.service and event.service in mapping.service_teams:
@@ -118,4 +142,7 @@ def _team(event: IncidentEvent, mapping: SourceMapping) -> str | None:
     for team in event.teams:
         if team in mapping.team_teams:
             return mapping.team_teams[team]
+    for team in event.teams:  # a label or field that already names one of our teams
+        if team in known_teams:
+            return team
     return mapping.default_team

@@ -4,7 +4,7 @@ nanoseconds, and `2023-07-25 13:34:49 UTC`. Always an aware UTC instant, or Valu
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 _UTC_SUFFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2}(?:\.\d+)?) ?(UTC|GMT|Z)$")
 _FRACTION = re.compile(r"(\.\d{6})\d+")
@@ -13,12 +13,16 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 def parse_timestamp(value: object) -> datetime:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
-    if isinstance(value, int | float):
-        return _from_epoch(float(value))
+    if isinstance(value, int):
+        return _from_epoch_int(value)
+    if isinstance(value, float):
+        return _from_epoch(value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{value!r} is not a time")
     text = value.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", text):
+    if re.fullmatch(r"\d+", text):
+        return _from_epoch_int(int(text))
+    if re.fullmatch(r"\d+\.\d+", text):
         return _from_epoch(float(text))
     match = _UTC_SUFFIX.match(text)
     if match:
@@ -38,3 +42,14 @@ def _from_epoch(number: float) -> datetime:
     elif number > 1e11:
         number /= 1e3
     return datetime.fromtimestamp(number, tz=UTC)
+
+
+def _from_epoch_int(number: int) -> datetime:
+    """Integer arithmetic: a 19-digit nanosecond count is beyond a float's precision."""
+    if number > 10**17:
+        seconds, nanos = divmod(number, 10**9)
+    elif number > 10**11:
+        seconds, nanos = divmod(number * 10**6, 10**9)
+    else:
+        seconds, nanos = number, 0
+    return datetime.fromtimestamp(seconds, tz=UTC) + timedelta(microseconds=nanos // 1000)

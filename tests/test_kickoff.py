@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 import json
@@ -29,6 +30,7 @@ from worker import api_server, build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 SECRET, OLD_SECRET = "pd-secret", "pd-old-secret"
+SVIX_SECRET = "whsec_" + base64.b64encode(b"incident-io-signing-key").decode()
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -55,6 +57,10 @@ service_teams = {{ "PSVC{suffix}" = "payments" }}
         api_port=free_port(),
         webhook_secret_pagerduty=SecretStr(SECRET),
         webhook_secret_generic=SecretStr(SECRET),
+        webhook_secret_incidentio=SecretStr(SVIX_SECRET),
+        webhook_secret_opsgenie=SecretStr(SECRET),
+        webhook_token_alertmanager=SecretStr(SECRET),
+        webhook_token_grafana=SecretStr(SECRET),
     )
     server = api_server(settings, dev_env.client)
     async with build_worker(dev_env.client, settings):
@@ -241,6 +247,8 @@ def test_timestamps_in_the_formats_tools_use():
     assert parse_timestamp(1690292089) == expected  # seconds
     assert parse_timestamp(1690292089000) == expected  # milliseconds
     assert parse_timestamp(1690292089000000000) == expected  # Opsgenie's nanoseconds
+    assert parse_timestamp(1690292089123456789).microsecond == 123456  # exact, not via float
+    assert parse_timestamp("1690292089123456789").microsecond == 123456
     assert parse_timestamp("2023-07-25T13:34:49.123456789Z").microsecond == 123456
     for bad in ("", "soon", None, True, "2023-13-45T00:00:00Z"):
         with pytest.raises(ValueError):
@@ -270,3 +278,171 @@ def test_pagerduty_parser_is_lenient_with_nulls():
         pagerduty.parse_webhook({"event": {"event_type": "service.updated"}}).kind
         is EventKind.OTHER
     )
+
+
+def svix_headers(body: bytes, sent: int, msg_id: str = "msg_1") -> dict[str, str]:
+    key = base64.b64decode(SVIX_SECRET.removeprefix("whsec_"))
+    signed = f"{msg_id}.{sent}.".encode() + body
+    signature = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(sent),
+        "webhook-signature": f"v1,bogus v1,{signature}",
+    }
+
+
+def incidentio_body(reference: str, new: str = "learning", old: str = "live") -> bytes:
+    incident = {
+        "id": "01HX",
+        "reference": reference,
+        "name": "Search is slow",
+        "summary": "p99 at 9 s",
+        "permalink": f"https://app.incident.io/incidents/{reference}",
+        "mode": "standard",
+        "visibility": "public",
+        "severity": {"id": "s1", "name": "Major", "rank": 2},
+        "incident_status": {"category": new, "name": new.title()},
+        "custom_field_entries": [
+            {
+                "custom_field": {"id": "cf", "name": "Team"},
+                "values": [{"value_option": {"value": "platform"}}],
+            }
+        ],
+        "created_at": "2026-11-20T08:00:00Z",
+        "updated_at": "2026-11-20T10:00:00Z",
+    }
+    event = "public_incident.incident_status_updated_v2"
+    return json.dumps(
+        {
+            "event_type": event,
+            event: {
+                "incident": incident,
+                "new_status": {"category": new},
+                "previous_status": {"category": old},
+            },
+        }
+    ).encode()
+
+
+async def test_incidentio_svix_signed_and_replay_refused(api, dev_env: WorkflowEnvironment):
+    base, _, _ = api
+    reference = f"INC-{uuid.uuid4().hex[:6]}"
+    body = incidentio_body(reference)
+    now = int(datetime.now(UTC).timestamp())
+    replayed = await post(f"{base}/webhooks/incidentio", body, svix_headers(body, now - 3600))
+    assert replayed.status_code == 401 and "5 minutes" in replayed.json()["error"]
+    answer = await post(f"{base}/webhooks/incidentio", body, svix_headers(body, now))
+    assert answer.status_code == 201, answer.text
+    handle = dev_env.client.get_workflow_handle(f"postmortem-incidentio-{reference}")
+    state: PostmortemState = await until(
+        lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review
+    )
+    assert state.incident.severity is Severity.SEV2 and state.incident.team == "platform"
+    live = incidentio_body(reference, new="live", old="triage")
+    ignored = await post(f"{base}/webhooks/incidentio", live, svix_headers(live, now, "msg_2"))
+    assert ignored.status_code == 202 and "does not resolve it" in ignored.json()["skipped"]
+
+
+async def test_opsgenie_alertmanager_grafana(api, dev_env: WorkflowEnvironment):
+    base, _, _ = api
+    alias = uuid.uuid4().hex[:8]
+    opsgenie = json.dumps(
+        {
+            "action": "Close",
+            "alert": {
+                "alertId": f"a-{alias}",
+                "tinyId": f"T{alias}",
+                "message": "Disk full on db-1",
+                "tags": ["team:platform"],
+                "priority": "P2",
+                "createdAt": 1763625600000,
+                "updatedAt": 1763632800123456789,
+            },
+            "source": {"name": "web", "type": "web"},
+        }
+    ).encode()
+    basic = base64.b64encode(f"opsgenie:{SECRET}".encode()).decode()
+    assert (
+        await post(f"{base}/webhooks/opsgenie", opsgenie, {"x-webhook-secret": "nope"})
+    ).status_code == 401
+    answer = await post(f"{base}/webhooks/opsgenie", opsgenie, {"authorization": f"Basic {basic}"})
+    assert answer.status_code == 201, answer.text
+    handle = dev_env.client.get_workflow_handle(f"postmortem-opsgenie-T{alias}")
+    state: PostmortemState = await until(
+        lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review
+    )
+    assert state.incident.team == "platform" and state.incident.severity is Severity.SEV2
+    assert state.incident.resolved_at == datetime(2025, 11, 20, 10, 0, 0, 123456, tzinfo=UTC)
+    again = await post(f"{base}/webhooks/opsgenie", opsgenie, {"x-webhook-secret": SECRET})
+    assert again.json()["skipped"] == "duplicate delivery"  # an identical body, retried
+
+    group = f'{{}}:{{alertname="HighErrorRate", run="{alias}"}}'
+    alertmanager = json.dumps(
+        {
+            "version": "4",
+            "groupKey": group,
+            "status": "resolved",
+            "receiver": "postmortem",
+            "groupLabels": {"alertname": "HighErrorRate"},
+            "commonLabels": {
+                "alertname": "HighErrorRate",
+                "severity": "critical",
+                "team": "payments",
+            },
+            "commonAnnotations": {"summary": "Checkout error rate above 5%"},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": [
+                {
+                    "status": "resolved",
+                    "labels": {},
+                    "annotations": {},
+                    "startsAt": "2026-11-20T08:00:00.123456789Z",
+                    "endsAt": "2026-11-20T10:00:00Z",
+                    "fingerprint": "f1",
+                }
+            ],
+        }
+    ).encode()
+    assert (await post(f"{base}/webhooks/alertmanager", alertmanager, {})).status_code == 401
+    answer = await post(
+        f"{base}/webhooks/alertmanager", alertmanager, {"authorization": f"Bearer {SECRET}"}
+    )
+    assert answer.status_code == 201, answer.text
+    state = await until(
+        lambda: dev_env.client.get_workflow_handle(answer.json()["workflow_id"]).query(
+            PostmortemWorkflow.status
+        ),
+        lambda s: s.phase.awaits_review,
+    )
+    assert (
+        state.incident.severity is Severity.SEV1
+        and state.incident.title == "Checkout error rate above 5%"
+    )
+    firing = alertmanager.replace(
+        b'"status": "resolved", "receiver"', b'"status": "firing", "receiver"'
+    )
+    ignored = await post(
+        f"{base}/webhooks/alertmanager", firing, {"authorization": f"Bearer {SECRET}"}
+    )
+    assert ignored.status_code == 202
+
+    grafana = json.dumps(
+        {
+            "event": {"type": "resolve", "time": "2026-11-20T10:00:00Z"},
+            "alert_group": {
+                "id": f"G{alias}",
+                "title": "Latency SLO burn",
+                "state": "resolved",
+                "created_at": "2026-11-20T09:00:00Z",
+                "resolved_at": "2026-11-20T10:00:00Z",
+                "labels": {"severity": "warning", "team": "platform"},
+                "permalinks": {"web": "https://grafana.example/a/G1"},
+            },
+            "integration": {"id": "i1", "type": "alertmanager", "name": "prod"},
+        }
+    ).encode()
+    answer = await post(f"{base}/webhooks/grafana-oncall", grafana, {"authorization": SECRET})
+    assert answer.status_code == 202  # warning -> SEV3: optional under the default policy
+    assert answer.json()["skipped"] == "SEV3 post-mortems are optional under the policy"
+    refused = await post(f"{base}/webhooks/grafana-oncall", grafana, {"authorization": "other"})
+    assert refused.status_code == 401

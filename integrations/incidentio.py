@@ -1,0 +1,108 @@
+"""incident.io as an incident source: status updates through Svix-signed webhooks."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from typing import Any
+
+from domain.intake import EventKind, IncidentEvent
+from integrations.timestamps import parse_timestamp
+
+RESOLVED_CATEGORIES = {"learning", "closed"}
+TOLERANCE_SECONDS = 300
+
+
+def svix_signature_ok(
+    secret: str, msg_id: str, timestamp: str, body: bytes, header: str, now: float
+) -> str | None:
+    """None when valid, else why not. Signed: "{id}.{timestamp}.{body}" with the base64 key
+    after `whsec_`; any of the space-separated `v1,<base64>` values may match."""
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        return "webhook-timestamp is not a number"
+    if abs(now - sent) > TOLERANCE_SECONDS:
+        return "webhook-timestamp is more than 5 minutes away (a replay?)"
+    try:
+        key = base64.b64decode(secret.removeprefix("whsec_"))
+    except (binascii.Error, ValueError):
+        return "the configured secret is not a whsec_ base64 key"
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    for part in header.split():
+        version, _, value = part.partition(",")
+        if version == "v1" and hmac.compare_digest(expected, value):
+            return None
+    return "no webhook-signature matches"
+
+
+def parse_webhook(payload: dict[str, Any], team_field: str = "team") -> IncidentEvent:
+    event_type = str(payload.get("event_type") or "")
+    body = _obj(payload.get(event_type))
+    if event_type.startswith("private_incident."):
+        return IncidentEvent(
+            source="incidentio",
+            kind=EventKind.OTHER,
+            incident_id=str(body.get("id") or "-"),
+            detail="a private incident: its details need the incident.io API (not configured)",
+        )
+    if event_type != "public_incident.incident_status_updated_v2":
+        return IncidentEvent(
+            source="incidentio",
+            kind=EventKind.OTHER,
+            incident_id="-",
+            detail=f"event type {event_type!r} is not followed",
+        )
+    incident = _obj(body.get("incident"))
+    new_status, old_status = _obj(body.get("new_status")), _obj(body.get("previous_status"))
+    category = str(new_status.get("category") or "")
+    if incident.get("mode") in ("test", "tutorial"):
+        kind, detail = EventKind.OTHER, f"a {incident.get('mode')} incident"
+    elif category in RESOLVED_CATEGORIES and old_status.get("category") not in RESOLVED_CATEGORIES:
+        kind, detail = EventKind.RESOLVED, ""
+    elif category == "live" and old_status.get("category") in RESOLVED_CATEGORIES:
+        kind, detail = EventKind.REOPENED, ""
+    else:
+        kind, detail = EventKind.OTHER, f"status category {category!r} does not resolve it"
+    reference = str(incident.get("reference") or incident.get("id") or "")
+    if kind is not EventKind.OTHER and not reference:
+        raise ValueError("the incident has no `reference` or `id`")
+    updated = incident.get("updated_at")
+    severity = _obj(incident.get("severity"))
+    return IncidentEvent(
+        source="incidentio",
+        kind=kind,
+        incident_id=reference or "-",
+        title=str(incident.get("name") or ""),
+        started_at=parse_timestamp(incident["created_at"]) if incident.get("created_at") else None,
+        resolved_at=parse_timestamp(updated) if updated and kind is EventKind.RESOLVED else None,
+        occurred_at=parse_timestamp(updated) if updated else None,
+        url=str(incident.get("permalink") or "") or None,
+        summary=str(incident.get("summary") or ""),
+        severity_name=str(severity.get("name") or "") or None,
+        teams=_field_values(incident, team_field),
+        private=incident.get("visibility") == "private",
+        detail=detail,
+    )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _field_values(incident: dict[str, Any], name: str) -> tuple[str, ...]:
+    """Values of the custom field called `name` (case-insensitive): options or text."""
+    values: list[str] = []
+    for entry in incident.get("custom_field_entries") or []:
+        field = entry.get("custom_field") if isinstance(entry, dict) else None
+        if not isinstance(field, dict) or str(field.get("name", "")).lower() != name.lower():
+            continue
+        for value in entry.get("values") or []:
+            option = value.get("value_option") if isinstance(value, dict) else None
+            text = option.get("value") if isinstance(option, dict) else value.get("value_text")
+            if text:
+                values.append(str(text))
+    return tuple(values)
