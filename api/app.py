@@ -117,6 +117,12 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     deliveries = Deliveries(settings.data_dir / "webhooks.sqlite3")
 
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug of ours: logged with its trace, answered without one.
+        log.exception("unexpected error on %s", request.url.path)
+        return JSONResponse({"error": "internal error; the engine logged it"}, status_code=500)
+
     async def read_body(request: Request) -> bytes | JSONResponse:
         if int(request.headers.get("content-length") or 0) > MAX_BODY:
             return answer(413, False, "body over 1 MiB")
@@ -203,13 +209,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         if payload is None:
             return answer(400, False, "the body is not a JSON object")
         action = payload.get("action")
-        issue, repo = payload.get("issue") or {}, payload.get("repository") or {}
+        issue, repo = _obj(payload.get("issue")), _obj(payload.get("repository"))
         if action not in ("closed", "reopened") or "number" not in issue or "full_name" not in repo:
             return answer(202, False, f"issues action {action!r} is not followed")
         delivery = request.headers.get("x-github-delivery") or ""
         if delivery and not deliveries.first_time("github", delivery):
             return answer(200, True, "duplicate delivery, already handled")
-        reason = issue.get("state_reason") or ""
+        reason = str(issue.get("state_reason") or "")
         status = TrackerStatusSignal(
             done=action == "closed",
             resolution="not_planned" if reason in ("not_planned", "duplicate") else "completed",
@@ -244,16 +250,17 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             return answer(400, False, "the body is not a JSON object")
         if payload.get("webhookEvent") != "jira:issue_updated":
             return answer(202, False, f"event {payload.get('webhookEvent')!r} is not followed")
-        items = (payload.get("changelog") or {}).get("items") or []
-        issue = payload.get("issue") or {}
+        raw_items = _obj(payload.get("changelog")).get("items")
+        items = [i for i in raw_items if isinstance(i, dict)] if isinstance(raw_items, list) else []
+        issue = _obj(payload.get("issue"))
         if not any(item.get("field") == "status" for item in items) or not issue.get("key"):
             return answer(202, False, "no status change")
         delivery = request.headers.get("x-atlassian-webhook-identifier") or ""
         if delivery and not deliveries.first_time("jira", delivery):
             return answer(200, True, "duplicate delivery, already handled")
-        fields = issue.get("fields") or {}
-        category = ((fields.get("status") or {}).get("statusCategory") or {}).get("key")
-        resolution = ((fields.get("resolution") or {}).get("name") or "").lower()
+        fields = _obj(issue.get("fields"))
+        category = _obj(_obj(fields.get("status")).get("statusCategory")).get("key")
+        resolution = str(_obj(fields.get("resolution")).get("name") or "").lower()
         status = TrackerStatusSignal(
             done=category == "done",
             resolution="not_planned"
@@ -267,6 +274,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             return answer(503, False, f"Temporal unavailable: {exc.message}")
 
     return app
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _json(body: bytes) -> dict[str, Any] | None:
