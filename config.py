@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     webhook_token_alertmanager: SecretStr | None = None
     webhook_token_grafana: SecretStr | None = None
     webhook_secret_generic: SecretStr | None = None
+    # Incident tools' APIs, to import an incident's log into its timeline (optional).
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_api_token: SecretStr | None = None
 
     @property
     def published_dir(self) -> Path:

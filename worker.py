@@ -27,6 +27,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.incidents import IncidentLog, IncidentSourceActivities
 from activities.publishing import PublishingActivities
 from activities.routing import RoutingActivities
 from activities.tracker import TrackerActivities
@@ -36,6 +37,7 @@ from integrations.errors import ConfigurationError
 from integrations.github import GitHubTarget, GitHubTracker
 from integrations.jira import DEFAULT_PRIORITIES, JiraTarget, JiraTracker
 from integrations.local import LocalTracker
+from integrations.pagerduty import PagerDutyClient
 from integrations.publishing import FolderPublisher, Publisher
 from integrations.tracker import Tracker
 from observability import configure_logging
@@ -151,7 +153,16 @@ def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
         return folder
 
     publishing = PublishingActivities(publisher_for)
+
+    def log_for(source: str) -> IncidentLog | None:
+        if source == "pagerduty" and settings.pagerduty_api_token is not None:
+            token = settings.pagerduty_api_token.get_secret_value()
+            return PagerDutyClient(settings.pagerduty_api_url, token)
+        return None
+
+    incidents = IncidentSourceActivities(log_for)
     return [
+        incidents.import_timeline,
         routing.resolve_context,
         routing.plan_review,
         routing.prepare_actions,

@@ -13,6 +13,7 @@ from config import ConfigError
 from integrations.errors import (
     ConfigurationError,
     PublishFailed,
+    SourceRejected,
     TicketNotFound,
     TrackerRejected,
     TrackerUnavailable,
@@ -28,12 +29,15 @@ TICKET_NOT_FOUND = "TicketNotFound"
 CONFIGURATION = "ConfigurationError"
 INVALID_INPUT = "InvalidInput"
 PUBLISH_FAILED = "PublishFailed"
+SOURCE_REJECTED = "SourceRejected"
 
 
 def to_application_error(exc: Exception) -> ApplicationError | None:
     if isinstance(exc, TrackerUnavailable):
         delay = timedelta(seconds=exc.retry_after) if exc.retry_after else None
         return ApplicationError(str(exc), type=TRACKER_UNAVAILABLE, next_retry_delay=delay)
+    if isinstance(exc, SourceRejected):
+        return ApplicationError(str(exc), type=SOURCE_REJECTED, non_retryable=True)
     if isinstance(exc, TicketNotFound):
         return ApplicationError(str(exc), type=TICKET_NOT_FOUND, non_retryable=True)
     if isinstance(exc, TrackerRejected):

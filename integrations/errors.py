@@ -24,6 +24,14 @@ class TicketNotFound(TrackerRejected):
     """The ticket the engine tracks no longer exists in the tracker."""
 
 
+class SourceUnavailable(TrackerUnavailable):
+    """An incident tool's API cannot answer now: retry later (same rules as a tracker)."""
+
+
+class SourceRejected(IntegrationError):
+    """An incident tool's API refused the request (token, permission, unknown incident)."""
+
+
 class ConfigurationError(IntegrationError):
     """The routing or settings do not allow the call (unknown team, missing tracker)."""
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import requests
+
 from domain.intake import EventKind, IncidentEvent
+from domain.models import TimelineEntry
+from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.timestamps import parse_timestamp
 
 KINDS = {"incident.resolved": EventKind.RESOLVED, "incident.reopened": EventKind.REOPENED}
@@ -59,3 +63,71 @@ def _summary(ref: Any) -> str | None:
 
 def _time(value: Any) -> datetime | None:
     return parse_timestamp(value) if value else None
+
+
+class PagerDutyClient:
+    """The REST API calls the engine makes: an incident's log, for its timeline."""
+
+    def __init__(self, api_url: str, token: str, timeout: float = 10.0) -> None:
+        self._url = api_url.rstrip("/")
+        self._token = token
+        self._timeout = timeout
+
+    def log_entries(self, incident_id: str, limit: int = 100) -> list[TimelineEntry]:
+        """Every log entry of the incident, oldest first: who did what, and when."""
+        entries: list[TimelineEntry] = []
+        offset = 0
+        while True:
+            page = self._get(
+                f"/incidents/{incident_id}/log_entries",
+                {"limit": limit, "offset": offset, "is_overview": "false"},
+            )
+            for item in page.get("log_entries") or []:
+                entry = _log_entry(item)
+                if entry is not None:
+                    entries.append(entry)
+            if not page.get("more"):
+                return sorted(entries, key=lambda e: e.at)
+            offset += limit
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        where = f"pagerduty ({self._url})"
+        try:
+            response = requests.get(
+                self._url + path,
+                params=params,
+                headers={
+                    "Authorization": f"Token token={self._token}",
+                    "Accept": "application/vnd.pagerduty+json;version=2",
+                },
+                timeout=self._timeout,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceUnavailable(f"{where}: {type(exc).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            retry = response.headers.get("Retry-After")
+            raise SourceUnavailable(
+                f"{where}: HTTP {response.status_code}",
+                retry_after=float(retry) if retry and retry.isdigit() else None,
+            )
+        if response.status_code >= 400:
+            try:
+                message = str(response.json().get("error", {}).get("message") or "")
+            except ValueError:
+                message = ""
+            raise SourceRejected(f"{where}: HTTP {response.status_code}: {message or 'refused'}")
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+
+def _log_entry(item: Any) -> TimelineEntry | None:
+    if not isinstance(item, dict) or not item.get("created_at"):
+        return None
+    summary = _str(item.get("summary")) or str(item.get("type") or "log entry").replace("_", " ")
+    channel = _summary(item.get("channel"))
+    return TimelineEntry(
+        at=parse_timestamp(item["created_at"]),
+        text=summary,
+        known=f"via {channel}" if channel else "",
+        source="pagerduty",
+    )

@@ -12,6 +12,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
     from activities.errors import INVALID_INPUT
+    from activities.incidents import ImportTimelineInput, IncidentSourceActivities
     from activities.publishing import Publication, PublishingActivities, PublishInput
     from activities.routing import (
         PlanReviewInput,
@@ -130,6 +131,8 @@ class PostmortemWorkflow:
             context.follow_up,
             context.owner,
         )
+        if s.incident.source not in ("manual", "generic"):
+            await self._import_timeline()
         title, body = notices.tracking_ticket(s)
         s.tracking_ticket, error = await self._file_ticket(
             TicketRequest(
@@ -156,6 +159,23 @@ class PostmortemWorkflow:
         )
         await self._comment_tracking(notices.review_scheduled(s.review, s.owner))
         self._set_phase(Phase.REVIEW_SCHEDULED)
+
+    async def _import_timeline(self) -> None:
+        """The source's own log (who did what, when), merged into the timeline once."""
+        s = self._s
+        try:
+            entries: list[TimelineEntry] = await workflow.execute_activity_method(
+                IncidentSourceActivities.import_timeline,
+                ImportTimelineInput(source=s.incident.source, incident_id=s.incident.id),
+                start_to_close_timeout=TRACKER_TIMEOUT,
+                retry_policy=TRACKER_RETRY,
+            )
+        except ActivityError as err:
+            s.problems.append(f"timeline not imported from {s.incident.source}: {err.cause}")
+            return
+        seen = {(e.at, e.text) for e in s.timeline}
+        fresh = [e for e in entries if (e.at, e.text) not in seen]
+        s.timeline = sorted([*s.timeline, *fresh], key=lambda e: e.at)
 
     async def _await_review(self) -> None:
         s = self._s

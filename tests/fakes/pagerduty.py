@@ -1,0 +1,44 @@
+"""A small emulator of the PagerDuty REST API: an incident's log entries, paged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.fakes.server import EmulatorServer, Request, Response
+
+
+class PagerDutyEmulator(EmulatorServer):
+    def __init__(self, token: str = "pd-api-token") -> None:
+        super().__init__()
+        self.token = token
+        self.logs: dict[str, list[dict[str, Any]]] = {}
+        self.route("GET", r"/incidents/(?P<id>[A-Z0-9]+)/log_entries", self._log_entries)
+
+    def _log_entries(self, request: Request) -> Response:
+        if request.headers.get("authorization") != f"Token token={self.token}":
+            return Response(401, {"error": {"message": "Unauthorized", "code": 2006}})
+        entries = self.logs.get(request.params["id"])
+        if entries is None:
+            return Response(404, {"error": {"message": "Not Found", "code": 2100}})
+        limit, offset = int(request.arg("limit") or 25), int(request.arg("offset") or 0)
+        page = entries[offset : offset + limit]
+        return Response(
+            200,
+            {
+                "log_entries": page,
+                "limit": limit,
+                "offset": offset,
+                "more": offset + limit < len(entries),
+            },
+        )
+
+
+def log_entry(kind: str, at: str, summary: str, channel: str = "website") -> dict[str, Any]:
+    return {
+        "id": f"R{abs(hash((kind, at))) % 10**8}",
+        "type": f"{kind}_log_entry",
+        "summary": summary,
+        "created_at": at,
+        "channel": {"type": channel, "summary": channel},
+        "agent": {"type": "user_reference", "summary": "Sam"},
+    }
