@@ -96,7 +96,8 @@ async def main() -> None:
     tag = uuid.uuid4().hex[:6]
     team, base_team = f"hooks-{tag}", f"base-{tag}"
     (folder / "teams.toml").write_text(
-        f'[teams.{team}]\nmanager = "m@example.com"\n[teams.{base_team}]\nmanager = "m@example.com"\n'
+        f'[teams.{team}]\nmanager = "m@example.com"\n'
+        f'[teams.{base_team}]\nmanager = "m@example.com"\n'
     )
     temporal = Path(sys.executable).parent / "temporal"
     env = await WorkflowEnvironment.start_local(
@@ -200,7 +201,8 @@ async def main() -> None:
         )
         print(
             f"post-mortems started by webhooks: {created - args.clients} of {args.count} "
-            f"(+{args.clients} warm-up); after a duplicate pass ({dup_s:.1f} s): {after - args.clients}"
+            f"(+{args.clients} warm-up); "
+            f"after a duplicate pass ({dup_s:.1f} s): {after - args.clients}"
         )
     finally:
         api.terminate()
