@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import sqlite3
@@ -21,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 from api.incidents import add_incident_routes
+from api.signatures import sha256_signature_ok
 from config import Settings
 from domain.messages import ActionReopened, TrackerStatusSignal
 from workflows import search_attributes as sa
@@ -67,14 +66,6 @@ class Deliveries:
             self._db.execute(
                 "DELETE FROM deliveries WHERE source = ? AND id = ?", (source, delivery)
             )
-
-
-def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    """`sha256=<hex HMAC-SHA256(raw body)>`, compared in constant time."""
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
 
 
 def answer(
@@ -198,7 +189,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         secret = settings.webhook_secret_github
         if secret is None and not settings.allow_unsigned:
             return answer(403, False, "set PM_WEBHOOK_SECRET_GITHUB (or PM_ALLOW_UNSIGNED=1)")
-        if secret is not None and not signature_ok(
+        if secret is not None and not sha256_signature_ok(
             secret.get_secret_value(), body, request.headers.get("x-hub-signature-256")
         ):
             log.warning("github webhook refused: bad signature")
@@ -243,7 +234,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             return body
         secret = settings.webhook_secret_jira
         # Jira Data Center cannot sign: without a secret the endpoint relies on the network.
-        if secret is not None and not signature_ok(
+        if secret is not None and not sha256_signature_ok(
             secret.get_secret_value(), body, request.headers.get("x-hub-signature")
         ):
             log.warning("jira webhook refused: bad signature")

@@ -7,10 +7,7 @@ reason, or `{"error": ...}` with the status that says what is wrong.
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import hashlib
-import hmac
 import json
 import logging
 import time
@@ -24,6 +21,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
+from api.signatures import pagerduty_signature_ok, sha256_signature_ok, shared_secret_ok
 from config import ConfigError, Settings, load_routing
 from domain.findings import describe_validation_error
 from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event
@@ -65,41 +63,6 @@ def _documented(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
     }
     answers.update({k: {"model": ErrorAnswer, "description": v} for k, v in extra.items()})
     return answers
-
-
-def pagerduty_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    """Any of the `v1=<hex>` values may match: two are sent while a secret rotates."""
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    for part in (header or "").split(","):
-        version, _, value = part.strip().partition("=")
-        if version == "v1" and hmac.compare_digest(expected, value):
-            return True
-    return False
-
-
-def shared_secret_ok(secret: str, request: Request, header: str | None = None) -> bool:
-    """For tools that cannot sign: the secret as a header, a bearer token, the raw
-    Authorization value, or the basic-auth password; compared in constant time."""
-    offered: list[str] = []
-    if header and request.headers.get(header):
-        offered.append(request.headers[header])
-    authorization = request.headers.get("authorization", "")
-    scheme, _, value = authorization.partition(" ")
-    if scheme.lower() == "bearer":
-        offered.append(value)
-    elif scheme.lower() == "basic":
-        with contextlib.suppress(ValueError, UnicodeDecodeError):
-            offered.append(base64.b64decode(value).decode().partition(":")[2])
-    elif authorization:
-        offered.append(authorization)
-    return any(hmac.compare_digest(secret.encode(), o.encode()) for o in offered)
-
-
-def generic_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
-    if not header or not header.startswith("sha256="):
-        return False
-    expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
 
 
 def add_incident_routes(
@@ -327,7 +290,7 @@ def add_incident_routes(
         secret, refused = secret_of("generic")
         if refused is not None:
             return refused
-        if secret is not None and not generic_signature_ok(
+        if secret is not None and not sha256_signature_ok(
             secret, body, request.headers.get("x-signature-256")
         ):
             log.warning("generic webhook refused: bad signature")

@@ -34,13 +34,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 
 import engine
+from benchmarks.devserver import start_dev_server
 from domain.messages import PostmortemInput
 from domain.models import Incident, Severity
-from workflows import search_attributes
 
 SECRET = "bench-secret"
 
@@ -99,19 +97,7 @@ async def main() -> None:
         f'[teams.{team}]\nmanager = "m@example.com"\n'
         f'[teams.{base_team}]\nmanager = "m@example.com"\n'
     )
-    temporal = Path(sys.executable).parent / "temporal"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal if temporal.exists() else shutil.which("temporal")),
-        dev_server_database_filename=str(folder / "temporal.sqlite3"),
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
-        search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
-    )
+    env = await start_dev_server(folder / "temporal.sqlite3")
     client = env.client
     port = free_port()
     api = subprocess.Popen(

@@ -27,17 +27,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 import engine
 from benchmarks.bare import BareWorkflow, noop
+from benchmarks.devserver import start_dev_server
 from config import Settings
 from domain.messages import CompleteReviewInput, PostmortemInput
 from domain.models import Findings, Incident, Phase, Severity
 from worker import build_worker
-from workflows import search_attributes
 from workflows.postmortem import PostmortemWorkflow
 
 ROUTING = """
@@ -151,19 +149,7 @@ async def main() -> None:
         data_dir=folder / "data", teams_file=folder / "teams.toml", log_level="WARNING"
     )
     settings.data_dir.mkdir()
-    temporal = Path(sys.executable).parent / "temporal"
-    env = await WorkflowEnvironment.start_local(
-        dev_server_existing_path=str(temporal if temporal.exists() else shutil.which("temporal")),
-        dev_server_database_filename=str(settings.temporal_db),
-        dev_server_extra_args=[
-            "--sqlite-pragma",
-            "journal_mode=wal",
-            "--sqlite-pragma",
-            "synchronous=normal",
-        ],
-        search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
-    )
+    env = await start_dev_server(settings.temporal_db)
     client = env.client
     try:
         from concurrent.futures import ThreadPoolExecutor

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -118,3 +119,21 @@ def two_tracker_review(now: datetime, suffix: str) -> Any:
         base | {"id": "in-github", "team": f"gh-{suffix}", "owner": "kim@example.com"},
     ]
     return CompleteReviewInput(findings=Findings.model_validate(findings(now, actions=actions)))
+
+
+@contextlib.asynccontextmanager
+async def serving_api(settings: Any, client: Any) -> AsyncIterator[str]:
+    """The API under uvicorn in this event loop, on settings.api_port; yields its base URL."""
+    from worker import api_server
+
+    server = api_server(settings, client)
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()  # raise what stopped it
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{settings.api_port}"
+    finally:
+        server.should_exit = True
+        await serving

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import hmac
@@ -23,10 +22,11 @@ from domain.intake import EventKind
 from domain.models import PostmortemState, Severity
 from integrations import pagerduty
 from integrations.timestamps import parse_timestamp
+from tests import scenario
 from tests.conftest import ROUTING
 from tests.scenario import until
 from tests.test_webhooks import free_port
-from worker import api_server, build_worker
+from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 SECRET, OLD_SECRET = "pd-secret", "pd-old-secret"
@@ -62,14 +62,11 @@ service_teams = {{ "PSVC{suffix}" = "payments" }}
         webhook_token_alertmanager=SecretStr(SECRET),
         webhook_token_grafana=SecretStr(SECRET),
     )
-    server = api_server(settings, dev_env.client)
-    async with build_worker(dev_env.client, settings):
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        yield f"http://127.0.0.1:{settings.api_port}", settings, suffix
-        server.should_exit = True
-        await serving
+    async with (
+        build_worker(dev_env.client, settings),
+        scenario.serving_api(settings, dev_env.client) as base,
+    ):
+        yield base, settings, suffix
 
 
 async def post(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:

@@ -26,7 +26,7 @@ from tests.fakes.github import GitHubEmulator
 from tests.fakes.jira import JiraEmulator
 from tests.scenario import until
 from tests.test_tracker_routing import routing
-from worker import api_server, build_worker
+from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 SECRET = "webhook-secret"
@@ -71,14 +71,11 @@ async def stack(
         webhook_secret_github=SecretStr(SECRET),
         webhook_secret_jira=SecretStr(SECRET),
     )
-    server = api_server(settings, dev_env.client)
-    async with build_worker(dev_env.client, settings):
-        serving = asyncio.create_task(server.serve())
-        while not server.started:
-            await asyncio.sleep(0.02)
-        yield settings, suffix, f"http://127.0.0.1:{settings.api_port}"
-        server.should_exit = True
-        await serving
+    async with (
+        build_worker(dev_env.client, settings),
+        scenario.serving_api(settings, dev_env.client) as base,
+    ):
+        yield settings, suffix, base
 
 
 def signed(body: bytes, secret: str = SECRET) -> str:
@@ -262,21 +259,10 @@ async def test_github_without_a_secret_is_refused(tmp_path: Path, dev_env: Workf
     settings = Settings(
         data_dir=tmp_path / "data", teams_file=tmp_path / "none.toml", api_port=free_port()
     )
-    server = api_server(settings, dev_env.client)
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        answer = await post(
-            f"http://127.0.0.1:{settings.api_port}/webhooks/github",
-            b"{}",
-            {"x-github-event": "issues"},
-        )
+    async with scenario.serving_api(settings, dev_env.client) as base:
+        answer = await post(f"{base}/webhooks/github", b"{}", {"x-github-event": "issues"})
         assert answer.status_code == 403
         assert "PM_WEBHOOK_SECRET_GITHUB" in answer.json()["detail"]
-    finally:
-        server.should_exit = True
-        await serving
 
 
 async def test_a_reopened_ticket_reopens_its_action(dev_env, stack, emulators):
