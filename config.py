@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     # Incident tools' APIs, to import an incident's log into its timeline (optional).
     pagerduty_api_url: str = "https://api.pagerduty.com"
     pagerduty_api_token: SecretStr | None = None
+    incidentio_api_url: str = "https://api.incident.io"
+    incidentio_api_key: SecretStr | None = None
 
     @property
     def published_dir(self) -> Path:

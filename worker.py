@@ -35,6 +35,7 @@ from config import ConfigError, SecretSource, Settings, load_routing, read_secre
 from engine import connect
 from integrations.errors import ConfigurationError
 from integrations.github import GitHubTarget, GitHubTracker
+from integrations.incidentio import IncidentIoClient
 from integrations.jira import DEFAULT_PRIORITIES, JiraTarget, JiraTracker
 from integrations.local import LocalTracker
 from integrations.pagerduty import PagerDutyClient
@@ -158,6 +159,9 @@ def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
         if source == "pagerduty" and settings.pagerduty_api_token is not None:
             token = settings.pagerduty_api_token.get_secret_value()
             return PagerDutyClient(settings.pagerduty_api_url, token)
+        if source == "incidentio" and settings.incidentio_api_key is not None:
+            key = settings.incidentio_api_key.get_secret_value()
+            return IncidentIoClient(settings.incidentio_api_url, key)
         return None
 
     incidents = IncidentSourceActivities(log_for)

@@ -7,6 +7,7 @@ reason, or `{"error": ...}` with the status that says what is wrong.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -28,6 +29,7 @@ from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event
 from domain.messages import PostmortemInput
 from domain.models import TimelineEntry
 from integrations import alerting, incidentio, pagerduty
+from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.generic import GenericIncident, to_event
 from integrations.incidentio import svix_signature_ok
 from workflows.postmortem import PostmortemWorkflow
@@ -169,6 +171,15 @@ def add_incident_routes(
         except (ValueError, UnicodeDecodeError):
             return None, _error(400, "the body is not valid JSON")
 
+    async def _fetch_private(event: IncidentEvent, mapping: SourceMapping) -> IncidentEvent:
+        """incident.io sends only the id of a private incident: the API has the rest."""
+        assert settings.incidentio_api_key is not None
+        client_ = incidentio.IncidentIoClient(
+            settings.incidentio_api_url, settings.incidentio_api_key.get_secret_value()
+        )
+        incident = await asyncio.to_thread(client_.incident, event.external_id or event.incident_id)
+        return incidentio.event_from_incident(incident, mapping.team_label)
+
     def vendor_endpoint(
         source: str,
         setting: str,
@@ -197,10 +208,18 @@ def add_incident_routes(
             try:
                 mapping = load_routing(settings.teams_file).mapping_for(source)
                 event = parse(payload, mapping)
+                if event.detail == incidentio.PRIVATE_STUB and settings.incidentio_api_key:
+                    event = await _fetch_private(event, mapping)
             except ConfigError as exc:
                 return _error(503, f"routing file: {exc}")
             except ValueError as exc:
                 return _error(422, f"not a {source} event we can read: {exc}")
+            except SourceUnavailable as exc:
+                return _error(503, f"could not fetch the incident: {exc}")
+            except SourceRejected as exc:
+                return JSONResponse(
+                    KickoffAnswer(skipped=f"incident not fetched: {exc}").model_dump(), 202
+                )
             # Without a delivery id from the vendor, an identical body is the same delivery.
             delivery = (request.headers.get(delivery_header) if delivery_header else None) or (
                 hashlib.sha256(body).hexdigest()

@@ -24,6 +24,7 @@ class IncidentEvent:
     source: str
     kind: EventKind
     incident_id: str
+    external_id: str | None = None  # the tool's internal id, where it differs (API calls)
     title: str = ""
     started_at: datetime | None = None
     resolved_at: datetime | None = None
@@ -106,6 +107,7 @@ def map_event(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str
         started_at=event.started_at,
         summary=event.summary,
         url=event.url,
+        external_id=event.external_id,
         responders=list(event.responders),
         private=event.private,
     )

@@ -130,6 +130,7 @@ class Incident(Model):
     started_at: AwareDatetime | None = None
     summary: str = ""
     url: str | None = None
+    external_id: str | None = None  # the source's own id for API calls, where it differs
     responders: list[str] = Field(default_factory=list)
     private: bool = False
 

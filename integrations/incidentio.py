@@ -8,10 +8,15 @@ import hashlib
 import hmac
 from typing import Any
 
+import requests
+
 from domain.intake import EventKind, IncidentEvent
+from domain.models import TimelineEntry
+from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.timestamps import parse_timestamp
 
 RESOLVED_CATEGORIES = {"learning", "closed"}
+PRIVATE_STUB = "a private incident: its details need the incident.io API (PM_INCIDENTIO_API_KEY)"
 TOLERANCE_SECONDS = 300
 
 
@@ -47,7 +52,9 @@ def parse_webhook(payload: dict[str, Any], team_field: str = "team") -> Incident
             source="incidentio",
             kind=EventKind.OTHER,
             incident_id=str(body.get("id") or "-"),
-            detail="a private incident: its details need the incident.io API (not configured)",
+            external_id=str(body.get("id") or "") or None,
+            private=True,
+            detail=PRIVATE_STUB,
         )
     if event_type != "public_incident.incident_status_updated_v2":
         return IncidentEvent(
@@ -76,6 +83,7 @@ def parse_webhook(payload: dict[str, Any], team_field: str = "team") -> Incident
         source="incidentio",
         kind=kind,
         incident_id=reference or "-",
+        external_id=str(incident.get("id") or "") or None,
         title=str(incident.get("name") or ""),
         started_at=parse_timestamp(incident["created_at"]) if incident.get("created_at") else None,
         resolved_at=parse_timestamp(updated) if updated and kind is EventKind.RESOLVED else None,
@@ -106,3 +114,93 @@ def _field_values(incident: dict[str, Any], name: str) -> tuple[str, ...]:
             if text:
                 values.append(str(text))
     return tuple(values)
+
+
+class IncidentIoClient:
+    """The incident.io API calls the engine makes: a (private) incident, and its updates."""
+
+    def __init__(self, api_url: str, api_key: str, timeout: float = 10.0) -> None:
+        self._url = api_url.rstrip("/")
+        self._key = api_key
+        self._timeout = timeout
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        return _obj(self._get(f"/v2/incidents/{incident_id}", {}).get("incident"))
+
+    def log_entries(self, incident_id: str) -> list[TimelineEntry]:
+        """The incident's updates (status changes and their messages), oldest first."""
+        entries: list[TimelineEntry] = []
+        after: str | None = None
+        while True:
+            params: dict[str, Any] = {"incident_id": incident_id, "page_size": 25}
+            if after:
+                params["after"] = after
+            page = self._get("/v2/incident_updates", params)
+            for update in page.get("incident_updates") or []:
+                entry = _update_entry(update)
+                if entry is not None:
+                    entries.append(entry)
+            after = _obj(page.get("pagination_meta")).get("after")
+            if not after:
+                return sorted(entries, key=lambda e: e.at)
+
+    def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        where = f"incident.io ({self._url})"
+        try:
+            response = requests.get(
+                self._url + path,
+                params=params,
+                headers={"Authorization": f"Bearer {self._key}"},
+                timeout=self._timeout,
+            )
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise SourceUnavailable(f"{where}: {type(exc).__name__}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            retry = response.headers.get("Retry-After")
+            raise SourceUnavailable(
+                f"{where}: HTTP {response.status_code}",
+                retry_after=float(retry) if retry and retry.isdigit() else None,
+            )
+        if response.status_code >= 400:
+            raise SourceRejected(f"{where}: HTTP {response.status_code}")
+        body = response.json()
+        return body if isinstance(body, dict) else {}
+
+
+def event_from_incident(incident: dict[str, Any], team_field: str = "team") -> IncidentEvent:
+    """A fetched incident (for a private stub): resolved if its status category says so."""
+    status = _obj(incident.get("incident_status"))
+    category = str(status.get("category") or "")
+    resolved = category in RESOLVED_CATEGORIES
+    updated = incident.get("updated_at")
+    return IncidentEvent(
+        source="incidentio",
+        kind=EventKind.RESOLVED if resolved else EventKind.OTHER,
+        incident_id=str(incident.get("reference") or incident.get("id") or "-"),
+        external_id=str(incident.get("id") or "") or None,
+        title=str(incident.get("name") or ""),
+        started_at=parse_timestamp(incident["created_at"]) if incident.get("created_at") else None,
+        resolved_at=parse_timestamp(updated) if updated and resolved else None,
+        occurred_at=parse_timestamp(updated) if updated else None,
+        url=str(incident.get("permalink") or "") or None,
+        summary=str(incident.get("summary") or ""),
+        severity_name=str(_obj(incident.get("severity")).get("name") or "") or None,
+        teams=_field_values(incident, team_field),
+        private=True,
+        detail="" if resolved else f"status category {category!r} does not resolve it",
+    )
+
+
+def _update_entry(update: Any) -> TimelineEntry | None:
+    if not isinstance(update, dict) or not update.get("created_at"):
+        return None
+    status = _obj(update.get("new_incident_status")).get("name")
+    message = str(update.get("message") or "")
+    text = f"Status: {status}" + (f" — {message}" if message else "") if status else message
+    who = _obj(_obj(update.get("updater")).get("user")).get("name")
+    return TimelineEntry(
+        at=parse_timestamp(update["created_at"]),
+        text=text or "update",
+        known=f"posted by {who}" if who else "",
+        source="incidentio",
+    )

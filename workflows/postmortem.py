@@ -166,7 +166,10 @@ class PostmortemWorkflow:
         try:
             entries: list[TimelineEntry] = await workflow.execute_activity_method(
                 IncidentSourceActivities.import_timeline,
-                ImportTimelineInput(source=s.incident.source, incident_id=s.incident.id),
+                ImportTimelineInput(
+                    source=s.incident.source,
+                    incident_id=s.incident.external_id or s.incident.id,
+                ),
                 start_to_close_timeout=TRACKER_TIMEOUT,
                 retry_policy=TRACKER_RETRY,
             )
