@@ -671,6 +671,42 @@ def action_add(
     typer.echo(f"action {run(go)} added")
 
 
+@app.command("check-blameless")
+def check_blameless(
+    file: Annotated[Path, typer.Argument(help="A Markdown or text document.")],
+    name: Annotated[
+        list[str] | None, typer.Option(help="A person named in it (responder, owner); repeatable.")
+    ] = None,
+    language: Annotated[str, typer.Option(help="The word list to use.")] = "en",
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check any post-mortem text for blame and hindsight; exit 1 when there is a finding."""
+    from domain.blameless import check_document
+    from integrations.lexicon import load_lexicon
+
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CliError(f"{file}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CliError(f"{file}: not a UTF-8 text file") from None
+    try:
+        lexicon = load_lexicon(language)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    findings = check_document(text, lexicon, name or [])
+    if as_json:
+        emit_json([f.__dict__ for f in findings])
+    elif not findings:
+        typer.echo(f"{file}: no findings")
+    for f in findings if not as_json else []:
+        typer.echo(f"{file}: {f.field} [{f.rule}] {f.sentence}")
+        typer.echo(f"    why: {f.reason}")
+        typer.echo(f"    try: {f.suggestion}")
+    if findings:
+        raise typer.Exit(1)
+
+
 # -- the local tracker --------------------------------------------------------------------------
 
 

@@ -73,6 +73,7 @@ COMMANDS = [
     ["action", "move"],
     ["action", "retry"],
     ["action", "add"],
+    ["check-blameless"],
     ["tracker"],
     ["tracker", "list"],
     ["tracker", "close"],
