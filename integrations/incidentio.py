@@ -8,11 +8,9 @@ import hashlib
 import hmac
 from typing import Any
 
-import requests
-
 from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
-from integrations.errors import SourceRejected, SourceUnavailable
+from integrations.source_api import get_json
 from integrations.timestamps import parse_timestamp
 
 RESOLVED_CATEGORIES = {"learning", "closed"}
@@ -145,26 +143,13 @@ class IncidentIoClient:
                 return sorted(entries, key=lambda e: e.at)
 
     def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        where = f"incident.io ({self._url})"
-        try:
-            response = requests.get(
-                self._url + path,
-                params=params,
-                headers={"Authorization": f"Bearer {self._key}"},
-                timeout=self._timeout,
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SourceUnavailable(f"{where}: {type(exc).__name__}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            retry = response.headers.get("Retry-After")
-            raise SourceUnavailable(
-                f"{where}: HTTP {response.status_code}",
-                retry_after=float(retry) if retry and retry.isdigit() else None,
-            )
-        if response.status_code >= 400:
-            raise SourceRejected(f"{where}: HTTP {response.status_code}")
-        body = response.json()
-        return body if isinstance(body, dict) else {}
+        return get_json(
+            self._url + path,
+            where=f"incident.io ({self._url})",
+            params=params,
+            headers={"Authorization": f"Bearer {self._key}"},
+            timeout=self._timeout,
+        )
 
 
 def event_from_incident(incident: dict[str, Any], team_field: str = "team") -> IncidentEvent:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import requests
-
 from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
-from integrations.errors import SourceRejected, SourceUnavailable
+from integrations.source_api import get_json
 from integrations.timestamps import parse_timestamp
 
 KINDS = {"incident.resolved": EventKind.RESOLVED, "incident.reopened": EventKind.REOPENED}
@@ -91,33 +89,17 @@ class PagerDutyClient:
             offset += limit
 
     def _get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
-        where = f"pagerduty ({self._url})"
-        try:
-            response = requests.get(
-                self._url + path,
-                params=params,
-                headers={
-                    "Authorization": f"Token token={self._token}",
-                    "Accept": "application/vnd.pagerduty+json;version=2",
-                },
-                timeout=self._timeout,
-            )
-        except (requests.ConnectionError, requests.Timeout) as exc:
-            raise SourceUnavailable(f"{where}: {type(exc).__name__}") from None
-        if response.status_code == 429 or response.status_code >= 500:
-            retry = response.headers.get("Retry-After")
-            raise SourceUnavailable(
-                f"{where}: HTTP {response.status_code}",
-                retry_after=float(retry) if retry and retry.isdigit() else None,
-            )
-        if response.status_code >= 400:
-            try:
-                message = str(response.json().get("error", {}).get("message") or "")
-            except ValueError:
-                message = ""
-            raise SourceRejected(f"{where}: HTTP {response.status_code}: {message or 'refused'}")
-        body = response.json()
-        return body if isinstance(body, dict) else {}
+        return get_json(
+            self._url + path,
+            where=f"pagerduty ({self._url})",
+            params=params,
+            headers={
+                "Authorization": f"Token token={self._token}",
+                "Accept": "application/vnd.pagerduty+json;version=2",
+            },
+            timeout=self._timeout,
+            reason=lambda body: str(body.get("error", {}).get("message") or ""),
+        )
 
 
 def _log_entry(item: Any) -> TimelineEntry | None:

@@ -1,0 +1,41 @@
+"""One GET against an incident tool's REST API, its failures mapped to our typed errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from integrations.errors import SourceRejected, SourceUnavailable
+
+
+def get_json(
+    url: str,
+    *,
+    where: str,
+    params: dict[str, Any],
+    headers: dict[str, str],
+    timeout: float,
+    reason: Callable[[Any], str] = lambda body: "",
+) -> dict[str, Any]:
+    """The JSON object answered, or SourceUnavailable (429, 5xx, connection: retry later) /
+    SourceRejected (other 4xx; `reason` reads the tool's own message from the body)."""
+    try:
+        response = requests.get(url, params=params, headers=headers, timeout=timeout)
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise SourceUnavailable(f"{where}: {type(exc).__name__}") from None
+    if response.status_code == 429 or response.status_code >= 500:
+        retry = response.headers.get("Retry-After")
+        raise SourceUnavailable(
+            f"{where}: HTTP {response.status_code}",
+            retry_after=float(retry) if retry and retry.isdigit() else None,
+        )
+    if response.status_code >= 400:
+        try:
+            message = reason(response.json())
+        except (ValueError, AttributeError):
+            message = ""
+        raise SourceRejected(f"{where}: HTTP {response.status_code}: {message or 'refused'}")
+    body = response.json()
+    return body if isinstance(body, dict) else {}
