@@ -7,7 +7,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import date, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -28,6 +28,7 @@ import engine
 from config import ConfigError, Routing, Settings, load_routing
 from domain.findings import check_findings, describe_validation_error, parse_findings
 from domain.messages import (
+    AcknowledgeInput,
     ActionStateChange,
     CancelInput,
     CompleteReviewInput,
@@ -35,11 +36,14 @@ from domain.messages import (
     PostmortemInput,
     RescheduleReviewInput,
     RetryFilingInput,
+    ReviewAccepted,
+    ReviseFindingsInput,
 )
 from domain.models import (
     ActionSpec,
     ActionState,
     ActionType,
+    BlamelessNote,
     Incident,
     Phase,
     PostmortemState,
@@ -295,6 +299,7 @@ def status_json(state: PostmortemState) -> dict[str, Any]:
         team=state.incident.team,
         title=state.incident.title,
         review_at=state.review.start.isoformat() if state.review else None,
+        blameless_open=[n.id for n in state.blameless_open],
     )
     return data
 
@@ -324,6 +329,8 @@ def status_text(s: PostmortemState) -> str:
         lines.append(f"Cancelled  {s.cancel_reason}")
     for problem in s.problems:
         lines.append(f"Problem    {problem}")
+    if s.publication_held:
+        lines.append(f"Held       publication waits for {len(s.blameless_open)} finding(s) below")
     lines += ["", "Timeline"]
     for e in sorted(s.timeline, key=lambda e: e.at) or []:
         lines.append(f"  {_when(e.at)}  {e.text}")
@@ -349,6 +356,9 @@ def status_text(s: PostmortemState) -> str:
             if items:
                 lines.append(f"  {label}:")
                 lines += [f"    - {item}" for item in items]
+    if s.blameless:
+        held = s.blameless_enforced and bool(s.blameless_open) and not s.published_url
+        lines += ["", blameless_text(s.blameless, held=held)]
     lines += ["", "Actions"]
     if not s.actions:
         lines.append("  (none yet)")
@@ -407,16 +417,38 @@ def load_findings_file(path: Path) -> Any:
 @app.command()
 def review(
     workflow_id: str,
-    findings: Annotated[Path, typer.Option(help="The findings file (YAML or JSON).")],
+    findings: Annotated[Path | None, typer.Option(help="The findings file (YAML or JSON).")] = None,
+    revise: Annotated[
+        bool,
+        typer.Option("--revise", help="Replace the recorded findings' wording (actions stay)."),
+    ] = False,
+    ack: Annotated[
+        list[str] | None,
+        typer.Option("--ack", help="A blameless finding's id to acknowledge (repeatable)."),
+    ] = None,
+    note: Annotated[str, typer.Option(help="Why the acknowledged wording stays.")] = "",
     check: Annotated[bool, typer.Option("--check", help="Only validate; send nothing.")] = False,
 ) -> None:
-    """Submit the review's findings. Invalid findings are refused with every problem named."""
+    """Submit the review's findings, reword them (--revise), or acknowledge blameless-check
+    findings (--ack ID --note WHY). Invalid input is refused with every problem named."""
+    if ack:
+        if findings is not None or revise:
+            raise CliError("--ack acknowledges findings on its own; send --findings separately")
+        _acknowledge(workflow_id, ack, note)
+        return
+    if findings is None:
+        raise CliError("give --findings FILE, or --ack ID --note WHY")
     data = load_findings_file(findings)
     parsed, problems = parse_findings(data)
     if parsed is not None:
         from datetime import UTC
 
         problems = check_findings(parsed, now=datetime.now(UTC), teams=routing().calendars())
+        if revise and parsed.actions:
+            problems.append(
+                "a revision rewords the findings: remove 'actions' (add new ones with "
+                "'postmortem action add')"
+            )
     if problems:
         typer.echo(f"{findings}: {len(problems)} problem(s); nothing was sent:", err=True)
         for problem in problems:
@@ -427,15 +459,60 @@ def review(
         typer.echo(f"{findings}: valid")
         return
 
-    async def go() -> list[str]:
+    async def go() -> ReviewAccepted:
         handle = await handle_of(workflow_id)
-        result = await handle.execute_update(
+        if revise:
+            return await handle.execute_update(
+                PostmortemWorkflow.revise_findings, ReviseFindingsInput(findings=parsed)
+            )
+        return await handle.execute_update(
             PostmortemWorkflow.complete_review, CompleteReviewInput(findings=parsed)
         )
-        return list(result.action_ids)
 
-    ids = run(go)
-    typer.echo(f"findings recorded; actions: {', '.join(ids) or 'none'}")
+    accepted = run(go)
+    if revise:
+        typer.echo("findings revised")
+    else:
+        typer.echo(f"findings recorded; actions: {', '.join(accepted.action_ids) or 'none'}")
+    if accepted.blameless:
+        typer.echo(blameless_text(accepted.blameless, held=accepted.publication_held))
+
+
+def blameless_text(notes: Sequence[BlamelessNote], *, held: bool) -> str:
+    open_notes = [n for n in notes if not n.acknowledged]
+    if held:
+        head = f"Publication waits for {len(open_notes)} blameless-check finding(s):"
+    else:
+        head = f"Blameless check: {len(open_notes)} finding(s) open (warnings only):"
+    lines = [head]
+    for n in notes:
+        state = f"acknowledged: {n.note}" if n.acknowledged else "open"
+        lines += [
+            f"  {n.id}  [{state}]  {n.field}",
+            f'      "{n.sentence}"',
+            f"      {n.reason}",
+            f"      Try: {n.suggestion}",
+        ]
+    if open_notes:
+        lines.append(
+            "Reword them (review --revise --findings FILE) or acknowledge "
+            "(review ID --ack FINDING --note WHY)."
+        )
+    return "\n".join(lines)
+
+
+def _acknowledge(workflow_id: str, finding_ids: list[str], note: str) -> None:
+    try:
+        request = AcknowledgeInput(finding_ids=finding_ids, note=note)
+    except ValidationError:
+        raise CliError("--note must say why the wording stays") from None
+
+    async def go() -> list[BlamelessNote]:
+        handle = await handle_of(workflow_id)
+        return list(await handle.execute_update(PostmortemWorkflow.acknowledge_findings, request))
+
+    still_open = run(go)
+    typer.echo(f"acknowledged {', '.join(finding_ids)}; {len(still_open)} finding(s) still open")
 
 
 @app.command()

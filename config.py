@@ -73,6 +73,10 @@ class Settings(BaseSettings):
     pagerduty_api_token: SecretStr | None = None
     incidentio_api_url: str = "https://api.incident.io"
     incidentio_api_key: SecretStr | None = None
+    # The blameless check: "enforce" holds publication until each finding is fixed or
+    # acknowledged; "warn" shows the findings and publishes anyway.
+    blameless_mode: Literal["enforce", "warn"] = "enforce"
+    blameless_language: str = "en"
 
     @property
     def published_dir(self) -> Path:

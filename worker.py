@@ -29,6 +29,7 @@ from temporalio.worker import Worker
 
 from activities.incidents import IncidentLog, IncidentSourceActivities
 from activities.publishing import PublishingActivities
+from activities.review import BlamelessActivities
 from activities.routing import RoutingActivities
 from activities.tracker import TrackerActivities
 from config import ConfigError, SecretSource, Settings, load_routing, read_secret
@@ -37,6 +38,7 @@ from integrations.errors import ConfigurationError
 from integrations.github import GitHubTarget, GitHubTracker
 from integrations.incidentio import IncidentIoClient
 from integrations.jira import DEFAULT_PRIORITIES, JiraTarget, JiraTracker
+from integrations.lexicon import load_lexicon
 from integrations.local import LocalTracker
 from integrations.pagerduty import PagerDutyClient
 from integrations.publishing import FolderPublisher, Publisher
@@ -165,7 +167,12 @@ def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
         return None
 
     incidents = IncidentSourceActivities(log_for)
+    blameless = BlamelessActivities(
+        lambda: load_lexicon(settings.blameless_language),
+        enforced=settings.blameless_mode == "enforce",
+    )
     return [
+        blameless.check,
         incidents.import_timeline,
         routing.resolve_context,
         routing.plan_review,

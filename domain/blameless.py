@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.models import PostmortemState
+from domain.models import BlamelessNote, PostmortemState
 
 
 class People(BaseModel):
@@ -49,15 +48,8 @@ class Lexicon(BaseModel):
     actions: ActionRules
 
 
-@dataclass(frozen=True)
-class BlamelessFinding:
-    id: str  # stable: the same sentence in the same field keeps its id across runs
-    rule: str
-    kind: str
-    field: str
-    sentence: str
-    reason: str
-    suggestion: str
+# A finding: its id is stable (the same sentence in the same field keeps it across runs).
+BlamelessFinding = BlamelessNote
 
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
@@ -72,7 +64,15 @@ def _finding(
     rule: str, kind: str, field: str, sentence: str, reason: str, hint: str
 ) -> BlamelessFinding:
     digest = hashlib.sha256(f"{rule}|{field}|{sentence}".encode()).hexdigest()[:8]
-    return BlamelessFinding(f"{rule}-{digest}", rule, kind, field, sentence, reason, hint)
+    return BlamelessFinding(
+        id=f"{rule}-{digest}",
+        rule=rule,
+        kind=kind,
+        field=field,
+        sentence=sentence,
+        reason=reason,
+        suggestion=hint,
+    )
 
 
 def name_tokens(people: Iterable[str]) -> set[str]:

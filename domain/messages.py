@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, Field
 from domain.models import (
     ActionId,
     ActionState,
+    BlamelessNote,
     CorrectiveAction,
     Findings,
     Incident,
@@ -36,6 +37,20 @@ class CompleteReviewInput(Model):
 
 class ReviewAccepted(Model):
     action_ids: list[str]
+    # The blameless check's findings on the text, and whether publication waits for them.
+    blameless: list[BlamelessNote] = Field(default_factory=list)
+    publication_held: bool = False
+
+
+class ReviseFindingsInput(Model):
+    """The review's narrative, reworded: actions stay as they are (add or move them)."""
+
+    findings: Findings
+
+
+class AcknowledgeInput(Model):
+    finding_ids: list[str] = Field(min_length=1)
+    note: Text
 
 
 class RescheduleReviewInput(Model):

@@ -118,6 +118,8 @@ class TimelineEntry(Model):
     text: Text
     known: str = Field(default="", description="What responders knew at this point")
     source: str = "manual"
+    # Kept out of every published document (customer names, internal hosts...).
+    private: bool = False
 
 
 class Incident(Model):
@@ -222,6 +224,7 @@ class ReviewOutcome(Model):
     went_badly: list[str] = Field(default_factory=list)
     got_lucky: list[str] = Field(default_factory=list)
     accepted_at: AwareDatetime
+    revised_at: AwareDatetime | None = None
 
 
 class TeamInfo(Model):
@@ -240,6 +243,26 @@ class ReviewSlot(Model):
     timezone: str
     outside_window: bool = False
     reason: str = ""
+    duration_minutes: int = 60
+    facilitator: str | None = None
+    # Responders, the post-mortem owner, the facilitator and the manager, without repeats.
+    participants: list[str] = Field(default_factory=list)
+    # The invitation's SEQUENCE (RFC 5545): one more for each reschedule of the same event.
+    sequence: int = 0
+
+
+class BlamelessNote(Model):
+    """A finding of the blameless check on the post-mortem's text, and what became of it."""
+
+    id: str
+    rule: str
+    kind: str
+    field: str
+    sentence: str
+    reason: str
+    suggestion: str
+    acknowledged: bool = False
+    note: str = ""
 
 
 class PhaseChange(Model):
@@ -268,6 +291,15 @@ class PostmortemState(Model):
     phase_history: list[PhaseChange] = Field(default_factory=list)
     cancel_reason: str | None = None
     updated_at: datetime | None = None
+    # The blameless check's findings on the review's text; with `blameless_enforced`, the
+    # document is published once each is fixed (gone from the text) or acknowledged.
+    blameless: list[BlamelessNote] = Field(default_factory=list)
+    blameless_enforced: bool = True
+    publication_held: bool = False
+
+    @property
+    def blameless_open(self) -> list[BlamelessNote]:
+        return [n for n in self.blameless if not n.acknowledged]
 
     @property
     def open_actions(self) -> list[CorrectiveAction]:

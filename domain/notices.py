@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain.models import CorrectiveAction, Incident, PostmortemState, ReviewSlot
+from domain.models import BlamelessNote, CorrectiveAction, Incident, PostmortemState, ReviewSlot
 
 
 def when(instant: datetime) -> str:
@@ -91,6 +91,19 @@ def action_escalation(action: CorrectiveAction, manager: str, level: int) -> str
         f"{when(action.due)} (notice {level}). What is in the way: time, priority or "
         "ownership? Move the date with a reason, or drop the action with one."
     )
+
+
+def publication_held(workflow_id: str, notes: list[BlamelessNote]) -> str:
+    lines = [
+        f"Publication waits for the blameless check: {len(notes)} sentence(s) to reword or "
+        "acknowledge with a note. Reword them in the findings "
+        f"(postmortem review {workflow_id} --revise --findings FILE) or acknowledge "
+        f"(postmortem review {workflow_id} --ack ID --note WHY).",
+    ]
+    lines += [
+        f'- {n.id} ({n.field}): "{n.sentence}": {n.reason} Try: {n.suggestion}' for n in notes
+    ]
+    return "\n".join(lines)
 
 
 def published(location: str) -> str:

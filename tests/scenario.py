@@ -137,3 +137,13 @@ async def serving_api(settings: Any, client: Any) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await serving
+
+
+async def refused(handle: WorkflowHandle[Any, Any], update: Any, arg: Any) -> str:
+    """Send an update that must be refused; its reason."""
+    from temporalio.client import WorkflowUpdateFailedError
+
+    with pytest.raises(WorkflowUpdateFailedError) as caught:
+        await handle.execute_update(update, arg)
+    cause = caught.value.cause
+    return str(getattr(cause, "message", cause))

@@ -81,6 +81,22 @@ COMMANDS = [
 ]
 
 
+def start_args(incident: str, team: str) -> list[str]:
+    return [
+        "start",
+        "--incident-id",
+        incident,
+        "--title",
+        "Checkout errors",
+        "--severity",
+        "SEV2",
+        "--team",
+        team,
+        "--resolved-at",
+        "2026-11-20T10:00:00Z",
+    ]
+
+
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "postmortem")
 def test_every_command_has_help(command):
     done = cli(None, *command, "--help")
@@ -146,17 +162,7 @@ async def test_a_post_mortem_from_the_command_line(
     payments, platform = sorted(load_routing(dev_settings.teams_file).teams)
     incident = f"INC-{uuid.uuid4().hex[:8]}"
     start = [
-        "start",
-        "--incident-id",
-        incident,
-        "--title",
-        "Checkout errors",
-        "--severity",
-        "SEV2",
-        "--team",
-        payments,
-        "--resolved-at",
-        "2026-11-20T10:00:00Z",
+        *start_args(incident, payments),
         "--started-at",
         "2026-11-20T08:00:00Z",
         "--responder",
@@ -313,3 +319,50 @@ async def test_a_post_mortem_from_the_command_line(
     assert "this post-mortem is finished" in await arefused(
         dev_settings, "cancel", workflow_id, "--reason", "again"
     )
+
+
+async def test_blameless_findings_are_shown_and_acknowledged_from_the_command_line(
+    dev_settings: Settings, dev_worker, tmp_path: Path
+):
+    payments, platform = sorted(load_routing(dev_settings.teams_file).teams)
+    incident = f"INC-{uuid.uuid4().hex[:8]}"
+    workflow_id = (await aok(dev_settings, *start_args(incident, payments))).strip()
+    findings = (REPO / "examples" / "findings.yaml").read_text()
+    findings = findings.replace("team: payments", f"team: {payments}").replace(
+        "team: platform", f"team: {platform}"
+    )
+    blaming = findings.replace(
+        "proximate_cause: The payment provider timeout was set to 0 ms,",
+        "proximate_cause: Human error set the payment provider timeout to 0 ms,",
+    )
+    assert blaming != findings
+    (tmp_path / "findings.yaml").write_text(blaming)
+
+    async def status() -> dict:
+        return json.loads(await aok(dev_settings, "status", workflow_id, "--json"))
+
+    await until(status, lambda d: d["phase"] == "review_scheduled")
+    out = await aok(
+        dev_settings, "review", workflow_id, "--findings", str(tmp_path / "findings.yaml")
+    )
+    assert "Publication waits for 1 blameless-check finding(s):" in out
+    finding = next(line.split()[0] for line in out.splitlines() if "human-error-" in line)
+    assert '"Human error set the payment provider timeout' in out and "Try:" in out
+
+    data = await until(status, lambda d: d["publication_held"])
+    assert data["blameless_open"] == [finding] and data["published_url"] is None
+    assert "Held       publication waits for 1 finding(s)" in await aok(
+        dev_settings, "status", workflow_id
+    )
+    assert "--note must say why" in await arefused(
+        dev_settings, "review", workflow_id, "--ack", finding
+    )
+    assert "no blameless finding nope" in await arefused(
+        dev_settings, "review", workflow_id, "--ack", "nope", "--note", "x"
+    )
+    done = await aok(
+        dev_settings, "review", workflow_id, "--ack", finding, "--note", "Quoted from the chat"
+    )
+    assert done.strip() == f"acknowledged {finding}; 0 finding(s) still open"
+    data = await until(status, lambda d: d["phase"] == "following_up")
+    assert data["published_url"] and data["blameless"][0]["note"] == "Quoted from the chat"

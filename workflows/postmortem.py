@@ -14,6 +14,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import INVALID_INPUT
     from activities.incidents import ImportTimelineInput, IncidentSourceActivities
     from activities.publishing import Publication, PublishingActivities, PublishInput
+    from activities.review import BlamelessActivities, BlamelessCheckInput, BlamelessReport
     from activities.routing import (
         PlanReviewInput,
         PostmortemContext,
@@ -25,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import notices
     from domain.findings import check_actions, check_findings
     from domain.messages import (
+        AcknowledgeInput,
         ActionFollowUpInput,
         ActionProgress,
         ActionReopened,
@@ -38,10 +40,12 @@ with workflow.unsafe.imports_passed_through():
         RescheduleReviewInput,
         RetryFilingInput,
         ReviewAccepted,
+        ReviseFindingsInput,
     )
     from domain.models import (
         ActionSpec,
         ActionState,
+        BlamelessNote,
         CorrectiveAction,
         Phase,
         PhaseChange,
@@ -72,6 +76,9 @@ FILING_RETRY = RetryPolicy(
     non_retryable_error_types=["TrackerRejected", "ConfigurationError"],
 )
 
+# Patches: workflows recorded before a change replay the old way (tests/histories/).
+BLAMELESS_CHECK = "blameless-check"  # the check at the review, and the publication gate
+
 
 @workflow.defn
 class PostmortemWorkflow:
@@ -91,6 +98,7 @@ class PostmortemWorkflow:
         self._woken = False
         self._cancel_reason: str | None = None
         self._reopened: list[str] = []  # actions reopened in their tracker after they ended
+        self._republish = False  # the findings changed after publication
         self._visibility = sa.current_values()
 
     @workflow.run
@@ -219,8 +227,28 @@ class PostmortemWorkflow:
         self._set_phase(Phase.PUBLISHED)
 
     async def _publish(self) -> None:
+        if workflow.patched(BLAMELESS_CHECK):
+            await self._hold_for_blameless_check()
+            if self._cancel_reason is not None:
+                return
+        self._republish = False
         await self._publish_document()
         self._set_phase(Phase.FOLLOWING_UP)
+
+    async def _hold_for_blameless_check(self) -> None:
+        """Publication waits until each finding is reworded away or acknowledged with a note;
+        actions are filed and followed up meanwhile."""
+        s = self._s
+        while s.blameless_enforced and s.blameless_open and self._cancel_reason is None:
+            if not s.publication_held:
+                s.publication_held = True
+                await self._comment_tracking(
+                    notices.publication_held(s.workflow_id, s.blameless_open)
+                )
+            self._woken = False
+            await self._file_pending_actions()
+            await workflow.wait_condition(lambda: self._woken)
+        s.publication_held = False
 
     async def _follow_up(self) -> None:
         s = self._s
@@ -228,6 +256,9 @@ class PostmortemWorkflow:
             # Reset before any await: a wake-up (cancel, signal) during filing is not lost.
             self._woken = False
             await self._file_pending_actions()
+            if self._republish:
+                self._republish = False
+                await self._publish_document()
             if all(a.state.is_terminal for a in s.actions):
                 break
             if self._history_is_long():
@@ -503,8 +534,14 @@ class PostmortemWorkflow:
                 accepted_at=workflow.now(),
             )
             s.actions.extend(actions)
+            if workflow.patched(BLAMELESS_CHECK):
+                await self._check_blameless()
             self._wake()
-            return ReviewAccepted(action_ids=[a.id for a in actions])
+            return ReviewAccepted(
+                action_ids=[a.id for a in actions],
+                blameless=s.blameless,
+                publication_held=bool(s.blameless_enforced and s.blameless_open),
+            )
 
     @complete_review.validator
     def _check_review(self, request: CompleteReviewInput) -> None:
@@ -517,6 +554,69 @@ class PostmortemWorkflow:
         problems = check_findings(request.findings, now=workflow.now())
         if problems:
             raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def revise_findings(self, request: ReviseFindingsInput) -> ReviewAccepted:
+        """The narrative reworded (say, after the blameless check): checked again, and
+        republished when it was already published."""
+        s = self._s
+        findings = request.findings
+        async with self._lock:
+            assert s.findings is not None
+            corrections = [
+                e.model_copy(update={"source": "review"}) for e in findings.timeline_corrections
+            ]
+            s.timeline = sorted([*s.timeline, *corrections], key=lambda e: e.at)
+            s.findings = ReviewOutcome(
+                **findings.model_dump(exclude={"actions", "timeline_corrections"}),
+                accepted_at=s.findings.accepted_at,
+                revised_at=workflow.now(),
+            )
+            await self._check_blameless()
+            self._republish = s.published_url is not None
+            self._wake()
+            return ReviewAccepted(
+                action_ids=[],
+                blameless=s.blameless,
+                publication_held=bool(s.blameless_enforced and s.blameless_open),
+            )
+
+    @revise_findings.validator
+    def _check_revision(self, request: ReviseFindingsInput) -> None:
+        self._refuse_when_finished()
+        if self._s.findings is None:
+            raise ValueError("there are no findings to revise yet; record the review first")
+        if request.findings.actions:
+            raise ValueError(
+                "a revision rewords the findings; add actions with 'action add', "
+                "move or drop the existing ones"
+            )
+        problems = check_findings(request.findings, now=workflow.now())
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def acknowledge_findings(self, ack: AcknowledgeInput) -> list[BlamelessNote]:
+        """The team read these findings and keeps the wording, for the reason in the note."""
+        for note in self._s.blameless:
+            if note.id in ack.finding_ids:
+                note.acknowledged, note.note = True, ack.note
+        self._wake()
+        return self._s.blameless_open
+
+    @acknowledge_findings.validator
+    def _check_acknowledgement(self, ack: AcknowledgeInput) -> None:
+        self._refuse_when_finished()
+        notes = {n.id: n for n in self._s.blameless}
+        unknown = [i for i in ack.finding_ids if i not in notes]
+        if unknown:
+            known = ", ".join(n.id for n in self._s.blameless_open) or "none open"
+            raise ValueError(
+                f"no blameless finding {', '.join(unknown)} on this post-mortem (open: {known})"
+            )
+        done = [i for i in ack.finding_ids if notes[i].acknowledged]
+        if done:
+            raise ValueError(f"already acknowledged: {', '.join(done)}")
 
     @workflow.update
     async def add_action(self, spec: ActionSpec) -> str:
@@ -687,6 +787,20 @@ class PostmortemWorkflow:
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
             raise
         return actions
+
+    async def _check_blameless(self) -> None:
+        """Run the check on the text as it is now; acknowledgements of findings still present
+        are kept (a finding's id is stable for the same sentence in the same field)."""
+        s = self._s
+        report: BlamelessReport = await workflow.execute_activity_method(
+            BlamelessActivities.check,
+            BlamelessCheckInput(state=s),
+            start_to_close_timeout=QUICK_TIMEOUT,
+            retry_policy=QUICK_RETRY,
+        )
+        acknowledged = {n.id: n for n in s.blameless if n.acknowledged}
+        s.blameless = [acknowledged.get(n.id, n) for n in report.notes]
+        s.blameless_enforced = report.enforced
 
     def _refuse_when_finished(self) -> None:
         if self._s.phase.is_terminal:
