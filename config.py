@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import tomllib
+from collections.abc import Iterable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import holidays
 from pydantic import (
     AliasChoices,
     BaseModel,
@@ -204,6 +207,62 @@ class GitHubConfig(SecretSource):
         return self
 
 
+class DateRange(BaseModel):
+    """A day, or an inclusive range of days written "2026-12-21..2027-01-01"."""
+
+    first: date
+    last: date
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, value: Any) -> Any:
+        if isinstance(value, date):
+            return {"first": value, "last": value}
+        if isinstance(value, str):
+            first, sep, last = value.partition("..")
+            try:
+                start = date.fromisoformat(first.strip())
+                end = date.fromisoformat(last.strip()) if sep else start
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a date (2026-12-24) or a range (2026-12-21..2027-01-01)"
+                ) from None
+            return {"first": start, "last": end}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DateRange:
+        if self.last < self.first:
+            raise ValueError(f"the range {self.first}..{self.last} ends before it starts")
+        if (self.last - self.first).days > 366:
+            raise ValueError(f"the range {self.first}..{self.last} is longer than a year")
+        return self
+
+    def days(self) -> set[date]:
+        return {self.first + timedelta(days=n) for n in range((self.last - self.first).days + 1)}
+
+
+@functools.cache
+def _public_holidays(country: str, subdivision: str | None, year: int) -> frozenset[date]:
+    try:
+        found = holidays.country_holidays(country, subdiv=subdivision, years=[year])
+    except NotImplementedError:
+        raise ValueError(
+            f"no public holidays known for country {country!r} "
+            "(use an ISO 3166 code such as DE, US, GB)"
+        ) from None
+    except Exception as exc:  # the package names the bad subdivision itself
+        raise ValueError(f"country {country!r}: {exc}") from None
+    return frozenset(found)
+
+
+def public_holidays(country: str, subdivision: str | None, years: Iterable[int]) -> set[date]:
+    days: set[date] = set()
+    for year in years:
+        days |= _public_holidays(country.upper(), subdivision, year)
+    return days
+
+
 class TeamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -214,6 +273,15 @@ class TeamConfig(BaseModel):
     working_hours: str = "09:00-17:00"
     postmortem_owner: str | None = None
     holidays: list[date] = Field(default_factory=list)
+    # Public holidays from the `holidays` package: an ISO 3166 country ("DE") and optionally
+    # a subdivision ("BY"); added to the explicit `holidays` above.
+    country: str | None = None
+    subdivision: str | None = None
+    # Days no review is held (a freeze, an offsite): "2026-12-24" or "2026-12-21..2027-01-01".
+    blackout: list[DateRange] = Field(default_factory=list)
+    # Who facilitates reviews, in turn; never one of the incident's responders if another can.
+    facilitators: list[str] = Field(default_factory=list)
+    review_minutes: int = Field(default=60, ge=15, le=480)
     jira: JiraConfig | None = None
     github: GitHubConfig | None = None
 
@@ -242,12 +310,32 @@ class TeamConfig(BaseModel):
         WorkingHours.parse(value)
         return value
 
+    @model_validator(mode="after")
+    def _known_country(self) -> TeamConfig:
+        if self.subdivision and not self.country:
+            raise ValueError("subdivision needs a country")
+        if self.country:
+            public_holidays(self.country, self.subdivision, [2026])  # raises with the reason
+        return self
+
+    def days_off(self, years: Iterable[int], extra_blackout: Iterable[DateRange] = ()) -> set[date]:
+        """Holidays (explicit and public) and blackout days: no review on these days."""
+        years = list(years)
+        days = set(self.holidays)
+        if self.country:
+            days |= public_holidays(self.country, self.subdivision, years)
+        for span in [*self.blackout, *extra_blackout]:
+            days |= span.days()
+        return days
+
 
 class Routing(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     teams: dict[str, TeamConfig] = Field(min_length=1)
+    # Days without reviews for every team (a company-wide freeze), added to each team's own.
+    blackout: list[DateRange] = Field(default_factory=list)
     # Per incident source: how its priorities, services and teams map to ours.
     sources: dict[
         Literal["pagerduty", "incidentio", "opsgenie", "alertmanager", "grafana-oncall", "generic"],

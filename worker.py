@@ -42,6 +42,7 @@ from integrations.lexicon import load_lexicon
 from integrations.local import LocalTracker
 from integrations.pagerduty import PagerDutyClient
 from integrations.publishing import FolderPublisher, Publisher
+from integrations.rotation import RotationStore
 from integrations.tracker import Tracker
 from observability import configure_logging
 from workflows import search_attributes
@@ -148,7 +149,10 @@ def _unmasked(target: object) -> object:
 
 
 def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
-    routing = RoutingActivities(lambda: load_routing(settings.teams_file))
+    routing = RoutingActivities(
+        lambda: load_routing(settings.teams_file),
+        RotationStore(settings.data_dir / "rotation.sqlite3"),
+    )
     trackers = TrackerActivities(TrackerDirectory(settings))
     folder = FolderPublisher(settings.published_dir)
 

@@ -15,7 +15,13 @@ from config import Routing
 from domain.findings import check_actions, resolve_actions
 from domain.models import ActionSpec, CorrectiveAction, ReviewSlot, Severity, TeamInfo
 from domain.policy import FollowUpPolicy, SeverityPolicy
-from domain.scheduling import WorkingHours, plan_review
+from domain.scheduling import (
+    WorkingHours,
+    choose_facilitator,
+    plan_review,
+    review_participants,
+)
+from integrations.rotation import RotationStore
 
 
 class ResolveContextInput(BaseModel):
@@ -36,6 +42,10 @@ class PlanReviewInput(BaseModel):
     resolved_at: datetime
     now: datetime
     window_business_days: int
+    # For the facilitator's turn and the invitation's attendees.
+    workflow_id: str = ""
+    responders: list[str] = []
+    owner: str | None = None
 
 
 class PrepareActionsInput(BaseModel):
@@ -45,8 +55,9 @@ class PrepareActionsInput(BaseModel):
 
 
 class RoutingActivities:
-    def __init__(self, routing: Callable[[], Routing]) -> None:
+    def __init__(self, routing: Callable[[], Routing], rotation: RotationStore) -> None:
         self._routing = routing
+        self._rotation = rotation
 
     @activity.defn(name="routing.resolve_context")
     @maps_integration_errors
@@ -63,14 +74,33 @@ class RoutingActivities:
     @activity.defn(name="routing.plan_review")
     @maps_integration_errors
     def plan_review(self, request: PlanReviewInput) -> ReviewSlot:
-        team = self._routing().team(request.team)
-        return plan_review(
+        """The first slot inside the window and working hours, off weekends, public holidays
+        and blackout days; the facilitator whose turn it is; everyone who should be there."""
+        routing = self._routing()
+        team = routing.team(request.team)
+        years = range(min(request.resolved_at.year, request.now.year), request.now.year + 2)
+        slot = plan_review(
             resolved_at=request.resolved_at,
             now=request.now,
             tz=ZoneInfo(team.timezone),
             window_business_days=request.window_business_days,
             hours=WorkingHours.parse(team.working_hours),
-            holidays=set(team.holidays),
+            holidays=team.days_off(years, routing.blackout),
+        )
+        facilitator, note = None, ""
+        if team.facilitators and request.workflow_id:
+            turn = self._rotation.turn(request.team, request.workflow_id)
+            facilitator, note = choose_facilitator(team.facilitators, request.responders, turn)
+        if note:
+            activity.logger.info("facilitator chosen: %s", note)
+        return slot.model_copy(
+            update={
+                "duration_minutes": team.review_minutes,
+                "facilitator": facilitator,
+                "participants": review_participants(
+                    request.responders, request.owner, facilitator, team.manager
+                ),
+            }
         )
 
     @activity.defn(name="routing.prepare_actions")

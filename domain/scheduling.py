@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -105,3 +106,43 @@ def _first_slot_after(
 ) -> datetime:
     # Give people at least the rest of today: the next business day's opening.
     return local_instant(next_business_day(now.astimezone(tz).date(), holidays), hours.start, tz)
+
+
+def same_person(a: str, b: str) -> bool:
+    """'Sam Jones', 'sam.jones@example.com' and 'SAM.JONES@example.com' are one person."""
+
+    def key(who: str) -> str:
+        return re.sub(r"[\s._-]+", ".", who.strip().lower().split("@", 1)[0])
+
+    a, b = a.strip().lower(), b.strip().lower()
+    if a == b:
+        return True
+    if "@" in a and "@" in b:
+        return False  # two addresses differ, even with the same local part
+    return key(a) == key(b)
+
+
+def choose_facilitator(
+    facilitators: Sequence[str], responders: Sequence[str], turn: int
+) -> tuple[str | None, str]:
+    """The `turn`-th in the rotation, skipping anyone who responded to the incident (they
+    were there; someone who was not asks better questions). Returns the choice and a note."""
+    if not facilitators:
+        return None, "the team has no facilitators configured"
+    count = len(facilitators)
+    ordered = [facilitators[(turn + i) % count] for i in range(count)]
+    for candidate in ordered:
+        if not any(same_person(candidate, r) for r in responders):
+            return candidate, ""
+    return ordered[0], "every facilitator responded to the incident; the rotation's turn applies"
+
+
+def review_participants(
+    responders: Sequence[str], owner: str | None, facilitator: str | None, manager: str
+) -> list[str]:
+    """Responders, the owner, the facilitator and the manager, each once, in that order."""
+    people: list[str] = []
+    for who in [*responders, owner, facilitator, manager]:
+        if who and who.strip() and not any(same_person(who, p) for p in people):
+            people.append(who.strip())
+    return people

@@ -1,5 +1,6 @@
 """Activities in isolation (ActivityEnvironment) over the real SQLite tracker and real files."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -15,10 +16,19 @@ from activities.routing import (
     RoutingActivities,
 )
 from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
-from config import Settings, load_routing
-from domain.models import ActionSpec, ActionType, Incident, PostmortemState, Severity, TicketRef
+from config import ConfigError, Settings, load_routing
+from domain.models import (
+    ActionSpec,
+    ActionType,
+    Incident,
+    PostmortemState,
+    ReviewSlot,
+    Severity,
+    TicketRef,
+)
 from integrations.local import LocalTracker
 from integrations.publishing import FolderPublisher
+from integrations.rotation import RotationStore
 from integrations.tracker import TicketRequest
 from worker import TrackerDirectory
 
@@ -85,7 +95,106 @@ def test_unusable_database_is_retryable(settings, tmp_path):
 
 
 def routing_activities(settings: Settings) -> RoutingActivities:
-    return RoutingActivities(lambda: load_routing(settings.teams_file))
+    return RoutingActivities(
+        lambda: load_routing(settings.teams_file), RotationStore(settings.data_dir / "turns.db")
+    )
+
+
+CALENDAR_ROUTING = """
+blackout = ["2026-12-21..2027-01-01"]
+
+[teams.berlin]
+manager = "dana.manager@example.com"
+timezone = "Europe/Berlin"
+country = "DE"
+subdivision = "BY"
+blackout = ["2026-11-30"]
+facilitators = ["sam@example.com", "Ria Patel", "joe@example.com"]
+review_minutes = 90
+
+[teams.ny]
+manager = "lee.manager@example.com"
+timezone = "America/New_York"
+country = "US"
+"""
+
+
+@pytest.fixture
+def calendar_settings(settings: Settings) -> Settings:
+    settings.teams_file.write_text(CALENDAR_ROUTING)
+    return settings
+
+
+def review_for(settings: Settings, team: str, resolved: datetime, **fields) -> ReviewSlot:
+    return ActivityEnvironment().run(
+        routing_activities(settings).plan_review,
+        PlanReviewInput(
+            team=team, resolved_at=resolved, now=resolved, window_business_days=5, **fields
+        ),
+    )
+
+
+def test_plan_review_skips_public_holidays_of_the_team_country(calendar_settings):
+    # Wed 2026-11-25 evening in New York; Thursday is Thanksgiving: the slot is Friday.
+    slot = review_for(calendar_settings, "ny", datetime(2026, 11, 25, 23, tzinfo=UTC))
+    assert slot.start == datetime(2026, 11, 27, 14, tzinfo=UTC)  # Fri 09:00 EST
+    assert slot.window_end == datetime(2026, 12, 3, 22, tzinfo=UTC)  # 5 bd, Thanksgiving skipped
+
+
+def test_plan_review_skips_blackout_days_team_and_company_wide(calendar_settings):
+    # Fri 2026-11-27 in Berlin; Monday 30th is the team's blackout day: Tuesday.
+    slot = review_for(calendar_settings, "berlin", datetime(2026, 11, 27, 16, tzinfo=UTC))
+    assert slot.start == datetime(2026, 12, 1, 8, tzinfo=UTC)
+    assert slot.duration_minutes == 90
+    # Resolved 2026-12-18 (Fri): the company freeze runs to 2027-01-01; Epiphany (Jan 6) is a
+    # Bavarian holiday: the fifth business day is Mon 2027-01-11 (4, 5, 7, 8, 11 January).
+    late = review_for(calendar_settings, "berlin", datetime(2026, 12, 18, 12, tzinfo=UTC))
+    assert late.start == datetime(2027, 1, 4, 8, tzinfo=UTC)
+    assert late.window_end == datetime(2027, 1, 11, 16, tzinfo=UTC)
+
+
+def test_facilitator_rotates_and_skips_responders(calendar_settings):
+    resolved = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    chosen = [
+        review_for(calendar_settings, "berlin", resolved, workflow_id=f"pm-{n}").facilitator
+        for n in range(4)
+    ]
+    assert chosen == ["sam@example.com", "Ria Patel", "joe@example.com", "sam@example.com"]
+    # A retried activity gets the same turn; a responder is passed over for the next one.
+    again = review_for(calendar_settings, "berlin", resolved, workflow_id="pm-1")
+    assert again.facilitator == "Ria Patel"
+    slot = review_for(
+        calendar_settings,
+        "berlin",
+        resolved,
+        workflow_id="pm-4",  # turn 4: Ria's turn, but she responded (as ria.patel@...)
+        responders=["ria.patel@example.com", "kim@example.com"],
+        owner="owner@example.com",
+    )
+    assert slot.facilitator == "joe@example.com"
+    assert slot.participants == [
+        "ria.patel@example.com",
+        "kim@example.com",
+        "owner@example.com",
+        "joe@example.com",
+        "dana.manager@example.com",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ('country = "XX"', "no public holidays known for country 'XX'"),
+        ('country = "DE"\nsubdivision = "ZZ"', "country 'DE'"),
+        ('subdivision = "BY"', "subdivision needs a country"),
+        ('blackout = ["2026-12-31..2026-12-01"]', "ends before it starts"),
+        ('blackout = ["next week"]', "is not a date (2026-12-24) or a range"),
+    ],
+)
+def test_bad_calendars_are_refused_with_the_reason(settings, table, message):
+    settings.teams_file.write_text(f"[teams.a]\nmanager = 'm'\n{table}\n")
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_routing(settings.teams_file)
 
 
 def test_resolve_context_picks_owner_and_policy(settings):

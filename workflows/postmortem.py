@@ -161,6 +161,9 @@ class PostmortemWorkflow:
                 resolved_at=s.incident.resolved_at,
                 now=workflow.now(),
                 window_business_days=context.policy.review_within_business_days,
+                workflow_id=s.workflow_id,
+                responders=s.incident.responders,
+                owner=s.owner,
             ),
             start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=QUICK_RETRY,
@@ -486,13 +489,14 @@ class PostmortemWorkflow:
     async def schedule_review(self, request: RescheduleReviewInput) -> ReviewSlot:
         s = self._s
         assert s.review is not None
-        outside = request.at > s.review.window_end
-        s.review = ReviewSlot(
-            start=request.at,
-            window_end=s.review.window_end,
-            timezone=s.review.timezone,
-            outside_window=outside,
-            reason=request.reason,
+        # The same event, one SEQUENCE higher: calendars update it in place.
+        s.review = s.review.model_copy(
+            update={
+                "start": request.at,
+                "outside_window": request.at > s.review.window_end,
+                "reason": request.reason,
+                "sequence": s.review.sequence + 1,
+            }
         )
         s.review_reminder_sent = False
         if s.phase is Phase.IN_REVIEW:
