@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     # acknowledged; "warn" shows the findings and publishes anyway.
     blameless_mode: Literal["enforce", "warn"] = "enforce"
     blameless_language: str = "en"
+    # Where people reach the API: links in invitations and tickets (draft, review.ics).
+    public_url: str = "http://127.0.0.1:8000"
+    # Email for review invitations and reminders; off while PM_SMTP_HOST is unset.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_security: Literal["starttls", "tls", "none"] = "starttls"
+    smtp_username: str = ""
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "postmortem@localhost"
 
     @property
     def published_dir(self) -> Path:
@@ -207,6 +216,28 @@ class GitHubConfig(SecretSource):
         return self
 
 
+class FolderPublishConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["folder"] = "folder"
+    dir: Path | None = None  # default: PM_PUBLISH_DIR
+
+
+class GitHubPublishConfig(GitHubConfig):
+    """A repository the team publishes to; the token as for a GitHub tracker."""
+
+    kind: Literal["github"]
+    branch: str | None = None  # default: the repository's default branch
+    folder: str = Field(default="postmortems", pattern=r"^[A-Za-z0-9_./-]*$")
+
+
+PublishConfig = Annotated[FolderPublishConfig | GitHubPublishConfig, Field(discriminator="kind")]
+
+
+def _default_publishers() -> list[PublishConfig]:
+    return [FolderPublishConfig()]
+
+
 class DateRange(BaseModel):
     """A day, or an inclusive range of days written "2026-12-21..2027-01-01"."""
 
@@ -282,6 +313,11 @@ class TeamConfig(BaseModel):
     # Who facilitates reviews, in turn; never one of the incident's responders if another can.
     facilitators: list[str] = Field(default_factory=list)
     review_minutes: int = Field(default=60, ge=15, le=480)
+    review_location: str = ""  # a room or a video-call link, put on the invitation
+    # Where the team's post-mortems are published (several at once); default: the folder.
+    publish: list[PublishConfig] = Field(default_factory=lambda: _default_publishers())
+    # A folder with the team's own postmortem.md.j2 and/or postmortem.html.j2.
+    template_dir: Path | None = None
     jira: JiraConfig | None = None
     github: GitHubConfig | None = None
 
@@ -308,6 +344,13 @@ class TeamConfig(BaseModel):
     @classmethod
     def _hours(cls, value: str) -> str:
         WorkingHours.parse(value)
+        return value
+
+    @field_validator("template_dir")
+    @classmethod
+    def _template_dir_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"template folder {value} does not exist")
         return value
 
     @model_validator(mode="after")

@@ -7,6 +7,8 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
+import os
+import re
 import shutil
 import signal
 import socket
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from pydantic import SecretStr
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
@@ -28,12 +31,21 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
 from activities.incidents import IncidentLog, IncidentSourceActivities
-from activities.publishing import PublishingActivities
-from activities.review import BlamelessActivities
+from activities.publishing import PublishingActivities, TeamPublishing
+from activities.review import BlamelessActivities, InvitationActivities
 from activities.routing import RoutingActivities
 from activities.tracker import TrackerActivities
-from config import ConfigError, SecretSource, Settings, load_routing, read_secret
+from config import (
+    ConfigError,
+    GitHubConfig,
+    GitHubPublishConfig,
+    SecretSource,
+    Settings,
+    load_routing,
+    read_secret,
+)
 from engine import connect
+from integrations.email import Mailer
 from integrations.errors import ConfigurationError
 from integrations.github import GitHubTarget, GitHubTracker
 from integrations.incidentio import IncidentIoClient
@@ -41,7 +53,7 @@ from integrations.jira import DEFAULT_PRIORITIES, JiraTarget, JiraTracker
 from integrations.lexicon import load_lexicon
 from integrations.local import LocalTracker
 from integrations.pagerduty import PagerDutyClient
-from integrations.publishing import FolderPublisher, Publisher
+from integrations.publishing import FolderPublisher, GitHubPublisher, Publisher
 from integrations.rotation import RotationStore
 from integrations.tracker import Tracker
 from observability import configure_logging
@@ -101,23 +113,7 @@ class TrackerDirectory:
             )
             return self._cached(team, target, lambda: JiraTracker(target))
         if config.tracker == "github" and config.github is not None:
-            github = config.github
-            private_key = ""
-            if github.private_key_file is not None:
-                private_key = read_secret(
-                    "github-app-key", team, SecretSource(token_file=github.private_key_file)
-                )
-            target = GitHubTarget(
-                team=team,
-                repo=github.repo,
-                api_url=github.api_url,
-                token="" if github.app_id else read_secret("github", team, github),
-                app_id=github.app_id,
-                installation_id=github.installation_id,
-                private_key=private_key,
-                logins=github.logins,
-                milestones=github.milestones,
-            )
+            target = github_target(team, config.github)
             return self._cached(team, target, lambda: GitHubTracker(target))
         if config.tracker == "local":
             projects = routing.local_projects()
@@ -141,6 +137,56 @@ class TrackerDirectory:
             return cached[1]
 
 
+def github_target(team: str, github: GitHubConfig) -> GitHubTarget:
+    """A team's GitHub repository with its credentials (a token, or a GitHub App's key)."""
+    private_key = ""
+    if github.private_key_file is not None:
+        private_key = read_secret(
+            "github-app-key", team, SecretSource(token_file=github.private_key_file)
+        )
+    return GitHubTarget(
+        team=team,
+        repo=github.repo,
+        api_url=github.api_url,
+        token="" if github.app_id else read_secret("github", team, github),
+        app_id=github.app_id,
+        installation_id=github.installation_id,
+        private_key=private_key,
+        logins=github.logins,
+        milestones=github.milestones,
+    )
+
+
+def team_publishing(settings: Settings, team: str) -> TeamPublishing:
+    """A team's publishers as the routing file says now (several at once)."""
+    config = load_routing(settings.teams_file).team(team)
+    publishers: list[Publisher] = []
+    for target in config.publish:
+        if isinstance(target, GitHubPublishConfig):
+            publishers.append(
+                GitHubPublisher(
+                    github_target(team, target), folder=target.folder, branch=target.branch
+                )
+            )
+        else:
+            publishers.append(FolderPublisher(target.dir or settings.published_dir))
+    return TeamPublishing(publishers=publishers, template_dir=config.template_dir)
+
+
+SECRET_NAME = re.compile(r"^PM_.*(TOKEN|SECRET|PASSWORD|API_KEY|APIKEY)", re.IGNORECASE)
+
+
+def known_secrets(settings: Settings) -> list[str]:
+    """Every secret the engine holds: settings and the tokens in its environment."""
+    values = [
+        value.get_secret_value()
+        for value in settings.__dict__.values()
+        if isinstance(value, SecretStr)
+    ]
+    values += [v for k, v in os.environ.items() if SECRET_NAME.match(k) or k == "TEMPORAL_API_KEY"]
+    return [v for v in values if v]
+
+
 def _unmasked(target: object) -> object:
     """Dataclass fields including the ones hidden from repr (tokens), for the fingerprint."""
     if dataclasses.is_dataclass(target) and not isinstance(target, type):
@@ -148,18 +194,30 @@ def _unmasked(target: object) -> object:
     return target
 
 
+def mailer(settings: Settings) -> Mailer | None:
+    if not settings.smtp_host:
+        return None
+    password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+    return Mailer(
+        host=settings.smtp_host,
+        port=settings.smtp_port,
+        sender=settings.smtp_from,
+        username=settings.smtp_username,
+        password=password,
+        security=settings.smtp_security,
+    )
+
+
 def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
     routing = RoutingActivities(
         lambda: load_routing(settings.teams_file),
         RotationStore(settings.data_dir / "rotation.sqlite3"),
+        settings.public_url,
     )
     trackers = TrackerActivities(TrackerDirectory(settings))
-    folder = FolderPublisher(settings.published_dir)
-
-    def publisher_for(team: str) -> Publisher:
-        return folder
-
-    publishing = PublishingActivities(publisher_for)
+    publishing = PublishingActivities(
+        lambda team: team_publishing(settings, team), lambda: known_secrets(settings)
+    )
 
     def log_for(source: str) -> IncidentLog | None:
         if source == "pagerduty" and settings.pagerduty_api_token is not None:
@@ -175,8 +233,10 @@ def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
         lambda: load_lexicon(settings.blameless_language),
         enforced=settings.blameless_mode == "enforce",
     )
+    invitations = InvitationActivities(mailer(settings), base_url=settings.public_url)
     return [
         blameless.check,
+        invitations.send_invitation,
         incidents.import_timeline,
         routing.resolve_context,
         routing.plan_review,

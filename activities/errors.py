@@ -12,6 +12,7 @@ from temporalio.exceptions import ApplicationError
 from config import ConfigError
 from integrations.errors import (
     ConfigurationError,
+    DeliveryFailed,
     PublishFailed,
     SourceRejected,
     TicketNotFound,
@@ -29,6 +30,7 @@ TICKET_NOT_FOUND = "TicketNotFound"
 CONFIGURATION = "ConfigurationError"
 INVALID_INPUT = "InvalidInput"
 PUBLISH_FAILED = "PublishFailed"
+DELIVERY_FAILED = "DeliveryFailed"
 SOURCE_REJECTED = "SourceRejected"
 
 
@@ -46,6 +48,8 @@ def to_application_error(exc: Exception) -> ApplicationError | None:
         return ApplicationError(str(exc), type=CONFIGURATION, non_retryable=True)
     if isinstance(exc, PublishFailed):
         return ApplicationError(str(exc), type=PUBLISH_FAILED)
+    if isinstance(exc, DeliveryFailed):
+        return ApplicationError(str(exc), type=DELIVERY_FAILED)
     return None
 
 

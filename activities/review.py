@@ -1,14 +1,19 @@
-"""Activities of the review: the blameless check on the post-mortem's text."""
+"""Activities of the review: the blameless check on its text, and its invitation."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel
 from temporalio import activity
 
+from activities.errors import maps_integration_errors
 from domain.blameless import Lexicon, check_postmortem
+from domain.invitation import Method, describe, is_address, review_event, review_links
 from domain.models import BlamelessNote, PostmortemState
+from integrations.email import Attachment, Mailer
 
 
 class BlamelessCheckInput(BaseModel):
@@ -35,3 +40,74 @@ class BlamelessActivities:
         notes = {f.id: f for f in findings}  # one per sentence and rule
         activity.logger.info("blameless check", extra={"findings": len(notes)})
         return BlamelessReport(notes=list(notes.values()), enforced=self._enforced)
+
+
+InvitationKind = Literal["request", "cancel", "reminder"]
+
+
+class InvitationInput(BaseModel):
+    state: PostmortemState
+    kind: InvitationKind
+    now: datetime
+
+
+class Delivery(BaseModel):
+    sent: bool
+    recipients: list[str] = []
+    reason: str = ""  # why nothing was sent
+
+
+class InvitationActivities:
+    """The review's invitation (iCalendar REQUEST), its cancellation (CANCEL, same UID) and
+    the reminder the day before, by email to the participants who have an address."""
+
+    def __init__(self, mailer: Mailer | None, *, base_url: str) -> None:
+        self._mailer = mailer
+        self._base_url = base_url
+
+    @activity.defn(name="review.send_invitation")
+    @maps_integration_errors
+    def send_invitation(self, request: InvitationInput) -> Delivery:
+        state, slot = request.state, request.state.review
+        assert slot is not None
+        if self._mailer is None:
+            return Delivery(sent=False, reason="email is off (PM_SMTP_HOST is not set)")
+        recipients = [p for p in slot.participants if is_address(p)]
+        if not recipients:
+            return Delivery(sent=False, reason="no participant has an email address")
+        incident = state.incident
+        links = review_links(self._base_url, state.workflow_id)
+        method: Method = "CANCEL" if request.kind == "cancel" else "REQUEST"
+        ics = review_event(
+            state,
+            method=method,
+            organizer=self._mailer.sender,
+            base_url=self._base_url,
+            stamp=request.now,
+        )
+        subject = {
+            "request": "Invitation" if slot.sequence == 0 else "Updated invitation",
+            "cancel": "Cancelled",
+            "reminder": "Reminder, tomorrow",
+        }[request.kind] + f": post-mortem review of {incident.id} ({incident.title})"
+        text = describe(state, slot, links["draft"])
+        if request.kind == "reminder":
+            text = (
+                "The review is tomorrow. Please read the draft and note what you knew at each "
+                f"decision point: {links['draft']}\n\n{text}"
+            )
+        elif request.kind == "cancel":
+            text = f"The post-mortem was cancelled: {state.cancel_reason or ''}\n\n{text}"
+        self._mailer.send(
+            recipients,
+            subject,
+            text,
+            attachments=(
+                Attachment("review.ics", f"text/calendar; method={method}; charset=utf-8", ics),
+            ),
+            message_id=(f"<{state.workflow_id}.{request.kind}.{slot.sequence}@postmortem-engine>"),
+        )
+        activity.logger.info(
+            "review invitation sent", extra={"kind": request.kind, "recipients": len(recipients)}
+        )
+        return Delivery(sent=True, recipients=recipients)

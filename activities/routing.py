@@ -35,6 +35,7 @@ class PostmortemContext(BaseModel):
     policy: SeverityPolicy
     follow_up: FollowUpPolicy
     owner: str
+    public_url: str | None = None
 
 
 class PlanReviewInput(BaseModel):
@@ -55,9 +56,12 @@ class PrepareActionsInput(BaseModel):
 
 
 class RoutingActivities:
-    def __init__(self, routing: Callable[[], Routing], rotation: RotationStore) -> None:
+    def __init__(
+        self, routing: Callable[[], Routing], rotation: RotationStore, public_url: str = ""
+    ) -> None:
         self._routing = routing
         self._rotation = rotation
+        self._public_url = public_url or None
 
     @activity.defn(name="routing.resolve_context")
     @maps_integration_errors
@@ -69,6 +73,7 @@ class RoutingActivities:
             policy=routing.policy.for_severity(request.severity),
             follow_up=routing.policy.follow_up.to_policy(),
             owner=request.owner or team.postmortem_owner or team.manager,
+            public_url=self._public_url,
         )
 
     @activity.defn(name="routing.plan_review")
@@ -96,6 +101,7 @@ class RoutingActivities:
         return slot.model_copy(
             update={
                 "duration_minutes": team.review_minutes,
+                "location": team.review_location,
                 "facilitator": facilitator,
                 "participants": review_participants(
                     request.responders, request.owner, facilitator, team.manager

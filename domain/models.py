@@ -244,6 +244,7 @@ class ReviewSlot(Model):
     outside_window: bool = False
     reason: str = ""
     duration_minutes: int = 60
+    location: str = ""  # a room or a video link
     facilitator: str | None = None
     # Responders, the post-mortem owner, the facilitator and the manager, without repeats.
     participants: list[str] = Field(default_factory=list)
@@ -296,6 +297,11 @@ class PostmortemState(Model):
     blameless: list[BlamelessNote] = Field(default_factory=list)
     blameless_enforced: bool = True
     publication_held: bool = False
+    # Where people reach the API (links to the draft and the invitation), from the worker.
+    public_url: str | None = None
+    invitation_sent: bool = False
+    published_locations: list[str] = Field(default_factory=list)
+    publication_note: str = ""  # why it was not published, or what was redacted
 
     @property
     def blameless_open(self) -> list[BlamelessNote]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from domain.invitation import review_links
 from domain.models import BlamelessNote, CorrectiveAction, Incident, PostmortemState, ReviewSlot
 
 
@@ -47,27 +48,44 @@ def action_ticket(
     return title, body
 
 
-def review_scheduled(slot: ReviewSlot, owner: str | None) -> str:
+def _review_links(state: PostmortemState) -> str:
+    if not state.public_url:
+        return ""
+    links = review_links(state.public_url, state.workflow_id)
+    return f" Draft: {links['draft']} · Calendar invitation: {links['ics']}"
+
+
+def review_scheduled(state: PostmortemState) -> str:
+    slot = state.review
+    assert slot is not None
     text = (
         f"Review scheduled for {when(slot.start)} ({slot.timezone}); the window closes "
-        f"{when(slot.window_end)}. Owner: {owner or 'unassigned'}."
+        f"{when(slot.window_end)}. Owner: {state.owner or 'unassigned'}."
     )
+    if slot.facilitator:
+        text += f" Facilitator: {slot.facilitator}."
+    if slot.participants:
+        text += f" Participants: {', '.join(slot.participants)}."
     if slot.outside_window:
         text += f" Note: {slot.reason}."
-    return text
+    return text + _review_links(state)
 
 
-def review_rescheduled(slot: ReviewSlot, reason: str) -> str:
+def review_rescheduled(state: PostmortemState, reason: str) -> str:
+    slot = state.review
+    assert slot is not None
     text = f"Review moved to {when(slot.start)} ({slot.timezone})."
     if reason:
         text += f" Reason: {reason}"
-    return text
+    return text + _review_links(state)
 
 
-def review_reminder(slot: ReviewSlot) -> str:
+def review_reminder(state: PostmortemState) -> str:
+    slot = state.review
+    assert slot is not None
     return (
         f"Reminder: the post-mortem review is at {when(slot.start)}. Please read the draft "
-        "timeline beforehand and note what you knew at each decision point."
+        "timeline beforehand and note what you knew at each decision point." + _review_links(state)
     )
 
 
@@ -106,8 +124,8 @@ def publication_held(workflow_id: str, notes: list[BlamelessNote]) -> str:
     return "\n".join(lines)
 
 
-def published(location: str) -> str:
-    return f"The post-mortem is published: {location}"
+def published(locations: list[str]) -> str:
+    return f"The post-mortem is published: {' · '.join(locations)}"
 
 
 def closed(state: PostmortemState) -> str:

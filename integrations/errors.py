@@ -38,3 +38,7 @@ class ConfigurationError(IntegrationError):
 
 class PublishFailed(IntegrationError):
     """The document could not be written where the team publishes."""
+
+
+class DeliveryFailed(IntegrationError):
+    """A message (email, chat) could not be delivered now; retrying later can succeed."""

@@ -50,7 +50,7 @@ class GitHubTracker:
     def repo(self) -> Repository:
         with self._lock:
             if self._repo is None:
-                self._repo = self._call(lambda: self._github().get_repo(self.target.repo))
+                self._repo = self.call(lambda: self._github().get_repo(self.target.repo))
             return self._repo
 
     def _github(self) -> Github:
@@ -79,7 +79,7 @@ class GitHubTracker:
     def find_ticket(self, idempotency_key: str, team: str) -> TicketRef | None:
         # The issue list filtered by label: consistent at once, unlike the search index.
         label = idempotency_label(idempotency_key)
-        issue = self._call(
+        issue = self.call(
             lambda: next(iter(self.repo.get_issues(state="all", labels=[label])), None)
         )
         return self._ref(issue.number, issue.html_url) if issue is not None else None
@@ -104,7 +104,7 @@ class GitHubTracker:
             extra["assignees"] = [login]
         if self.target.milestones and request.due is not None:
             extra["milestone"] = self._milestone(request.due)
-        issue = self._call(
+        issue = self.call(
             lambda: self.repo.create_issue(
                 title=request.title[:256], body=body, labels=labels, **extra
             )
@@ -112,7 +112,7 @@ class GitHubTracker:
         return self._ref(issue.number, issue.html_url)
 
     def ticket_status(self, ref: TicketRef) -> TicketStatus:
-        issue = self._call(lambda: self.repo.get_issue(_number(ref)), key=ref.key)
+        issue = self.call(lambda: self.repo.get_issue(_number(ref)), key=ref.key)
         reason = issue.state_reason or ""
         done = issue.state == "closed"
         return TicketStatus(
@@ -128,7 +128,7 @@ class GitHubTracker:
             text,
             lambda email: f"@{self.target.logins[email]}" if email in self.target.logins else None,
         )
-        self._call(lambda: self.repo.get_issue(number).create_comment(text), key=ref.key)
+        self.call(lambda: self.repo.get_issue(number).create_comment(text), key=ref.key)
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -147,22 +147,22 @@ class GitHubTracker:
         if name in self._labels:
             return
         try:
-            self._call(lambda: self.repo.get_label(name))
+            self.call(lambda: self.repo.get_label(name))
         except TicketNotFound:
             with contextlib.suppress(TrackerRejected):  # created meanwhile elsewhere: fine
-                self._call(lambda: self.repo.create_label(name, "5319e7"))
+                self.call(lambda: self.repo.create_label(name, "5319e7"))
         self._labels.add(name)
 
     def _milestone(self, due: datetime) -> Any:
         title = f"Due {due.date().isoformat()}"
-        for milestone in self._call(lambda: list(self.repo.get_milestones(state="open"))):
+        for milestone in self.call(lambda: list(self.repo.get_milestones(state="open"))):
             if milestone.title == title:
                 return milestone
         # PyGithub sends the wall time with a Z: give it UTC midnight of the due day.
         due_on = datetime.combine(due.astimezone(UTC).date(), time(), tzinfo=UTC)
-        return self._call(lambda: self.repo.create_milestone(title=title, due_on=due_on))
+        return self.call(lambda: self.repo.create_milestone(title=title, due_on=due_on))
 
-    def _call(self, fn: Any, key: str | None = None) -> Any:
+    def call(self, fn: Any, key: str | None = None) -> Any:
         where = f"github ({self.target.team}, {self.target.repo})"
         try:
             return fn()

@@ -2,13 +2,11 @@
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.publishing import PublishingActivities, PublishInput
 from activities.routing import (
     PlanReviewInput,
     PrepareActionsInput,
@@ -20,14 +18,11 @@ from config import ConfigError, Settings, load_routing
 from domain.models import (
     ActionSpec,
     ActionType,
-    Incident,
-    PostmortemState,
     ReviewSlot,
     Severity,
     TicketRef,
 )
 from integrations.local import LocalTracker
-from integrations.publishing import FolderPublisher
 from integrations.rotation import RotationStore
 from integrations.tracker import TicketRequest
 from worker import TrackerDirectory
@@ -242,22 +237,6 @@ def test_prepare_actions_refuses_with_every_problem(settings):
         )
     assert caught.value.type == "InvalidInput" and caught.value.non_retryable
     assert "team 'nobody'" in caught.value.message and "is in the past" in caught.value.message
-
-
-def test_publish_writes_the_document_and_replaces_it(tmp_path: Path):
-    incident = Incident(
-        id="INC-9", title="Disk full", severity=Severity.SEV2, team="payments", resolved_at=NOW
-    )
-    activities = PublishingActivities(lambda team: FolderPublisher(tmp_path))
-    env = ActivityEnvironment()
-    state = PostmortemState(workflow_id=incident.workflow_id, incident=incident)
-    first = env.run(activities.publish, PublishInput(state=state, rendered_at=NOW))
-    path = tmp_path / "2026" / "inc-9-disk-full.md"
-    assert first.location == path.as_uri()
-    assert "Last update: 2026-11-26 12:00 UTC" in path.read_text()
-    env.run(activities.publish, PublishInput(state=state, rendered_at=NOW + timedelta(days=1)))
-    assert "Last update: 2026-11-27 12:00 UTC" in path.read_text()
-    assert sorted(p.name for p in path.parent.iterdir()) == ["inc-9-disk-full.md"]
 
 
 def test_local_tracker_survives_reopening(settings):

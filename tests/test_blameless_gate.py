@@ -140,7 +140,7 @@ async def test_a_revision_after_publication_republishes_in_place(
         ),
     )
     await until(lambda: _read(path), lambda text: "14% of checkouts failed." in text)
-    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".md") == [path.name]
+    assert sorted(p.name for p in path.parent.iterdir() if p.suffix == ".html") == [path.name]
     notes = await comments(tracker, "PAY-1")()
     assert sum("is published" in n for n in notes) == 1  # the link is posted once
 

@@ -14,7 +14,15 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import INVALID_INPUT
     from activities.incidents import ImportTimelineInput, IncidentSourceActivities
     from activities.publishing import Publication, PublishingActivities, PublishInput
-    from activities.review import BlamelessActivities, BlamelessCheckInput, BlamelessReport
+    from activities.review import (
+        BlamelessActivities,
+        BlamelessCheckInput,
+        BlamelessReport,
+        Delivery,
+        InvitationActivities,
+        InvitationInput,
+        InvitationKind,
+    )
     from activities.routing import (
         PlanReviewInput,
         PostmortemContext,
@@ -78,6 +86,12 @@ FILING_RETRY = RetryPolicy(
 
 # Patches: workflows recorded before a change replay the old way (tests/histories/).
 BLAMELESS_CHECK = "blameless-check"  # the check at the review, and the publication gate
+REVIEW_INVITATION = "review-invitation"  # the emailed iCalendar invitation, reminder, cancel
+INVITATION_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=12,  # about 40 minutes; then a problem on status, the review goes on
+    non_retryable_error_types=["ConfigurationError"],
+)
 
 
 @workflow.defn
@@ -99,6 +113,7 @@ class PostmortemWorkflow:
         self._cancel_reason: str | None = None
         self._reopened: list[str] = []  # actions reopened in their tracker after they ended
         self._republish = False  # the findings changed after publication
+        self._invitation_due = False  # rescheduled: send the updated invitation
         self._visibility = sa.current_values()
 
     @workflow.run
@@ -139,6 +154,7 @@ class PostmortemWorkflow:
             context.follow_up,
             context.owner,
         )
+        s.public_url = context.public_url
         if s.incident.source not in ("manual", "generic"):
             await self._import_timeline()
         title, body = notices.tracking_ticket(s)
@@ -168,8 +184,10 @@ class PostmortemWorkflow:
             start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=QUICK_RETRY,
         )
-        await self._comment_tracking(notices.review_scheduled(s.review, s.owner))
+        await self._comment_tracking(notices.review_scheduled(s))
         self._set_phase(Phase.REVIEW_SCHEDULED)
+        if workflow.patched(REVIEW_INVITATION):
+            await self._send_invitation("request")
 
     async def _import_timeline(self) -> None:
         """The source's own log (who did what, when), merged into the timeline once."""
@@ -206,6 +224,9 @@ class PostmortemWorkflow:
             await self._sleep_until(min(moments))
             if s.findings is not None or self._cancel_reason is not None:
                 break
+            if self._invitation_due:  # only set under REVIEW_INVITATION
+                self._invitation_due = False
+                await self._send_invitation("request")
             now, review = workflow.now(), s.review
             if (
                 s.phase is Phase.REVIEW_SCHEDULED
@@ -213,7 +234,9 @@ class PostmortemWorkflow:
                 and reminder_at <= now < review.start
             ):
                 s.review_reminder_sent = True
-                await self._comment_tracking(notices.review_reminder(review))
+                await self._comment_tracking(notices.review_reminder(s))
+                if workflow.patched(REVIEW_INVITATION):
+                    await self._send_invitation("reminder")
             if s.phase is Phase.REVIEW_SCHEDULED and now >= review.start:
                 self._set_phase(Phase.IN_REVIEW)
             if now >= review.window_end + s.review_escalations * s.follow_up.escalation_repeat:
@@ -301,6 +324,8 @@ class PostmortemWorkflow:
             action.state, action.state_reason = ActionState.DROPPED, "post-mortem cancelled"
         self._set_phase(Phase.CANCELLED, reason)
         await self._comment_tracking(notices.cancelled(reason))
+        if s.invitation_sent and s.findings is None and workflow.patched(REVIEW_INVITATION):
+            await self._send_invitation("cancel")  # calendars drop the event
 
     # -- work shared by the phases --------------------------------------------------------
 
@@ -416,16 +441,28 @@ class PostmortemWorkflow:
 
     async def _publish_document(self) -> None:
         s = self._s
-        publication: Publication = await workflow.execute_activity_method(
-            PublishingActivities.publish,
-            PublishInput(state=s, rendered_at=workflow.now()),
-            start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(maximum_interval=timedelta(minutes=10)),
-        )
+        try:
+            publication: Publication = await workflow.execute_activity_method(
+                PublishingActivities.publish,
+                PublishInput(state=s, rendered_at=workflow.now()),
+                start_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RetryPolicy(
+                    maximum_interval=timedelta(minutes=10),
+                    non_retryable_error_types=["ConfigurationError", "TrackerRejected"],
+                ),
+            )
+        except ActivityError as err:
+            # A team's template or publisher configuration is wrong: said, then fixed and
+            # published again with `postmortem publish`.
+            s.problems.append(f"not published: {err.cause}")
+            self._sync_visibility()
+            return
         first = s.published_url is None
         s.published_url = publication.location
-        if first:
-            await self._comment_tracking(notices.published(publication.location))
+        s.publication_note = publication.note
+        s.published_locations = publication.locations
+        if first and publication.location is not None:
+            await self._comment_tracking(notices.published(publication.locations))
 
     async def _sleep_until(self, moment: datetime) -> None:
         self._woken = False
@@ -501,9 +538,10 @@ class PostmortemWorkflow:
         s.review_reminder_sent = False
         if s.phase is Phase.IN_REVIEW:
             self._set_phase(Phase.REVIEW_SCHEDULED, "review rescheduled")
+        self._invitation_due = workflow.patched(REVIEW_INVITATION)
         self._wake()
         async with self._lock:
-            await self._comment_tracking(notices.review_rescheduled(s.review, request.reason))
+            await self._comment_tracking(notices.review_rescheduled(s, request.reason))
         return s.review
 
     @schedule_review.validator
@@ -805,6 +843,22 @@ class PostmortemWorkflow:
         acknowledged = {n.id: n for n in s.blameless if n.acknowledged}
         s.blameless = [acknowledged.get(n.id, n) for n in report.notes]
         s.blameless_enforced = report.enforced
+
+    async def _send_invitation(self, kind: InvitationKind) -> None:
+        s = self._s
+        try:
+            delivery: Delivery = await workflow.execute_activity_method(
+                InvitationActivities.send_invitation,
+                InvitationInput(state=s, kind=kind, now=workflow.now()),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=INVITATION_RETRY,
+            )
+        except ActivityError as err:
+            s.problems.append(f"review {kind} not emailed: {err.cause}")
+            self._sync_visibility()
+            return
+        if delivery.sent and kind == "request":
+            s.invitation_sent = True
 
     def _refuse_when_finished(self) -> None:
         if self._s.phase.is_terminal:

@@ -148,9 +148,20 @@ def jira_contract() -> Contract:
     )
 
 
+_SLASHED_PARAMETER = re.compile(r"^(/repos/[^/]+/[^/]+/(?:git/refs?|contents))/(.+)$")
+
+
+def _github_path(path: str) -> str:
+    """`{ref}` ("heads/main") and `{path}` ("a/b.md") hold slashes on GitHub, which a path
+    template cannot match: validate them as the one parameter they are."""
+    match = _SLASHED_PARAMETER.match(path)
+    return f"{match[1]}/{match[2].replace('/', '%2F')}" if match else path
+
+
 def github_contract() -> Contract:
     return Contract(
         GITHUB_SPEC,
+        path_map=_github_path,
         tolerated=[
             # The description omits 401 on most operations; GitHub answers bad credentials so.
             (".*", r".*", r"Unknown response http status: 401"),

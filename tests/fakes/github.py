@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +27,11 @@ class GitHubState:
     labels: dict[str, dict[str, Any]] = field(default_factory=dict)
     milestones: dict[int, dict[str, Any]] = field(default_factory=dict)
     comments: dict[int, list[str]] = field(default_factory=dict)
+    # Git data, simplified: a tree is a flat map of paths to blob shas.
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    trees: dict[str, dict[str, str]] = field(default_factory=dict)
+    commits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    refs: dict[str, str] = field(default_factory=dict)  # "heads/main" -> commit sha
 
 
 class GitHubEmulator(EmulatorServer):
@@ -43,6 +51,7 @@ class GitHubEmulator(EmulatorServer):
             "POST", r"/app/installations/(?P<installation>\d+)/access_tokens", self._app_token
         )
         self.state = GitHubState()
+        self._init_git()
         if contract.available():
             self.contract = contract.github_contract()
         for method, path, handler in [
@@ -56,10 +65,41 @@ class GitHubEmulator(EmulatorServer):
             ("POST", rf"{REPO}/issues/(?P<number>\d+)/comments", self._comment),
             ("GET", rf"{REPO}/milestones", self._list_milestones),
             ("POST", rf"{REPO}/milestones", self._create_milestone),
+            ("GET", rf"{REPO}/git/ref/(?P<ref>.+)", self._get_ref),
+            ("PATCH", rf"{REPO}/git/refs/(?P<ref>.+)", self._update_ref),
+            ("GET", rf"{REPO}/git/commits/(?P<sha>[0-9a-f]+)", self._get_commit),
+            ("POST", rf"{REPO}/git/commits", self._create_commit),
+            ("POST", rf"{REPO}/git/trees", self._create_tree),
+            ("GET", rf"{REPO}/contents/(?P<path>.+)", self._get_contents),
         ]:
             self.route(method, path, self._checked(handler))
 
     # -- what a person does on GitHub ----------------------------------------------------
+
+    def files(self, branch: str = "main") -> dict[str, str]:
+        """The branch's files and their text, as a checkout would show them."""
+        with self.lock:
+            tree = self.state.trees[self.state.commits[self.state.refs[f"heads/{branch}"]]["tree"]]
+            return {path: self.state.blobs[sha].decode() for path, sha in tree.items()}
+
+    def history(self, branch: str = "main") -> list[dict[str, Any]]:
+        """The branch's commits, newest first (message, files changed)."""
+        with self.lock:
+            found, sha = [], self.state.refs.get(f"heads/{branch}")
+            while sha:
+                commit = self.state.commits[sha]
+                found.append(commit)
+                sha = commit["parents"][0] if commit["parents"] else None
+            return found
+
+    def push(self, path: str, text: str, branch: str = "main") -> None:
+        """Someone else's commit on the branch (the engine must build on it)."""
+        with self.lock:
+            head = self.state.refs[f"heads/{branch}"]
+            tree = dict(self.state.trees[self.state.commits[head]["tree"]])
+            tree[path] = self._blob(text.encode())
+            tree_sha = self._store_tree(tree)
+            self.state.refs[f"heads/{branch}"] = self._store_commit(tree_sha, [head], "push")
 
     def close(self, number: int, reason: str = "completed") -> None:
         with self.lock:
@@ -70,6 +110,91 @@ class GitHubEmulator(EmulatorServer):
         with self.lock:
             issue = self.state.issues[number]
             issue.update(state="open", state_reason="reopened", closed_at=None, updated_at=_now())
+
+    # -- git objects -------------------------------------------------------------------------
+
+    def _init_git(self) -> None:
+        tree = self._store_tree({})
+        self.state.refs["heads/main"] = self._store_commit(tree, [], "Initial commit")
+
+    @staticmethod
+    def _sha(kind: str, data: bytes) -> str:
+        return hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest()
+
+    def _blob(self, data: bytes) -> str:
+        sha = self._sha("blob", data)
+        self.state.blobs[sha] = data
+        return sha
+
+    def _store_tree(self, tree: dict[str, str]) -> str:
+        sha = self._sha("tree", json.dumps(tree, sort_keys=True).encode())
+        self.state.trees[sha] = tree
+        return sha
+
+    def _store_commit(self, tree: str, parents: list[str], message: str) -> str:
+        sha = self._sha(
+            "commit", json.dumps([tree, parents, message, len(self.state.commits)]).encode()
+        )
+        changed = sorted(
+            path
+            for path, blob in self.state.trees[tree].items()
+            if not parents
+            or self.state.trees[self.state.commits[parents[0]]["tree"]].get(path) != blob
+        )
+        self.state.commits[sha] = {
+            "sha": sha,
+            "tree": tree,
+            "parents": parents,
+            "message": message,
+            "changed": changed,
+        }
+        return sha
+
+    def _commit_object(self, sha: str) -> dict[str, Any]:
+        commit = self.state.commits[sha]
+        person = {"name": "postmortem-bot", "email": "bot@example.com", "date": _now()}
+        return contract.complete(
+            contract.GITHUB_SPEC,
+            "git-commit",
+            {
+                "sha": sha,
+                "node_id": f"C_{sha[:8]}",
+                "url": f"{self.api}/git/commits/{sha}",
+                "html_url": f"https://github.example/{self.repo_name}/commit/{sha}",
+                "author": person,
+                "committer": person,
+                "message": commit["message"],
+                "tree": {"sha": commit["tree"], "url": f"{self.api}/git/trees/{commit['tree']}"},
+                "parents": [
+                    {
+                        "sha": p,
+                        "url": f"{self.api}/git/commits/{p}",
+                        "html_url": f"https://github.example/{self.repo_name}/commit/{p}",
+                    }
+                    for p in commit["parents"]
+                ],
+                "verification": {
+                    "verified": False,
+                    "reason": "unsigned",
+                    "signature": None,
+                    "payload": None,
+                    "verified_at": None,
+                },
+            },
+        )
+
+    def _ref_object(self, ref: str) -> dict[str, Any]:
+        sha = self.state.refs[ref]
+        return contract.complete(
+            contract.GITHUB_SPEC,
+            "git-ref",
+            {
+                "ref": f"refs/{ref}",
+                "node_id": f"REF_{ref}",
+                "url": f"{self.api}/git/refs/{ref}",
+                "object": {"type": "commit", "sha": sha, "url": f"{self.api}/git/commits/{sha}"},
+            },
+        )
 
     # -- objects as the API returns them ---------------------------------------------------
 
@@ -321,3 +446,112 @@ class GitHubEmulator(EmulatorServer):
             contract.GITHUB_SPEC, "milestone", milestone
         )
         return Response(201, self.state.milestones[number])
+
+    # -- git data and contents --------------------------------------------------------------
+
+    def _get_ref(self, request: Request) -> Response:
+        ref = unquote(request.params["ref"])
+        if ref not in self.state.refs:
+            return Response(404, {"message": "Not Found", "documentation_url": DOCS})
+        return Response(200, self._ref_object(ref))
+
+    def _update_ref(self, request: Request) -> Response:
+        ref, body = unquote(request.params["ref"]), request.json()
+        if ref not in self.state.refs or body.get("sha") not in self.state.commits:
+            return Response(422, {"message": "Reference does not exist", "documentation_url": DOCS})
+        current, sha = self.state.refs[ref], body["sha"]
+        ancestors, walk = set(), sha
+        while walk:
+            ancestors.add(walk)
+            parents = self.state.commits[walk]["parents"]
+            walk = parents[0] if parents else None
+        if current not in ancestors and not body.get("force"):
+            return Response(
+                422, {"message": "Update is not a fast forward", "documentation_url": DOCS}
+            )
+        self.state.refs[ref] = sha
+        return Response(200, self._ref_object(ref))
+
+    def _get_commit(self, request: Request) -> Response:
+        sha = request.params["sha"]
+        if sha not in self.state.commits:
+            return Response(404, {"message": "Not Found", "documentation_url": DOCS})
+        return Response(200, self._commit_object(sha))
+
+    def _create_commit(self, request: Request) -> Response:
+        body = request.json()
+        if body.get("tree") not in self.state.trees or any(
+            p not in self.state.commits for p in body.get("parents", [])
+        ):
+            return Response(
+                422, {"message": "Tree or parent SHA not found", "documentation_url": DOCS}
+            )
+        sha = self._store_commit(body["tree"], list(body.get("parents", [])), body["message"])
+        return Response(201, self._commit_object(sha))
+
+    def _create_tree(self, request: Request) -> Response:
+        body = request.json()
+        base = body.get("base_tree")
+        if base is not None and base not in self.state.trees:
+            return Response(422, {"message": "base_tree not found", "documentation_url": DOCS})
+        tree = dict(self.state.trees[base]) if base else {}
+        for item in body["tree"]:
+            if item.get("type") != "blob" or "content" not in item:
+                return Response(
+                    422, {"message": "only blobs with content", "documentation_url": DOCS}
+                )
+            tree[item["path"]] = self._blob(item["content"].encode())
+        sha = self._store_tree(tree)
+        entries = [
+            {
+                "path": path,
+                "mode": "100644",
+                "type": "blob",
+                "sha": blob,
+                "size": len(self.state.blobs[blob]),
+                "url": f"{self.api}/git/blobs/{blob}",
+            }
+            for path, blob in sorted(tree.items())
+        ]
+        return Response(
+            201,
+            contract.complete(
+                contract.GITHUB_SPEC,
+                "git-tree",
+                {
+                    "sha": sha,
+                    "url": f"{self.api}/git/trees/{sha}",
+                    "truncated": False,
+                    "tree": entries,
+                },
+            ),
+        )
+
+    def _get_contents(self, request: Request) -> Response:
+        path = unquote(request.params["path"])
+        ref = request.arg("ref") or "main"
+        commit = self.state.commits.get(ref) or self.state.commits.get(
+            self.state.refs.get(f"heads/{ref}", "")
+        )
+        blob = self.state.trees[commit["tree"]].get(path) if commit else None
+        if blob is None:
+            return Response(404, {"message": "Not Found", "documentation_url": DOCS})
+        data = self.state.blobs[blob]
+        url = f"{self.api}/contents/{path}?ref={ref}"
+        html = f"https://github.example/{self.repo_name}/blob/{ref}/{path}"
+        git = f"{self.api}/git/blobs/{blob}"
+        content = {
+            "type": "file",
+            "encoding": "base64",
+            "size": len(data),
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "content": base64.b64encode(data).decode(),
+            "sha": blob,
+            "url": url,
+            "git_url": git,
+            "html_url": html,
+            "download_url": f"https://raw.github.example/{self.repo_name}/{ref}/{path}",
+            "_links": {"self": url, "git": git, "html": html},
+        }
+        return Response(200, contract.complete(contract.GITHUB_SPEC, "content-file", content))

@@ -1,0 +1,113 @@
+"""The review's calendar invitation: an RFC 5545 event made with the icalendar package.
+
+One event per post-mortem: its UID never changes, a reschedule raises its SEQUENCE, and a
+cancelled post-mortem sends METHOD:CANCEL for the same UID, so calendars update in place."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Literal
+
+from icalendar import Calendar, Event, vCalAddress, vText
+
+from domain.models import PostmortemState, ReviewSlot
+
+Method = Literal["REQUEST", "CANCEL", "PUBLISH"]
+PRODID = "-//postmortem-engine//review invitation//EN"
+
+
+def event_uid(workflow_id: str) -> str:
+    return f"{workflow_id}@postmortem-engine"
+
+
+def is_address(who: str) -> bool:
+    local, at, domain = who.partition("@")
+    return bool(at and local and "." in domain and " " not in who)
+
+
+def _address(email: str, name: str | None = None, **params: str) -> vCalAddress:
+    address = vCalAddress(f"mailto:{email}")
+    if name:
+        address.params["CN"] = vText(name)
+    for key, value in params.items():
+        address.params[key.replace("_", "-").upper()] = vText(value)
+    return address
+
+
+def review_links(base_url: str, workflow_id: str) -> dict[str, str]:
+    base = base_url.rstrip("/")
+    return {
+        "draft": f"{base}/postmortems/{workflow_id}/draft",
+        "ics": f"{base}/postmortems/{workflow_id}/review.ics",
+    }
+
+
+def describe(state: PostmortemState, slot: ReviewSlot, draft_link: str) -> str:
+    incident = state.incident
+    lines = [
+        f"Blameless post-mortem review of incident {incident.id} ({incident.severity}): "
+        f"{incident.title}.",
+        "",
+        f"Draft (timeline and what was known at each point): {draft_link}",
+        f"Facilitator: {slot.facilitator or 'the post-mortem owner'}",
+        f"Owner: {state.owner or 'unassigned'}",
+        f"Participants: {', '.join(slot.participants) or '-'}",
+        "",
+        "We ask what about the system allowed this to happen: process, tooling, ownership, "
+        "safeguards, detection and documentation. Not who.",
+    ]
+    if slot.outside_window and slot.reason:
+        lines += ["", f"Outside the review window: {slot.reason}"]
+    return "\n".join(lines)
+
+
+def review_event(
+    state: PostmortemState,
+    *,
+    method: Method,
+    organizer: str,
+    base_url: str,
+    stamp: datetime,
+) -> bytes:
+    """The calendar with the review's one event. `stamp` is DTSTAMP (when it was made)."""
+    slot = state.review
+    if slot is None:
+        raise ValueError(f"{state.workflow_id} has no review scheduled yet")
+    links = review_links(base_url, state.workflow_id)
+    calendar = Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("method", method)
+    event = Event()
+    event.add("uid", event_uid(state.workflow_id))
+    # A cancellation is a change of the event too: it must outrank the last invitation.
+    event.add("sequence", slot.sequence + (1 if method == "CANCEL" else 0))
+    event.add("dtstamp", stamp)
+    event.add("dtstart", slot.start)
+    event.add("dtend", slot.start + timedelta(minutes=slot.duration_minutes))
+    event.add(
+        "summary",
+        f"Post-mortem review: {state.incident.title} ({state.incident.severity}, "
+        f"{state.incident.id})",
+    )
+    event.add("description", describe(state, slot, links["draft"]))
+    event.add("url", links["draft"])
+    if slot.location:
+        event.add("location", slot.location)
+    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
+    event.add("organizer", _address(organizer, "Post-mortem engine"))
+    for person in slot.participants:
+        if not is_address(person):
+            continue  # named in the description; a calendar needs an address
+        chair = slot.facilitator is not None and person == slot.facilitator
+        event.add(
+            "attendee",
+            _address(
+                person,
+                role="CHAIR" if chair else "REQ-PARTICIPANT",
+                partstat="NEEDS-ACTION",
+                rsvp="TRUE",
+            ),
+        )
+    calendar.add_component(event)
+    return bytes(calendar.to_ical())
