@@ -323,8 +323,14 @@ def status_text(s: PostmortemState) -> str:
         )
     if s.tracking_ticket:
         lines.append(f"Tracking   {s.tracking_ticket.key} {s.tracking_ticket.url}")
-    if s.published_url:
-        lines.append(f"Published  {s.published_url}")
+    for location in s.published_locations or ([s.published_url] if s.published_url else []):
+        lines.append(f"Published  {location}")
+    if s.publication_note:
+        lines.append(f"           {s.publication_note}")
+    if s.review and s.review.facilitator:
+        lines.append(f"Facilitator {s.review.facilitator}")
+    if s.review and s.review.participants:
+        lines.append(f"Invited    {', '.join(s.review.participants)}")
     if s.cancel_reason:
         lines.append(f"Cancelled  {s.cancel_reason}")
     for problem in s.problems:
@@ -383,10 +389,15 @@ def timeline_add(
     at: Annotated[str, typer.Option(help="When it happened (ISO 8601 with zone).")],
     text: Annotated[str, typer.Option(help="What happened.")],
     known: Annotated[str, typer.Option(help="What responders knew at that point.")] = "",
+    private: Annotated[
+        bool, typer.Option("--private", help="Keep it out of every published document.")
+    ] = False,
 ) -> None:
     """Append an entry to the timeline."""
     try:
-        entry = TimelineEntry(at=parse_instant(at, "--at"), text=text, known=known, source="cli")
+        entry = TimelineEntry(
+            at=parse_instant(at, "--at"), text=text, known=known, source="cli", private=private
+        )
     except ValidationError as exc:
         raise CliError("; ".join(describe_validation_error(exc))) from None
 
@@ -513,6 +524,17 @@ def _acknowledge(workflow_id: str, finding_ids: list[str], note: str) -> None:
 
     still_open = run(go)
     typer.echo(f"acknowledged {', '.join(finding_ids)}; {len(still_open)} finding(s) still open")
+
+
+@app.command()
+def publish(workflow_id: str) -> None:
+    """Publish the document again now (after fixing a team's template or publisher)."""
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(PostmortemWorkflow.republish)
+
+    run(go)
+    typer.echo(f"{workflow_id}: publication requested; `postmortem status` shows where")
 
 
 @app.command()

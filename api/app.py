@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 from api.incidents import add_incident_routes
+from api.postmortems import add_postmortem_routes
 from api.signatures import sha256_signature_ok
 from config import Settings
 from domain.messages import ActionReopened, TrackerStatusSignal
@@ -171,6 +172,8 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         deliveries.first_time,
         deliveries.forget,
     )
+
+    add_postmortem_routes(app, settings, lambda: state["client"])
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

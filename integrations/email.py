@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.policy
 import smtplib
 import ssl
 from dataclasses import dataclass, field
@@ -37,7 +38,9 @@ class Mailer:
         attachments: tuple[Attachment, ...] = (),
         message_id: str | None = None,
     ) -> None:
-        message = EmailMessage()
+        # Long lines up to RFC 5322's limit: the stdlib folds a subject just over 78 characters
+        # before its first word, and readers then see it with a leading space.
+        message = EmailMessage(policy=email.policy.SMTP.clone(max_line_length=998))
         message["From"] = self.sender
         message["To"] = ", ".join(to)
         message["Subject"] = subject

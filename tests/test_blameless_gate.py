@@ -11,7 +11,7 @@ from domain.messages import AcknowledgeInput, CompleteReviewInput, ReviseFinding
 from domain.models import Findings, Phase
 from tests import scenario
 from tests.scenario import until
-from tests.test_lifecycle import comments, status_of
+from tests.test_lifecycle import comments, record, status_of
 from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
@@ -108,6 +108,7 @@ async def test_publication_waits_for_rewording_or_acknowledgement(
         AcknowledgeInput(finding_ids=[hindsight.id], note="again"),
     )
     assert reason == f"already acknowledged: {hindsight.id}"
+    await record("blameless-gate", handle)
 
 
 async def test_a_revision_after_publication_republishes_in_place(

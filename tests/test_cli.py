@@ -64,6 +64,7 @@ COMMANDS = [
     ["timeline", "add"],
     ["review"],
     ["schedule"],
+    ["publish"],
     ["cancel"],
     ["list"],
     ["overdue"],

@@ -2,10 +2,19 @@
 
 from datetime import UTC, datetime, timedelta
 
-from domain.document import document_name, render_markdown, slug
+from domain.document import (
+    document_name,
+    public_view,
+    redact,
+    render,
+    render_html,
+    render_markdown,
+    slug,
+)
 from domain.models import (
     ActionState,
     ActionType,
+    BlamelessNote,
     ContributingFactor,
     CorrectiveAction,
     FactorCategory,
@@ -129,3 +138,79 @@ def test_document_name_is_stable_and_safe():
     assert document_name(state()) == "2026/inc-7-search-latency"
     assert slug("Ünïcode / ../../etc") == "unicode-etc"
     assert slug("") == "postmortem"
+
+
+def test_html_page_has_every_section_and_escapes_text():
+    from html.parser import HTMLParser
+
+    hostile = state(
+        timeline=[TimelineEntry(at=NOW, text="<script>alert(1)</script>", known="a & b")]
+    )
+    page = render_html(hostile, rendered_at=NOW)
+
+    class Sections(HTMLParser):
+        ids: list[str] = []
+
+        def handle_starttag(self, tag, attrs):
+            if tag == "h2":
+                self.ids.append(dict(attrs)["id"])
+
+    parser = Sections()
+    parser.feed(page)
+    assert parser.ids == [
+        "summary",
+        "impact",
+        "timeline",
+        "factors",
+        "causes",
+        "went-well",
+        "went-badly",
+        "got-lucky",
+        "actions",
+    ]
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a &amp; b" in page
+    assert "<h3>Monitoring and detection gaps</h3>" in page
+    assert (
+        "<td>An unindexed query.</td><td>Queries reach production without a plan check.</td>"
+        in page
+    )
+    assert '<a href="local://tickets/PLAT-2">PLAT-2</a>' in page
+    assert "Phase: following_up · Last update: 2026-11-26 12:00 UTC" in page
+    assert page.startswith("<!doctype html>") and "<style>" in page  # standalone
+
+
+def test_the_draft_shows_the_blameless_check_to_the_facilitator():
+    note = BlamelessNote(
+        id="human-error-1234abcd",
+        rule="human-error",
+        kind="blame",
+        field="root_cause",
+        sentence="Human error.",
+        reason="Names a person as the cause.",
+        suggestion="Say what made the error easy to make.",
+    )
+    draft = render(state(), rendered_at=NOW, blameless=[note], draft=True)
+    published = render(state(), rendered_at=NOW, blameless=[note])
+    assert "## Blameless check (for the facilitator)" in draft.markdown
+    assert "`human-error-1234abcd` root_cause" in draft.markdown
+    assert 'id="blameless-check"' in draft.html and "Draft: read it before the review" in draft.html
+    assert "Blameless check" not in published.markdown + published.html
+
+
+def test_private_timeline_entries_stay_out_of_the_public_view():
+    secret = TimelineEntry(at=NOW, text="Customer ACME paged us", private=True)
+    view = public_view(state(timeline=[secret, *state().timeline]))
+    assert [e.text for e in view.timeline] == ["Rolled back", "Latency alert fired"]
+
+
+def test_secret_like_strings_are_redacted():
+    text = (
+        "token=abcdef123456 and ghp_" + "x" * 36 + " and https://bob:pw@db.internal/x "
+        "and -----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- and hunter2!!"
+    )
+    redacted, count = redact(text, ["hunter2!!"])
+    assert count == 5
+    for leaked in ("abcdef123456", "ghp_", "bob:pw", "MIIE", "hunter2"):
+        assert leaked not in redacted
+    assert redact("the deploy token rotation runbook", [])[1] == 0  # prose is left alone

@@ -140,10 +140,16 @@ async def test_full_lifecycle_reminds_escalates_and_closes(env, client, settings
 
 
 async def record(name: str, handle: WorkflowHandle[Any, Any]) -> None:
+    """With PM_RECORD_HISTORIES=1, `<name>.json`; with another value V, `<name>-V.json`:
+    a new version beside the old ones, which must keep replaying."""
+    version = os.environ.get("PM_RECORD_HISTORIES", "")
+    if not version:
+        return
     history = await handle.fetch_history()
     HISTORIES.mkdir(exist_ok=True)
     document = {"workflow_id": handle.id, "history": json.loads(history.to_json())}
-    (HISTORIES / f"{name}.json").write_text(json.dumps(document))
+    suffix = "" if version == "1" else f"-{version}"
+    (HISTORIES / f"{name}{suffix}.json").write_text(json.dumps(document))
 
 
 async def test_moved_deadline_delays_escalation(env, client, settings, worker, tracker):

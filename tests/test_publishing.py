@@ -14,11 +14,18 @@ from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from activities.publishing import PublishingActivities, PublishInput, TeamPublishing
-from domain.models import Incident, PostmortemState, Severity, TimelineEntry
+from domain.messages import CompleteReviewInput
+from domain.models import Findings, Incident, Phase, PostmortemState, Severity, TimelineEntry
 from integrations.github import GitHubTarget
 from integrations.publishing import FolderPublisher, GitHubPublisher, Publisher
+from tests import scenario
+from tests.conftest import ROUTING
 from tests.fakes.github import GitHubEmulator
+from tests.scenario import until
 from tests.test_document import state as reviewed_state
+from tests.test_lifecycle import status_of
+from worker import build_worker
+from workflows.postmortem import PostmortemWorkflow
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
 
@@ -193,3 +200,41 @@ def test_several_publishers_at_once(github: GitHubEmulator, tmp_path: Path):
     assert result.location == (tmp_path / "2026" / "inc-9-disk-full.html").as_uri()
     assert result.locations[1].endswith("/blob/main/postmortems/2026/inc-9-disk-full.md")
     assert "postmortems/2026/inc-9-disk-full.md" in github.files()
+
+
+async def test_a_broken_team_template_is_a_problem_until_fixed_and_republished(
+    env, client, settings, tmp_path: Path
+):
+    templates = tmp_path / "team-templates"
+    templates.mkdir()
+    (templates / "postmortem.md.j2").write_text("# {{ incident.title }} {{ no_such_thing }}\n")
+    settings.teams_file.write_text(
+        ROUTING.replace("[teams.platform]", f'template_dir = "{templates}"\n\n[teams.platform]')
+    )
+    async with build_worker(client, settings):
+        now = await env.get_current_time()
+        handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
+        await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+        reason = await scenario.refused(handle, PostmortemWorkflow.republish, None)
+        assert (
+            reason
+            == "this post-mortem is review_scheduled; publication waits for the review's findings"
+        )
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(findings=Findings.model_validate(scenario.findings(now))),
+        )
+        state = await until(
+            status_of(handle), lambda s: any(p.startswith("not published") for p in s.problems)
+        )
+        assert state.phase is Phase.FOLLOWING_UP and state.published_url is None
+        problem = next(p for p in state.problems if p.startswith("not published"))
+        assert "team 'payments': template postmortem.md.j2: 'no_such_thing' is undefined" in problem
+
+        (templates / "postmortem.md.j2").write_text("# {{ incident.title }}\n")
+        await handle.execute_update(PostmortemWorkflow.republish)
+        state = await until(status_of(handle), lambda s: s.published_url is not None)
+        assert not any(p.startswith("not published") for p in state.problems)
+        assert state.published_url is not None
+        md = Path(state.published_url.removeprefix("file://")).with_suffix(".md")
+        assert md.read_text() == "# Checkout errors\n"

@@ -457,6 +457,10 @@ class PostmortemWorkflow:
             s.problems.append(f"not published: {err.cause}")
             self._sync_visibility()
             return
+        stale = [p for p in s.problems if p.startswith("not published:")]
+        if stale:  # fixed since: the problem is gone
+            s.problems = [p for p in s.problems if p not in stale]
+            self._sync_visibility()
         first = s.published_url is None
         s.published_url = publication.location
         s.publication_note = publication.note
@@ -636,6 +640,25 @@ class PostmortemWorkflow:
         problems = check_findings(request.findings, now=workflow.now())
         if problems:
             raise ValueError("; ".join(problems))
+
+    @workflow.update
+    async def republish(self) -> str:
+        """Publish again now (after a team fixed its template or publisher settings)."""
+        self._republish = True
+        self._wake()
+        return self._s.workflow_id
+
+    @republish.validator
+    def _check_republish(self) -> None:
+        s = self._s
+        self._refuse_when_finished()
+        if s.phase is not Phase.FOLLOWING_UP:
+            waiting = (
+                "the blameless check's findings to be reworded or acknowledged"
+                if s.publication_held
+                else "the review's findings"
+            )
+            raise ValueError(f"this post-mortem is {s.phase}; publication waits for {waiting}")
 
     @workflow.update
     async def acknowledge_findings(self, ack: AcknowledgeInput) -> list[BlamelessNote]:

@@ -1,0 +1,91 @@
+"""Read-only pages of one post-mortem: its review invitation (.ics) and its live draft."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from temporalio.client import Client, WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from config import Settings
+from domain.blameless import check_postmortem
+from domain.document import render_html
+from domain.invitation import review_event
+from domain.models import Phase, PostmortemState
+from integrations.lexicon import load_lexicon
+from workflows.postmortem import PostmortemWorkflow
+
+# Post-mortem ids are `postmortem-<source>-<incident>`: a safe alphabet, no slashes.
+_ID = re.compile(r"^postmortem-[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
+
+
+def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[], Client]) -> None:
+    async def state_of(workflow_id: str) -> PostmortemState | JSONResponse:
+        if not _ID.match(workflow_id):
+            return JSONResponse({"error": f"{workflow_id!r} is not a post-mortem id"}, 404)
+        handle = client().get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+        try:
+            state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return JSONResponse({"error": f"no post-mortem {workflow_id!r}"}, 404)
+            return JSONResponse({"error": f"Temporal unavailable: {exc.message}"}, 503)
+        except WorkflowQueryFailedError as exc:
+            return JSONResponse({"error": f"the post-mortem cannot answer: {exc}"}, 503)
+        return state
+
+    @app.get(
+        "/postmortems/{workflow_id}/review.ics",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/calendar": {}}, "description": "The review's event"},
+            404: {"description": "No such post-mortem"},
+            409: {"description": "No review scheduled yet"},
+        },
+    )
+    async def review_ics(workflow_id: str) -> Response:
+        """The review as an iCalendar event: the same UID and SEQUENCE as the emailed one."""
+        state = await state_of(workflow_id)
+        if isinstance(state, JSONResponse):
+            return state
+        if state.review is None:
+            return JSONResponse({"error": "the review is not scheduled yet"}, 409)
+        cancelled = state.phase is Phase.CANCELLED and state.findings is None
+        ics = review_event(
+            state,
+            method="CANCEL" if cancelled else "PUBLISH",
+            organizer=settings.smtp_from,
+            base_url=settings.public_url,
+            stamp=state.updated_at or datetime.now(UTC),
+        )
+        return Response(
+            ics,
+            media_type="text/calendar; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{workflow_id}-review.ics"'},
+        )
+
+    @app.get(
+        "/postmortems/{workflow_id}/draft",
+        response_class=HTMLResponse,
+        responses={404: {"description": "No such post-mortem"}},
+    )
+    async def draft(workflow_id: str) -> Response:
+        """The document as it stands, for the participants to read before the review, with
+        the blameless check's findings for the facilitator."""
+        state = await state_of(workflow_id)
+        if isinstance(state, JSONResponse):
+            return state
+        # Before the review, the check runs here on the draft as it is; after, its record.
+        lexicon = load_lexicon(settings.blameless_language)
+        notes = state.blameless or check_postmortem(state, lexicon)
+        html = render_html(
+            state,  # the whole draft, private entries too: it is for the participants
+            rendered_at=datetime.now(UTC),
+            blameless=notes,
+            draft=True,
+        )
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
