@@ -14,7 +14,14 @@ from typing import Any
 
 import jinja2
 
-from domain.models import BlamelessNote, CorrectiveAction, FactorCategory, PostmortemState
+from domain.models import (
+    ActionState,
+    BlamelessNote,
+    CorrectiveAction,
+    FactorCategory,
+    Phase,
+    PostmortemState,
+)
 
 CATEGORY_TITLES: dict[FactorCategory, str] = {
     FactorCategory.PROCESS_GAP: "Process gaps",
@@ -138,6 +145,23 @@ def _context(
         "rendered_at": rendered_at,
         "blameless": list(blameless),
         "draft": draft,
+        "closing": _closing(state),
+    }
+
+
+def _closing(state: PostmortemState) -> dict[str, Any] | None:
+    """How the corrective actions ended, once the post-mortem is closed."""
+    if state.phase is not Phase.CLOSED:
+        return None
+    actions = state.actions
+    done = [a for a in actions if a.state is ActionState.DONE]
+    on_time = [a for a in done if a.completed_at is not None and a.completed_at <= a.due]
+    return {
+        "closed_at": state.phase_history[-1].at if state.phase_history else None,
+        "total": len(actions),
+        "done": len(done),
+        "on_time": len(on_time),
+        "dropped": [a for a in actions if a.state is ActionState.DROPPED],
     }
 
 

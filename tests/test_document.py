@@ -214,3 +214,32 @@ def test_secret_like_strings_are_redacted():
     for leaked in ("abcdef123456", "ghp_", "bob:pw", "MIIE", "hunter2"):
         assert leaked not in redacted
     assert redact("the deploy token rotation runbook", [])[1] == 0  # prose is left alone
+
+
+def test_a_closed_post_mortem_ends_with_its_closing_summary():
+    from domain.models import PhaseChange
+
+    base = state()
+    dropped = base.actions[0].model_copy(
+        update={
+            "id": "a2",
+            "title": "Rewrite search",
+            "state": ActionState.DROPPED,
+            "state_reason": "superseded by a2b",
+        }
+    )
+    done = base.actions[0].model_copy(update={"completed_at": NOW + timedelta(days=3)})
+    closed = state(
+        phase=Phase.CLOSED,
+        actions=[done, dropped],
+        phase_history=[PhaseChange(phase=Phase.CLOSED, at=NOW + timedelta(days=20))],
+    )
+    text = render_markdown(closed, rendered_at=NOW)
+    assert "## Closing summary" in text
+    assert (
+        "Closed 2026-12-16 12:00 UTC: 1 of 2 corrective action(s) done (1 by their due date), "
+        "1 dropped with a reason." in text
+    )
+    assert "- Dropped: Rewrite search (superseded by a2b)" in text
+    assert 'id="closing"' in render_html(closed, rendered_at=NOW)
+    assert "Closing summary" not in render_markdown(state(), rendered_at=NOW)

@@ -124,6 +124,7 @@ async def test_full_lifecycle_reminds_escalates_and_closes(env, client, settings
     assert final.phase is Phase.CLOSED
     assert [a.state for a in final.actions] == [ActionState.DONE, ActionState.DONE]
     assert "Phase: closed" in published.read_text()
+    assert "2 of 2 corrective action(s) done" in published.read_text()  # the closing summary
     tracking = await comments(tracker, "PAY-1")()
     assert tracking[-1].startswith("Post-mortem closed: 2 corrective action(s) done")
     assert (
