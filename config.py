@@ -80,6 +80,14 @@ class Settings(BaseSettings):
     # acknowledged; "warn" shows the findings and publishes anyway.
     blameless_mode: Literal["enforce", "warn"] = "enforce"
     blameless_language: str = "en"
+    # Dashboard access: bearer tokens (comma-separated) for read-only viewers and operators,
+    # and/or the user header an OIDC proxy sets (operators listed by name). With none of
+    # these, the API only listens on a loopback address.
+    viewer_tokens: SecretStr | None = None
+    operator_tokens: SecretStr | None = None
+    auth_user_header: str | None = None  # e.g. X-Forwarded-Email (oauth2-proxy)
+    operator_users: str = ""  # comma-separated users of that header who may operate
+    temporal_ui_url: str | None = None  # links to workflows; default the dev server's UI
     # Where people reach the API: links in invitations and tickets (draft, review.ics).
     public_url: str = "http://127.0.0.1:8000"
     # Email for review invitations and reminders; off while PM_SMTP_HOST is unset.
@@ -89,6 +97,14 @@ class Settings(BaseSettings):
     smtp_username: str = ""
     smtp_password: SecretStr | None = None
     smtp_from: str = "postmortem@localhost"
+
+    @property
+    def access_configured(self) -> bool:
+        return bool(self.viewer_tokens or self.operator_tokens or self.auth_user_header)
+
+    @property
+    def ui_url(self) -> str:
+        return (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
 
     @property
     def published_dir(self) -> Path:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from pydantic import BaseModel
+from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 
@@ -117,8 +118,9 @@ def overdue_actions_query(*, team: str | None = None, severity: Severity | None 
     return " AND ".join(clauses)
 
 
-@dataclass(frozen=True)
-class PostmortemRow:
+class PostmortemRow(BaseModel):
+    """A post-mortem as visibility lists it (also the dashboard API's list item)."""
+
     workflow_id: str
     title: str
     phase: str
@@ -133,20 +135,7 @@ class PostmortemRow:
     problems: list[str]
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "workflow_id": self.workflow_id,
-            "title": self.title,
-            "phase": self.phase,
-            "team": self.team,
-            "severity": self.severity,
-            "incident_id": self.incident_id,
-            "open_actions": self.open_actions,
-            "overdue_actions": self.overdue_actions,
-            "next_action_due": self.next_action_due.isoformat() if self.next_action_due else None,
-            "status": self.status,
-            "started_at": self.started_at.isoformat() if self.started_at else None,
-            "problems": self.problems,
-        }
+        return self.model_dump(mode="json")
 
 
 @dataclass(frozen=True)
@@ -162,6 +151,8 @@ class OverdueRow:
     due: datetime | None
     ticket: str
     ticket_url: str
+    escalation_level: int = 0
+    last_reminder_at: datetime | None = None
 
     def days_overdue(self, now: datetime) -> int:
         return max(0, (now - self.due).days) if self.due else 0
@@ -178,6 +169,10 @@ class OverdueRow:
             "due": self.due.isoformat() if self.due else None,
             "days_overdue": self.days_overdue(now),
             "ticket": {"key": self.ticket, "url": self.ticket_url},
+            "escalation_level": self.escalation_level,
+            "last_reminder_at": self.last_reminder_at.isoformat()
+            if self.last_reminder_at
+            else None,
         }
 
 
@@ -185,23 +180,26 @@ async def list_postmortems(
     client: Client, query: str, limit: int | None = None
 ) -> AsyncIterator[PostmortemRow]:
     async for execution in client.list_workflows(query, limit=limit):
-        attrs = execution.typed_search_attributes
-        memo = await execution.memo()
-        status = execution.status or WorkflowExecutionStatus.RUNNING
-        yield PostmortemRow(
-            workflow_id=execution.id,
-            title=str(memo.get("title", "")),
-            phase=attrs.get(sa.PHASE) or "",
-            team=attrs.get(sa.TEAM) or "",
-            severity=attrs.get(sa.SEVERITY) or "",
-            incident_id=attrs.get(sa.INCIDENT_ID) or "",
-            open_actions=attrs.get(sa.OPEN_ACTIONS) or 0,
-            overdue_actions=attrs.get(sa.OVERDUE_ACTIONS) or 0,
-            next_action_due=attrs.get(sa.NEXT_ACTION_DUE),
-            status=status.name.lower(),
-            started_at=execution.start_time,
-            problems=list(attrs.get(sa.TRACKER_PROBLEMS) or []),
-        )
+        yield postmortem_row(execution, await execution.memo())
+
+
+def postmortem_row(execution: WorkflowExecution, memo: Mapping[str, Any]) -> PostmortemRow:
+    attrs = execution.typed_search_attributes
+    status = execution.status or WorkflowExecutionStatus.RUNNING
+    return PostmortemRow(
+        workflow_id=execution.id,
+        title=str(memo.get("title", "")),
+        phase=attrs.get(sa.PHASE) or "",
+        team=attrs.get(sa.TEAM) or "",
+        severity=attrs.get(sa.SEVERITY) or "",
+        incident_id=attrs.get(sa.INCIDENT_ID) or "",
+        open_actions=attrs.get(sa.OPEN_ACTIONS) or 0,
+        overdue_actions=attrs.get(sa.OVERDUE_ACTIONS) or 0,
+        next_action_due=attrs.get(sa.NEXT_ACTION_DUE),
+        status=status.name.lower(),
+        started_at=execution.start_time,
+        problems=list(attrs.get(sa.TRACKER_PROBLEMS) or []),
+    )
 
 
 async def list_overdue_actions(
@@ -222,4 +220,15 @@ async def list_overdue_actions(
             due=attrs.get(sa.NEXT_ACTION_DUE),
             ticket=str(memo.get("ticket", "")),
             ticket_url=str(memo.get("ticket_url", "")),
+            escalation_level=attrs.get(sa.ESCALATION_LEVEL) or 0,
+            last_reminder_at=_instant(memo.get("last_reminder_at")),
         )
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -407,8 +407,10 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
 
 def api_server(settings: Settings, client: Client | None = None) -> uvicorn.Server:
     """The HTTP API under uvicorn, in this process's event loop; our logging, not uvicorn's."""
+    from api.access import check_binding
     from api.app import create_app
 
+    check_binding(settings)
     config = uvicorn.Config(
         create_app(settings, client),
         host=settings.api_host,

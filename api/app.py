@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
+from api.dashboard import add_dashboard_routes
 from api.incidents import add_incident_routes
 from api.postmortems import add_postmortem_routes
 from api.signatures import sha256_signature_ok
@@ -174,6 +175,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
 
     add_postmortem_routes(app, settings, lambda: state["client"])
+    add_dashboard_routes(app, settings, lambda: state["client"])
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -6,11 +6,12 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from temporalio.client import Client, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from api.access import Role, require
 from config import Settings
 from domain.blameless import check_postmortem
 from domain.document import render_html
@@ -47,8 +48,9 @@ def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[],
             409: {"description": "No review scheduled yet"},
         },
     )
-    async def review_ics(workflow_id: str) -> Response:
+    async def review_ics(workflow_id: str, request: Request) -> Response:
         """The review as an iCalendar event: the same UID and SEQUENCE as the emailed one."""
+        require(request, settings, Role.VIEWER)
         state = await state_of(workflow_id)
         if isinstance(state, JSONResponse):
             return state
@@ -73,9 +75,10 @@ def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[],
         response_class=HTMLResponse,
         responses={404: {"description": "No such post-mortem"}},
     )
-    async def draft(workflow_id: str) -> Response:
+    async def draft(workflow_id: str, request: Request) -> Response:
         """The document as it stands, for the participants to read before the review, with
         the blameless check's findings for the facilitator."""
+        require(request, settings, Role.VIEWER)
         state = await state_of(workflow_id)
         if isinstance(state, JSONResponse):
             return state

@@ -86,6 +86,8 @@ class ActionFollowUpInput(Model):
     action: CorrectiveAction
     policy: FollowUpPolicy
     last_poll_at: AwareDatetime | None = None
+    # When the action was first filed: kept across continue-as-new and reopening.
+    opened_at: AwareDatetime | None = None
     # Loop turns per run before continue-as-new keeps history bounded.
     continue_after: int = Field(default=200, ge=1)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -52,6 +53,9 @@ class ActionFollowUpWorkflow:
         self._notes: list[str] = []
         self._reported: CorrectiveAction | None = None
         self._visibility = sa.current_values()
+        self._memo: dict[str, Any] = {}
+        self._dashboard: bool | None = None  # the patch, asked once per run
+        self._opened_at = inp.opened_at or workflow.info().start_time
 
     @workflow.run
     async def run(self, inp: ActionFollowUpInput) -> CorrectiveAction:
@@ -73,7 +77,11 @@ class ActionFollowUpWorkflow:
                     await workflow.wait_condition(workflow.all_handlers_finished)
                     workflow.continue_as_new(
                         inp.model_copy(
-                            update={"action": self._action, "last_poll_at": self._last_poll}
+                            update={
+                                "action": self._action,
+                                "last_poll_at": self._last_poll,
+                                "opened_at": self._opened_at,
+                            }
                         )
                     )
             await self._post_notes()
@@ -258,6 +266,29 @@ class ActionFollowUpWorkflow:
             sa.OVERDUE_ACTIONS.name: int(is_open and action.overdue),
             sa.NEXT_ACTION_DUE.name: action.due if is_open else None,
         }
+        if self._dashboard is None:
+            self._dashboard = workflow.patched(sa.DASHBOARD_ATTRIBUTES)
+        if self._dashboard:
+            values |= {
+                # The due date stays after the action ends: completion by due date counts it.
+                sa.NEXT_ACTION_DUE.name: action.due,
+                sa.ACTION_OPENED_AT.name: self._opened_at,
+                sa.ACTION_TYPE.name: action.type.value,
+                sa.ACTION_STATE.name: action.state.value,
+                sa.ESCALATION_LEVEL.name: action.escalation_level,
+            }
+            memo: dict[str, Any] = {
+                "last_reminder_at": (
+                    action.last_reminder_at.isoformat() if action.last_reminder_at else None
+                ),
+                "last_escalation_at": (
+                    action.last_escalation_at.isoformat() if action.last_escalation_at else None
+                ),
+                "due": action.due.isoformat(),
+            }
+            if memo != self._memo:
+                self._memo = memo
+                workflow.upsert_memo(memo)
         sa.upsert_changed(self._visibility, values)
 
 

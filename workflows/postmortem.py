@@ -115,6 +115,7 @@ class PostmortemWorkflow:
         self._republish = False  # the findings changed after publication
         self._invitation_due = False  # rescheduled: send the updated invitation
         self._visibility = sa.current_values()
+        self._dashboard: bool | None = None  # the dashboard-attributes patch, asked once
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
@@ -386,6 +387,7 @@ class PostmortemWorkflow:
                     manager=s.team.manager,
                     action=action,
                     policy=s.follow_up,
+                    opened_at=workflow.now(),
                 ),
                 id=child_id,
                 # Children outlive a continue-as-new of this workflow; cancel stops them.
@@ -484,6 +486,11 @@ class PostmortemWorkflow:
         s = self._s
         open_actions = s.open_actions
         values: dict[str, object] = {}
+        if self._dashboard is None:
+            self._dashboard = workflow.patched(sa.DASHBOARD_ATTRIBUTES)
+        if self._dashboard:
+            awaiting = s.phase.awaits_review and s.review is not None and s.findings is None
+            values[sa.REVIEW_DUE.name] = s.review.window_end if awaiting and s.review else None
         # Only once there is or was a problem: histories without one stay as they were.
         if s.problems or sa.TRACKER_PROBLEMS.name in self._visibility:
             values[sa.TRACKER_PROBLEMS.name] = [p[:250] for p in s.problems[:5]] or None

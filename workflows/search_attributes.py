@@ -18,6 +18,13 @@ NEXT_ACTION_DUE = SearchAttributeKey.for_datetime("NextActionDue")
 TICKET_KEY = SearchAttributeKey.for_keyword("TicketKey")
 # Post-mortems: what a tracker refused ("team, tracker: what it said"), shown by `list`.
 TRACKER_PROBLEMS = SearchAttributeKey.for_keyword_list("TrackerProblems")
+# For the dashboard's counts. SQL visibility allows 3 Int and 3 Datetime attributes per
+# namespace: all six are used.
+REVIEW_DUE = SearchAttributeKey.for_datetime("ReviewDue")  # post-mortems awaiting a review
+ACTION_OPENED_AT = SearchAttributeKey.for_datetime("ActionOpenedAt")  # stable across runs
+ACTION_TYPE = SearchAttributeKey.for_keyword("ActionType")
+ACTION_STATE = SearchAttributeKey.for_keyword("ActionState")
+ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
 
 ALL = (
     PHASE,
@@ -29,7 +36,15 @@ ALL = (
     NEXT_ACTION_DUE,
     TICKET_KEY,
     TRACKER_PROBLEMS,
+    REVIEW_DUE,
+    ACTION_OPENED_AT,
+    ACTION_TYPE,
+    ACTION_STATE,
+    ESCALATION_LEVEL,
 )
+
+# The patch under which workflows keep the dashboard's attributes (and the follow-up's memo).
+DASHBOARD_ATTRIBUTES = "dashboard-attributes"
 
 _TYPE_NAMES = {
     "KEYWORD": "Keyword",
