@@ -54,6 +54,8 @@ class Settings(BaseSettings):
     local_tracker_db: Path | None = None
     local_tracker_url: str = "local://tickets"
     temporal_ui_port: int = 8233
+    # The worker's Prometheus endpoint (the SDK's metrics and ours), e.g. 0.0.0.0:9464.
+    worker_metrics_address: str | None = None
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     activity_threads: int = Field(default=16, ge=1, le=256)

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from config import Settings
 from domain.messages import PostmortemInput
@@ -19,15 +20,33 @@ from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
+_runtimes: dict[str, Runtime] = {}
 
-async def connect(settings: Settings) -> Client:
+
+def metrics_runtime(address: str) -> Runtime:
+    """A Temporal runtime serving Prometheus metrics at `address` (one per address)."""
+    if address not in _runtimes:
+        _runtimes[address] = Runtime(
+            telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=address))
+        )
+    return _runtimes[address]
+
+
+async def connect(settings: Settings, *, worker: bool = False) -> Client:
+    """A client; a worker's client serves metrics when PM_WORKER_METRICS_ADDRESS is set."""
     api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
+    runtime = (
+        metrics_runtime(settings.worker_metrics_address)
+        if worker and settings.worker_metrics_address
+        else None
+    )
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=api_key,
         tls=api_key is not None,
         data_converter=pydantic_data_converter,
+        runtime=runtime,
     )
 
 

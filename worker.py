@@ -264,7 +264,7 @@ def build_worker(
 
 async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
-    client = await connect(settings)
+    client = await connect(settings, worker=True)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -376,7 +376,7 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
         client = None
         for _ in range(100):
             try:
-                client = await connect(settings)
+                client = await connect(settings, worker=True)
                 break
             except RuntimeError:
                 await asyncio.sleep(0.2)

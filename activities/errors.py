@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import ParamSpec, TypeVar
 
+from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from config import ConfigError
@@ -53,6 +54,16 @@ def to_application_error(exc: Exception) -> ApplicationError | None:
     return None
 
 
+def _count_error(kind: str, operation: str) -> None:
+    try:
+        meter = activity.metric_meter()
+    except RuntimeError:  # called outside an activity (a test, the CLI)
+        return
+    meter.create_counter(
+        "postmortem_integration_errors", "Errors from trackers, incident tools, mail, publishers"
+    ).add(1, {"kind": kind, "operation": operation})
+
+
 def maps_integration_errors(fn: Callable[P, R]) -> Callable[P, R]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -62,6 +73,7 @@ def maps_integration_errors(fn: Callable[P, R]) -> Callable[P, R]:
             mapped = to_application_error(exc)
             if mapped is None:
                 raise
+            _count_error(mapped.type or "unknown", fn.__name__)
             # `from None`: the cause's traceback may carry request details we never log.
             raise mapped from None
 

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import engine
 from api.dashboard import add_dashboard_routes
 from api.incidents import add_incident_routes
+from api.metrics import add_metrics
 from api.postmortems import add_postmortem_routes
 from api.signatures import sha256_signature_ok
 from config import Settings
@@ -176,6 +177,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     add_postmortem_routes(app, settings, lambda: state["client"])
     add_dashboard_routes(app, settings, lambda: state["client"])
+    add_metrics(app, settings, lambda: state["client"])
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

@@ -21,6 +21,7 @@ from domain.models import ActionState, Findings, Phase
 from tests import scenario
 from tests.scenario import until
 from tests.test_webhooks import free_port
+from worker import build_worker
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
@@ -261,3 +262,53 @@ async def test_roles_viewers_read_operators_act(api):
         assert login.status_code == 303 and login.headers["location"] == "/overdue"
         assert (await http.get("/overdue")).status_code == 200
         assert (await http.post("/login", data={"token": "nope"})).status_code == 200
+
+
+async def test_metrics_of_the_api(api):
+    base, s = api
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        assert (await http.get("/metrics")).status_code == 401
+        assert (await http.post("/webhooks/github", content=b"{}")).status_code == 403
+
+        async def scrape() -> str:
+            return (await http.get("/metrics", headers=as_role(VIEWER))).text
+
+        text = await until(
+            scrape, lambda t: f'postmortem_overdue_actions{{team="{s.team}"}} 1.0' in t
+        )
+        assert 'postmortem_webhook_requests_total{source="github",status="403"} 1.0' in text
+        assert 'postmortem_open{phase="following_up"}' in text
+        assert "postmortem_late_reviews " in text and 'postmortem_actions{state="done"}' in text
+
+
+async def test_worker_metrics_count_actions_and_carry_the_sdk_metrics(dev_env, dev_settings):
+    port = free_port()
+    settings = dev_settings.model_copy(update={"worker_metrics_address": f"127.0.0.1:{port}"})
+    team = sorted(load_routing(settings.teams_file).teams)[0]
+    client = await engine.connect(settings, worker=True)
+    async with build_worker(client, settings):
+        now = datetime.now(UTC)
+        inc = scenario.incident(now, team=team)
+        started = await engine.start_postmortem(
+            client, settings.task_queue, PostmortemInput(incident=inc)
+        )
+        handle = started.handle
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+        actions = [a | {"team": team} for a in scenario.findings(now)["actions"]]
+        findings = scenario.findings(now, actions=actions)
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(findings=Findings.model_validate(findings)),
+        )
+        async with httpx.AsyncClient(timeout=10) as http:
+
+            async def scrape() -> str:
+                return (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+
+            text = await until(scrape, lambda t: "postmortem_actions_created" in t)
+        created = [
+            line for line in text.splitlines() if line.startswith("postmortem_actions_created")
+        ]
+        assert any(f'team="{team}"' in line and 'type="prevent"' in line for line in created)
+        assert any('type="detect"' in line for line in created)
+        assert "temporal_workflow_task_execution_latency" in text or "temporal_request" in text

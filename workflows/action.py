@@ -215,6 +215,9 @@ class ActionFollowUpWorkflow:
 
     def _finish(self, state: ActionState, reason: str, at: datetime) -> None:
         action = self._action
+        workflow.metric_meter().create_counter(
+            "postmortem_actions_closed", "Corrective actions done or dropped"
+        ).add(1, {"team": action.team, "type": action.type.value, "state": state.value})
         action.state = state
         action.state_reason = reason
         action.completed_at = at

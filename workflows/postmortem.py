@@ -414,6 +414,11 @@ class PostmortemWorkflow:
             )
         except FailureError as err:
             s.problems.append(f"action {action.id}: follow-up not started: {err}")
+            return
+        # Metrics are not history: replay does not count again.
+        workflow.metric_meter().create_counter(
+            "postmortem_actions_created", "Corrective actions filed and followed up"
+        ).add(1, {"team": action.team, "type": action.type.value})
 
     async def _file_ticket(self, request: TicketRequest) -> tuple[TicketRef | None, str | None]:
         try:

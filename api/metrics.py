@@ -1,0 +1,90 @@
+"""Prometheus metrics of the API: webhook traffic as counters, and at each scrape the state
+of the post-mortems from visibility counts (open by phase, overdue actions by team, late
+reviews, actions by state). The worker serves its own (the SDK's and ours) on another port."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    generate_latest,
+)
+from temporalio.client import Client
+
+import engine
+from api import readmodel
+from api.access import Role, require
+from config import Settings, load_routing
+from domain.models import ActionState, Phase
+
+
+def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) -> None:
+    registry = CollectorRegistry()
+    webhooks = Counter(
+        "postmortem_webhook_requests",
+        "Webhook requests by source and HTTP status",
+        ["source", "status"],
+        registry=registry,
+    )
+    open_by_phase = Gauge(
+        "postmortem_open", "Post-mortems not yet closed, by phase", ["phase"], registry=registry
+    )
+    overdue_by_team = Gauge(
+        "postmortem_overdue_actions",
+        "Overdue corrective actions by team",
+        ["team"],
+        registry=registry,
+    )
+    late_reviews = Gauge(
+        "postmortem_late_reviews",
+        "Post-mortems whose review window has closed without findings",
+        registry=registry,
+    )
+    actions = Gauge(
+        "postmortem_actions",
+        "Corrective actions by state (visibility, retention applies)",
+        ["state"],
+        registry=registry,
+    )
+
+    @app.middleware("http")
+    async def count_webhooks(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        path = request.url.path
+        if path.startswith("/webhooks/"):
+            source = path.removeprefix("/webhooks/").split("/", 1)[0] or "unknown"
+            webhooks.labels(source=source[:40], status=str(response.status_code)).inc()
+        return response
+
+    @app.get("/metrics", response_class=Response, include_in_schema=False)
+    async def metrics(request: Request) -> Response:
+        require(request, settings, Role.VIEWER)
+        count = readmodel.Counter(client())
+        now = datetime.now(UTC)
+        teams = sorted(load_routing(settings.teams_file).teams)
+        phases = [p for p in Phase if not p.is_terminal]
+        by_phase = count.many(engine.postmortem_query(phase=p) for p in phases)
+        by_team = count.many(readmodel.actions_query(overdue=True, team=t) for t in teams)
+        late = count(readmodel.late_reviews_query(now))
+        states = list(ActionState)
+        ended = readmodel.actions_query(running=False)
+        by_state = count.many(
+            f"{ended} AND ActionState = {readmodel.quote(s.value)}" for s in states
+        )
+        for phase, n in zip(phases, await by_phase, strict=True):
+            open_by_phase.labels(phase=phase.value).set(n)
+        overdue_by_team.clear()
+        for team, n in zip(teams, await by_team, strict=True):
+            overdue_by_team.labels(team=team).set(n)
+        late_reviews.set(await late)
+        for state, n in zip(states, await by_state, strict=True):
+            actions.labels(state=state.value).set(n)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
