@@ -234,6 +234,24 @@ class GitHubConfig(SecretSource):
         return self
 
 
+class DigestConfig(BaseModel):
+    """Where a team's digest goes (any of them), and when (the team's time zone)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tracker_issue: str | None = None  # an issue in the team's tracker to comment on
+    email: list[str] = Field(default_factory=list)
+    webhook_url_env: str | None = Field(  # the variable holding a Slack-compatible URL
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$"
+    )
+    weekly: str = Field(default="MON 09:00", pattern=r"^(MON|TUE|WED|THU|FRI|SAT|SUN) \d{2}:\d{2}$")
+    sev1_daily: str | None = Field(default="09:00", pattern=r"^\d{2}:\d{2}$")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tracker_issue or self.email or self.webhook_url_env)
+
+
 class FolderPublishConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -336,6 +354,7 @@ class TeamConfig(BaseModel):
     publish: list[PublishConfig] = Field(default_factory=lambda: _default_publishers())
     # A folder with the team's own postmortem.md.j2 and/or postmortem.html.j2.
     template_dir: Path | None = None
+    digest: DigestConfig | None = None
     jira: JiraConfig | None = None
     github: GitHubConfig | None = None
 

@@ -17,8 +17,9 @@ import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import uvicorn
 from pydantic import SecretStr
@@ -26,10 +27,23 @@ from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleRange,
+    ScheduleSpec,
+    ScheduleUpdate,
+    ScheduleUpdateInput,
+)
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.worker import Worker
 
+from activities.digest import DigestActivities
 from activities.incidents import IncidentLog, IncidentSourceActivities
 from activities.publishing import PublishingActivities, TeamPublishing
 from activities.review import BlamelessActivities, InvitationActivities
@@ -44,6 +58,7 @@ from config import (
     load_routing,
     read_secret,
 )
+from domain.messages import DigestInput
 from engine import connect
 from integrations.email import Mailer
 from integrations.errors import ConfigurationError
@@ -59,11 +74,12 @@ from integrations.tracker import Tracker
 from observability import configure_logging
 from workflows import search_attributes
 from workflows.action import ActionFollowUpWorkflow
+from workflows.digest import DigestWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
 log = logging.getLogger("postmortem.worker")
 
-WORKFLOWS = [PostmortemWorkflow, ActionFollowUpWorkflow]
+WORKFLOWS = [PostmortemWorkflow, ActionFollowUpWorkflow, DigestWorkflow]
 
 
 async def register_search_attributes(client: Client, namespace: str) -> None:
@@ -82,6 +98,72 @@ async def register_search_attributes(client: Client, namespace: str) -> None:
         await client.operator_service.add_search_attributes(
             AddSearchAttributesRequest(namespace=namespace, search_attributes=wanted)  # type: ignore[arg-type]
         )
+
+
+WEEKDAYS = {"SUN": 0, "MON": 1, "TUE": 2, "WED": 3, "THU": 4, "FRI": 5, "SAT": 6}
+DIGEST_PREFIX = "digest-"
+
+
+def _at(hhmm: str, days: list[int] | None = None) -> ScheduleCalendarSpec:
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    return ScheduleCalendarSpec(
+        hour=[ScheduleRange(hour)],
+        minute=[ScheduleRange(minute)],
+        day_of_week=[ScheduleRange(d) for d in days] if days else [ScheduleRange(0, 6)],
+    )
+
+
+def digest_schedules(settings: Settings) -> dict[str, Schedule]:
+    """One weekly digest per team with a digest configured, and a daily one for SEV1."""
+    routing = load_routing(settings.teams_file)
+    wanted: dict[str, Schedule] = {}
+    for name, team in sorted(routing.teams.items()):
+        digest = team.digest
+        if digest is None or not digest.enabled:
+            continue
+        day, hhmm = digest.weekly.split()
+        plans: list[tuple[Literal["weekly", "sev1-daily"], ScheduleCalendarSpec]] = [
+            ("weekly", _at(hhmm, [WEEKDAYS[day]]))
+        ]
+        if digest.sev1_daily:
+            plans.append(("sev1-daily", _at(digest.sev1_daily, [1, 2, 3, 4, 5])))
+        for kind, when in plans:
+            schedule_id = f"{DIGEST_PREFIX}{kind}-{name}"
+            wanted[schedule_id] = Schedule(
+                action=ScheduleActionStartWorkflow(
+                    DigestWorkflow.run,
+                    DigestInput(team=name, kind=kind),
+                    id=schedule_id,
+                    task_queue=settings.task_queue,
+                ),
+                spec=ScheduleSpec(calendars=[when], time_zone_name=team.timezone),
+                policy=SchedulePolicy(
+                    overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(hours=6)
+                ),
+            )
+    return wanted
+
+
+def _replacing(schedule: Schedule) -> Callable[[ScheduleUpdateInput], ScheduleUpdate]:
+    def update(_: ScheduleUpdateInput) -> ScheduleUpdate:
+        return ScheduleUpdate(schedule=schedule)
+
+    return update
+
+
+async def ensure_digest_schedules(client: Client, settings: Settings) -> list[str]:
+    """Create or update the digest schedules (idempotent at every worker start); remove the
+    ones of teams that no longer have a digest. Returns the ids kept."""
+    wanted = digest_schedules(settings)
+    for schedule_id, schedule in wanted.items():
+        try:
+            await client.create_schedule(schedule_id, schedule)
+        except ScheduleAlreadyRunningError:
+            await client.get_schedule_handle(schedule_id).update(_replacing(schedule))
+    async for listed in await client.list_schedules():
+        if listed.id.startswith(DIGEST_PREFIX) and listed.id not in wanted:
+            await client.get_schedule_handle(listed.id).delete()
+    return sorted(wanted)
 
 
 class TrackerDirectory:
@@ -208,13 +290,21 @@ def mailer(settings: Settings) -> Mailer | None:
     )
 
 
-def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
+def activities_for(settings: Settings, client: Client) -> Sequence[Callable[..., Any]]:
     routing = RoutingActivities(
         lambda: load_routing(settings.teams_file),
         RotationStore(settings.data_dir / "rotation.sqlite3"),
         settings.public_url,
     )
-    trackers = TrackerActivities(TrackerDirectory(settings))
+    directory = TrackerDirectory(settings)
+    trackers = TrackerActivities(directory)
+    digests = DigestActivities(
+        lambda: client,
+        lambda: load_routing(settings.teams_file),
+        directory,
+        mailer(settings),
+        settings.public_url,
+    )
     publishing = PublishingActivities(
         lambda team: team_publishing(settings, team), lambda: known_secrets(settings)
     )
@@ -235,6 +325,8 @@ def activities_for(settings: Settings) -> Sequence[Callable[..., Any]]:
     )
     invitations = InvitationActivities(mailer(settings), base_url=settings.public_url)
     return [
+        digests.gather,
+        digests.deliver,
         blameless.check,
         invitations.send_invitation,
         incidents.import_timeline,
@@ -255,7 +347,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=WORKFLOWS,
-        activities=activities_for(settings),
+        activities=activities_for(settings, client),
         activity_executor=ThreadPoolExecutor(settings.activity_threads),
         max_cached_workflows=settings.max_cached_workflows,
         **options,
@@ -265,6 +357,7 @@ def build_worker(
 async def run_worker(settings: Settings) -> None:
     """Run until SIGINT/SIGTERM, then finish in-flight tasks and stop."""
     client = await connect(settings, worker=True)
+    await ensure_digest_schedules(client, settings)
     worker = build_worker(client, settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -397,6 +490,7 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         api = api_server(settings, client)
+        await ensure_digest_schedules(client, settings)
         async with build_worker(client, settings):
             serving = asyncio.create_task(api.serve())
             await stop.wait()

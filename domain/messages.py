@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import AwareDatetime, Field
 
 from domain.models import (
@@ -119,3 +121,8 @@ class TrackerStatusSignal(Model):
 
     done: bool
     resolution: str = ""
+
+
+class DigestInput(Model):
+    team: str
+    kind: Literal["weekly", "sev1-daily"]

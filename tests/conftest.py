@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import shutil
+import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiosmtpd.controller import Controller
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
@@ -122,3 +128,32 @@ def dev_settings(tmp_path: Path, dev_env: WorkflowEnvironment) -> Settings:
 async def dev_worker(dev_env: WorkflowEnvironment, dev_settings: Settings) -> AsyncIterator[Worker]:
     async with build_worker(dev_env.client, dev_settings) as running:
         yield running
+
+
+class Inbox:
+    """What the SMTP server received: the envelope's recipients and the parsed message."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list[tuple[list[str], EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        self.messages.append((list(envelope.rcpt_tos), message))
+        return "250 OK"
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    handler = Inbox(_free_port())
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])

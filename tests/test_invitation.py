@@ -4,49 +4,21 @@ on cancellation; the same event downloadable from the API (time-skipping server)
 
 from __future__ import annotations
 
-import email
-import email.policy
-from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
-from typing import Any
 
 import httpx
 import icalendar
-import pytest
-from aiosmtpd.controller import Controller
 
 from domain.messages import CancelInput, RescheduleReviewInput
 from domain.models import Phase
 from tests import scenario
+from tests.conftest import Inbox
 from tests.scenario import until
 from tests.test_lifecycle import comments, record, status_of
 from tests.test_webhooks import free_port
 from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
-
-
-class Inbox:
-    """What the SMTP server received: the envelope's recipients and the parsed message."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
-
-
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    handler = Inbox(free_port())
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
 
 
 def event_of(message: EmailMessage) -> tuple[str, icalendar.Event]:
