@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test lint typecheck compose unit bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,10 +25,13 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy --cache-dir=/dev/null  # a stale cache once hid an error CI found
 
+compose: $(STAMP)
+	PM_ENV_FILE=.env.example $(BIN)/docker-compose -f docker-compose.yml --env-file .env.example config -q
+
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck unit
+test: lint typecheck compose unit
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py
