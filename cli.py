@@ -97,7 +97,7 @@ def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine; turn every expected failure into one clear line."""
     try:
         return asyncio.run(make())
-    except (CliError, ConfigError, IntegrationError) as exc:
+    except (CliError, ConfigError, IntegrationError, engine.BadFilter) as exc:
         fail(str(exc))
     except WorkflowUpdateFailedError as exc:
         fail(_failure_text(exc))

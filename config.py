@@ -425,6 +425,16 @@ class Routing(BaseModel):
     def mapping_for(self, source: str) -> SourceMapping:
         return self.sources.get(source) or SourceMapping()  # type: ignore[call-overload]
 
+    @field_validator("teams")
+    @classmethod
+    def _plain_team_names(cls, teams: dict[str, TeamConfig]) -> dict[str, TeamConfig]:
+        for name in teams:
+            if not re.match(r"^[^'\"\\\x00-\x1f]{1,100}$", name):
+                raise ValueError(
+                    f"team name {name!r}: no quotes, backslashes or control characters"
+                )
+        return teams
+
     @model_validator(mode="after")
     def _projects_unique(self) -> Routing:
         seen: dict[str, str] = {}

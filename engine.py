@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -85,8 +86,22 @@ async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput
     return Started(handle=handle, started=bool(getattr(response, "started", True)))
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+# What a filter value may hold: visibility's SQL backends disagree on escapes, so none are needed.
+FILTER_VALUE = re.compile(r"^[^'\"\\\x00-\x1f]{1,200}$")
+
+
+class BadFilter(ValueError):
+    """A filter value (a team name, say) that cannot be put in a visibility query."""
+
+
+def quote(value: str) -> str:
+    """A visibility query string literal. Values come from routing names and enums; anything
+    with a quote, a backslash or a control character is refused rather than escaped."""
+    if not FILTER_VALUE.match(value):
+        raise BadFilter(
+            f"{value[:60]!r} cannot be a filter: no quotes, backslashes or control characters"
+        )
+    return f"'{value}'"
 
 
 def postmortem_query(
@@ -102,11 +117,11 @@ def postmortem_query(
         "ExecutionStatus != 'ContinuedAsNew'",
     ]
     if phase is not None:
-        clauses.append(f"{sa.PHASE.name} = {_quote(phase.value)}")
+        clauses.append(f"{sa.PHASE.name} = {quote(phase.value)}")
     if team is not None:
-        clauses.append(f"{sa.TEAM.name} = {_quote(team)}")
+        clauses.append(f"{sa.TEAM.name} = {quote(team)}")
     if severity is not None:
-        clauses.append(f"{sa.SEVERITY.name} = {_quote(severity.value)}")
+        clauses.append(f"{sa.SEVERITY.name} = {quote(severity.value)}")
     if overdue:
         clauses.append(f"{sa.OVERDUE_ACTIONS.name} > 0")
     return " AND ".join(clauses)
@@ -120,7 +135,7 @@ def problems_query(*, team: str | None = None) -> str:
         f"{sa.TRACKER_PROBLEMS.name} IS NOT NULL",
     ]
     if team is not None:
-        clauses.append(f"{sa.TEAM.name} = {_quote(team)}")
+        clauses.append(f"{sa.TEAM.name} = {quote(team)}")
     return " AND ".join(clauses)
 
 
@@ -131,9 +146,9 @@ def overdue_actions_query(*, team: str | None = None, severity: Severity | None 
         f"{sa.OVERDUE_ACTIONS.name} > 0",
     ]
     if team is not None:
-        clauses.append(f"{sa.TEAM.name} = {_quote(team)}")
+        clauses.append(f"{sa.TEAM.name} = {quote(team)}")
     if severity is not None:
-        clauses.append(f"{sa.SEVERITY.name} = {_quote(severity.value)}")
+        clauses.append(f"{sa.SEVERITY.name} = {quote(severity.value)}")
     return " AND ".join(clauses)
 
 

@@ -11,12 +11,12 @@ import io
 from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -24,7 +24,6 @@ import engine
 from api import readmodel
 from api.access import COOKIE, Role, _matches, _tokens, require, role_of
 from config import Settings, load_routing
-from domain.findings import describe_validation_error
 from domain.messages import AcknowledgeInput, CancelInput, RescheduleReviewInput
 from domain.models import Phase, PostmortemState, Severity
 from workflows.postmortem import PostmortemWorkflow
@@ -99,6 +98,11 @@ class PostmortemDetail(BaseModel):
 
 class Problem(BaseModel):
     error: str
+
+
+class Done(BaseModel):
+    workflow_id: str
+    done: bool
 
 
 class RescheduleBody(BaseModel):
@@ -184,8 +188,21 @@ def operator(request: Request) -> Role:
 # Module level: FastAPI resolves these annotations by name (postponed evaluation).
 Viewer = Annotated[Role, Depends(viewer)]
 Operator = Annotated[Role, Depends(operator)]
-Team = Annotated[str | None, Query(max_length=200, description="Only this team")]
-Sev = Annotated[Severity | None, Query(description="Only this severity")]
+Team = Annotated[
+    str | None,
+    Query(pattern=r"^[^'\"\\\x00-\x1f]{0,200}$", description="Only this team"),
+]
+# An empty value (a filter form's "all") means no filter.
+Sev = Annotated[
+    str | None,
+    Query(pattern=r"^(SEV[1-5])?$", description="Only this severity (SEV1..SEV5)"),
+]
+
+
+def severity_of(value: str | None) -> Severity | None:
+    return Severity(value) if value else None
+
+
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 
@@ -269,7 +286,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
             query = readmodel.late_reviews_query(now(), team or None)
         else:
             query = engine.postmortem_query(
-                phase=phase, team=team or None, severity=severity, overdue=overdue
+                phase=phase, team=team or None, severity=severity_of(severity), overdue=overdue
             )
         try:
             token = base64.urlsafe_b64decode(page_token.encode()) if page_token else None
@@ -311,7 +328,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         limit: Limit = PAGE,
     ) -> ActionPage:
         """Open corrective actions by due date: the overdue ones, or the ones still on time."""
-        return await overdue_data(team or None, severity, offset, limit, overdue)
+        return await overdue_data(team or None, severity_of(severity), offset, limit, overdue)
 
     async def act(workflow_id: str, update: Any, arg: Any) -> JSONResponse:
         handle = client().get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
@@ -331,31 +348,34 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
             return JSONResponse({"error": f"this post-mortem has ended ({status})"}, 409)
         return JSONResponse({"workflow_id": workflow_id, "done": True})
 
-    updates: dict[str, tuple[type[BaseModel], Any, type[BaseModel]]] = {
-        "schedule": (RescheduleBody, PostmortemWorkflow.schedule_review, RescheduleReviewInput),
-        "acknowledge": (AcknowledgeBody, PostmortemWorkflow.acknowledge_findings, AcknowledgeInput),
-        "cancel": (CancelBody, PostmortemWorkflow.cancel, CancelInput),
+    operated: dict[str, Any] = {
+        "responses": {404: {"model": Problem}, 409: {"model": Problem}},
+        "response_model": Done,
+        "tags": ["operations"],
     }
 
-    @app.post(
-        "/api/postmortems/{workflow_id}/{operation}",
-        responses={404: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
-        tags=["operations"],
-    )
-    async def api_operate(
-        _: Operator,
-        workflow_id: str,
-        operation: Literal["schedule", "acknowledge", "cancel"],
-        request: Request,
-    ) -> JSONResponse:
-        """Operators only: reschedule the review ({at, reason}), acknowledge blameless
-        findings ({finding_ids, note}) or cancel ({reason})."""
-        body_model, update, message = updates[operation]
-        try:
-            body = body_model.model_validate_json(await request.body())
-        except ValidationError as exc:
-            return JSONResponse({"error": "; ".join(describe_validation_error(exc))}, 422)
-        return await act(workflow_id, update, message.model_validate(body.model_dump()))
+    @app.post("/api/postmortems/{workflow_id}/schedule", **operated)
+    async def api_schedule(_: Operator, workflow_id: str, body: RescheduleBody) -> JSONResponse:
+        """Operators only: move the review (outside the window it needs a reason)."""
+        return await act(
+            workflow_id,
+            PostmortemWorkflow.schedule_review,
+            RescheduleReviewInput(at=body.at, reason=body.reason),
+        )
+
+    @app.post("/api/postmortems/{workflow_id}/acknowledge", **operated)
+    async def api_acknowledge(_: Operator, workflow_id: str, body: AcknowledgeBody) -> JSONResponse:
+        """Operators only: keep the wording of blameless-check findings, with a note why."""
+        return await act(
+            workflow_id,
+            PostmortemWorkflow.acknowledge_findings,
+            AcknowledgeInput(finding_ids=body.finding_ids, note=body.note),
+        )
+
+    @app.post("/api/postmortems/{workflow_id}/cancel", **operated)
+    async def api_cancel(_: Operator, workflow_id: str, body: CancelBody) -> JSONResponse:
+        """Operators only: cancel the post-mortem, with the reason."""
+        return await act(workflow_id, PostmortemWorkflow.cancel, CancelInput(reason=body.reason))
 
     # -- HTML ----------------------------------------------------------------------------
 
@@ -396,12 +416,12 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         guard = html_guard(request)
         if isinstance(guard, Response):
             return guard
-        data = await overdue_data(team or None, severity, offset, PAGE)
+        data = await overdue_data(team or None, severity_of(severity), offset, PAGE)
         return page(
             "overdue.html.j2",
             data=data,
             team=team,
-            severity=severity,
+            severity=severity_of(severity),
             teams=teams(),
             severities=[s.value for s in Severity],
             role=guard,
@@ -420,7 +440,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         moment = now()
         rows = (
             await readmodel.ranked_overdue(
-                client(), moment, team=team or None, severity=severity, limit=100_000
+                client(), moment, team=team or None, severity=severity_of(severity), limit=100_000
             )
         )[1]
         out = io.StringIO()

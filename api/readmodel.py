@@ -18,6 +18,7 @@ from temporalio.client import Client
 
 import engine
 from domain.models import ActionType, Phase, Severity
+from engine import quote
 from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
@@ -31,10 +32,6 @@ CONCURRENCY = 8
 
 def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def quote(value: str) -> str:
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def actions_query(

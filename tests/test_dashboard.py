@@ -243,7 +243,7 @@ async def test_roles_viewers_read_operators_act(api):
         bad = await http.post(
             f"/api/postmortems/{s.scheduled}/cancel", json={"reason": ""}, headers=as_role(OPERATOR)
         )
-        assert bad.status_code == 422 and "reason" in bad.json()["error"]
+        assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "reason"]
         done = await http.post(
             f"/api/postmortems/{s.scheduled}/cancel", json=cancel, headers=as_role(OPERATOR)
         )

@@ -1,0 +1,125 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright, against the API
+on the dev server with seeded post-mortems. Numbers on the pages are checked against the JSON
+API; a filter is used, the CSV downloaded; screenshots land in tests/artifacts/ (not kept).
+
+`make test` installs Chromium where it can (root with apt); elsewhere these tests are
+skipped with the reason, except in CI, where a missing browser fails them."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.test_dashboard import VIEWER, api, visible  # noqa: F401 - api is a fixture
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+if not Path(CHROMIUM).exists():
+    if os.environ.get("CI"):
+        pytest.fail(
+            "Chromium is missing in CI: `make test` should have installed it", pytrace=False
+        )
+    pytest.skip(
+        "Chromium is not installed (as root: apt-get install -y chromium); browser tests skipped",
+        allow_module_level=True,
+    )
+
+
+@pytest.fixture
+async def browser():
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        launched = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=FLAGS
+        )
+        yield launched
+        await launched.close()
+
+
+async def test_the_dashboard_in_chromium(api, browser):  # noqa: F811
+    base, s = api
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        overview = await visible(
+            http, f"/api/overview?team={s.team}", lambda o: o["phases"]["closed"] == 1
+        )
+        overdue = await visible(
+            http, f"/api/actions?overdue=true&team={s.team}", lambda p: p["total"] == 1
+        )
+
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True
+    )
+    page = await context.new_page()
+    await page.goto(f"{base}/")
+    assert "/login" in page.url  # signed out: sent to sign in
+    await page.fill("input[name=token]", VIEWER)
+    await page.click("button[type=submit]")
+    await page.wait_for_url(f"{base}/")
+
+    # The overview, narrowed to the seeded team with its filter.
+    await page.select_option("#team-filter", s.team)
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_url(f"**/?team={s.team}")
+    for phase, n in overview["phases"].items():
+        shown = await page.inner_text(f'#phases [data-phase="{phase}"] .n')
+        assert int(shown) == n, phase
+    assert int(await page.inner_text('[data-metric="late-reviews"] .n')) == overview["late_reviews"]
+    for bucket, n in overview["ageing"].items():
+        assert int(await page.inner_text(f'#ageing [data-bucket="{bucket}"] .n')) == n
+    assert await page.locator("#weekly-chart rect.opened").count() == 12
+    await page.screenshot(path=str(ARTIFACTS / "overview.png"), full_page=True)
+
+    # The overdue page: the same rows as the API, then the CSV.
+    await page.click(f'#overdue-by-team a:has-text("{s.team}")')
+    await page.wait_for_url(f"**/overdue?team={s.team}")
+    rows = page.locator("#overdue tbody tr")
+    assert await rows.count() == overdue["total"]
+    first = overdue["items"][0]
+    assert await rows.nth(0).get_attribute("data-action") == first["action_id"]
+    assert first["title"] in await rows.nth(0).inner_text()
+    async with page.expect_download() as download_info:
+        await page.click("#csv")
+    download = await download_info.value
+    target = ARTIFACTS / "overdue.csv"
+    await download.save_as(target)
+    csv_rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["postmortem"] for r in csv_rows] == [i["postmortem_id"] for i in overdue["items"]]
+    await page.screenshot(path=str(ARTIFACTS / "overdue.png"), full_page=True)
+
+    # A post-mortem's page from the list.
+    await rows.nth(0).locator("a").first.click()
+    await page.wait_for_url(f"**/postmortems/{s.following_up}")
+    assert await page.inner_text("#phase") == "following up"
+    assert await page.locator("#actions tbody tr").count() == 2
+    await page.screenshot(path=str(ARTIFACTS / "postmortem.png"), full_page=True)
+    await context.close()
+
+    # On a phone: readable, nothing wider than the screen but the tables' own scroll.
+    phone = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    await phone.add_cookies([{"name": "pm_token", "value": VIEWER, "url": base}])
+    mobile = await phone.new_page()
+    await mobile.goto(f"{base}/?team={s.team}")
+    overflow = await mobile.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 1
+    await mobile.screenshot(path=str(ARTIFACTS / "overview-phone.png"), full_page=True)
+    await phone.close()
