@@ -90,6 +90,8 @@ class Settings(BaseSettings):
     auth_user_header: str | None = None  # e.g. X-Forwarded-Email (oauth2-proxy)
     operator_users: str = ""  # comma-separated users of that header who may operate
     temporal_ui_url: str | None = None  # links to workflows; default the dev server's UI
+    # The overview is served from memory this long, then refreshed behind the scenes (0: off).
+    overview_cache_seconds: float = Field(default=15, ge=0, le=3600)
     # Where people reach the API: links in invitations and tickets (draft, review.ics).
     public_url: str = "http://127.0.0.1:8000"
     # Email for review invitations and reminders; off while PM_SMTP_HOST is unset.

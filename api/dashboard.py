@@ -9,7 +9,7 @@ import base64
 import csv
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Annotated, Any
 
@@ -216,8 +216,13 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
     def now() -> datetime:
         return datetime.now(UTC)
 
+    overviews = readmodel.OverviewCache(
+        lambda team: readmodel.overview(client(), now(), teams(), team=team),
+        fresh=timedelta(seconds=settings.overview_cache_seconds),
+    )
+
     async def overview_data(team: str | None) -> OverviewOut:
-        data = await readmodel.overview(client(), now(), teams(), team=team)
+        data = await overviews.get(team)
         return OverviewOut.model_validate(data.as_json() | {"team": team})
 
     async def overdue_data(
@@ -392,7 +397,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         guard = html_guard(request)
         if isinstance(guard, Response):
             return guard
-        data = await readmodel.overview(client(), now(), teams(), team=team or None)
+        data = await overviews.get(team or None)
         late = [
             r
             async for r in engine.list_postmortems(

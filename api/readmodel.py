@@ -9,7 +9,7 @@ until a page's worth is left, and lists only that (most overdue first)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -243,3 +243,46 @@ async def ranked_overdue(
     if offset < total:
         await collect(EPOCH, now + DAY if overdue else LATEST, offset)
     return total, rows[:limit]
+
+
+class OverviewCache:
+    """The overview is ~70 count queries; a manager's page must not wait for them. Served from
+    memory while younger than `fresh`; older (up to `stale`), it is served at once and
+    refreshed in the background (one refresh per team at a time); older still, recomputed.
+    The page and the JSON say when it was computed (`now`)."""
+
+    def __init__(
+        self,
+        compute: Callable[[str | None], Awaitable[Overview]],
+        *,
+        fresh: timedelta = timedelta(seconds=15),
+        stale: timedelta = timedelta(minutes=10),
+    ) -> None:
+        self._compute = compute
+        self._fresh, self._stale = fresh, stale
+        self._known: dict[str | None, Overview] = {}
+        self._running: dict[str | None, asyncio.Task[Overview]] = {}
+
+    async def get(self, team: str | None) -> Overview:
+        if self._fresh <= timedelta(0):
+            return await self._compute(team)  # caching off
+        known = self._known.get(team)
+        age = datetime.now(UTC) - known.now if known else None
+        if known is not None and age is not None and age < self._fresh:
+            return known
+        task = self._refresh(team)
+        if known is not None and age is not None and age < self._stale:
+            return known
+        return await asyncio.shield(task)
+
+    def _refresh(self, team: str | None) -> asyncio.Task[Overview]:
+        running = self._running.get(team)
+        if running is None or running.done():
+            running = asyncio.ensure_future(self._store(team))
+            self._running[team] = running
+        return running
+
+    async def _store(self, team: str | None) -> Overview:
+        overview = await self._compute(team)
+        self._known[team] = overview
+        return overview

@@ -113,6 +113,7 @@ async def api(dev_env, dev_settings: Settings, dev_worker):
             "api_port": free_port(),
             "viewer_tokens": SecretStr(f"other-viewer,{VIEWER}"),
             "operator_tokens": SecretStr(OPERATOR),
+            "overview_cache_seconds": 0,  # every number fresh: the test compares them
         }
     )
     seeded = await seed(dev_env.client, settings)

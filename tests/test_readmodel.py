@@ -1,0 +1,123 @@
+"""The dashboard's read model: the overdue list ranked by narrowing due-date ranges with
+counts must equal a full listing sorted by hand (dev server, with the split threshold lowered
+so that ranges really split), and the overview cache serves, refreshes and computes once."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import engine
+from api import readmodel
+from workflows import search_attributes as sa
+
+
+async def seed_actions(client, team: str, count: int, overdue: int) -> None:
+    """Follow-up workflows with their attributes on a queue no worker polls."""
+    rng = random.Random(11)
+    now = datetime.now(UTC)
+    dues = [now - timedelta(days=rng.uniform(0.01, 400)) for _ in range(overdue)]
+    dues += [now + timedelta(days=rng.uniform(0.01, 60)) for _ in range(count - overdue)]
+    dues[1] = dues[0]  # two actions due at the same instant: ties are ordered by id
+
+    async def start(i: int, due: datetime) -> None:
+        pm = f"postmortem-rm-{team}-{i:04d}"
+        await client.start_workflow(
+            "ActionFollowUpWorkflow",
+            {},
+            id=f"{pm}/action-a",
+            task_queue="idle-readmodel",
+            memo={"postmortem_id": pm, "action_id": "a", "title": f"Action {i}"},
+            search_attributes=sa.initial(
+                {
+                    sa.TEAM: team,
+                    sa.SEVERITY: "SEV2" if i % 3 else "SEV1",
+                    sa.OPEN_ACTIONS: 1,
+                    sa.OVERDUE_ACTIONS: int(due < now),
+                    sa.NEXT_ACTION_DUE: due,
+                }
+            ),
+        )
+
+    await asyncio.gather(*(start(i, due) for i, due in enumerate(dues)))
+
+
+async def test_ranked_pages_equal_a_sorted_full_listing(dev_env, monkeypatch):
+    client = dev_env.client
+    team = f"rank-{uuid.uuid4().hex[:8]}"
+    await seed_actions(client, team, count=160, overdue=120)
+    query = readmodel.actions_query(overdue=True, team=team)
+    while (await client.count_workflows(query)).count < 120:
+        await asyncio.sleep(0.2)
+    now = datetime.now(UTC)
+    everything = [r async for r in engine.list_overdue_actions(client, query)]
+    expected = [r.workflow_id for r in sorted(everything, key=lambda r: (r.due, r.workflow_id))]
+    assert len(expected) == 120
+
+    monkeypatch.setattr(readmodel, "LIST_AT_MOST", 7)  # force many splits
+    pages = []
+    for offset in range(0, 130, 25):
+        total, rows = await readmodel.ranked_overdue(
+            client, now, team=team, offset=offset, limit=25
+        )
+        assert total == 120
+        pages += [r.workflow_id for r in rows]
+    assert pages == expected
+
+    total, sev1 = await readmodel.ranked_overdue(client, now, team=team, severity="SEV1", limit=500)
+    assert [r.workflow_id for r in sev1] == [
+        r.workflow_id
+        for r in sorted(everything, key=lambda r: (r.due, r.workflow_id))
+        if r.severity == "SEV1"
+    ]
+    assert total == len(sev1)
+    assert (await readmodel.ranked_overdue(client, now, team=team, offset=500))[1] == []
+
+
+def overview_at(moment: datetime) -> readmodel.Overview:
+    return readmodel.Overview(
+        now=moment, phases={}, overdue_by_team={}, ageing={}, late_reviews=0, completion={}
+    )
+
+
+async def test_overview_cache_serves_fresh_then_stale_and_refreshes_once():
+    calls: list[str | None] = []
+    release = asyncio.Event()
+    ages = iter([timedelta(0), timedelta(seconds=30), timedelta(0)])
+
+    async def compute(team: str | None) -> readmodel.Overview:
+        calls.append(team)
+        if len(calls) == 2:
+            await release.wait()
+        return overview_at(datetime.now(UTC) - next(ages))
+
+    cache = readmodel.OverviewCache(compute, fresh=timedelta(seconds=15))
+    first = await cache.get(None)
+    assert await cache.get(None) is first and calls == [None]  # fresh: from memory
+
+    cache._known[None] = overview_at(datetime.now(UTC) - timedelta(seconds=20))  # now stale
+    stale = cache._known[None]
+    answers = await asyncio.gather(*(cache.get(None) for _ in range(5)))
+    assert all(a is stale for a in answers)  # served at once while one refresh runs
+    assert calls == [None, None]
+    release.set()
+    await asyncio.sleep(0.01)
+    assert cache._known[None] is not stale
+
+    await cache.get("payments")  # another team: computed for itself
+    assert calls == [None, None, "payments"]
+
+
+async def test_overview_cache_off_computes_every_time():
+    calls = []
+
+    async def compute(team):
+        calls.append(team)
+        return overview_at(datetime.now(UTC))
+
+    cache = readmodel.OverviewCache(compute, fresh=timedelta(0))
+    await cache.get(None)
+    await cache.get(None)
+    assert calls == [None, None]
