@@ -11,6 +11,10 @@ from typing import Any
 import structlog
 from temporalio import activity, workflow
 
+# postmortem-<source>-<incident>[/action-<id>]; a source may hold a dash (grafana-oncall).
+_WORKFLOW_ID = re.compile(
+    r"^postmortem-(?P<source>grafana-oncall|[a-z0-9]+)-(?P<incident>[^/]+)(?:/action-(?P<action>.+))?$"
+)
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey|authorization)", re.I)
 
 
@@ -28,6 +32,13 @@ def _temporal_context(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
         event.setdefault("workflow_id", info_.workflow_id)
         event.setdefault("activity_type", info_.activity_type)
         event.setdefault("attempt", info_.attempt)
+    # The incident (and action) every line is about, read off the workflow id.
+    match = _WORKFLOW_ID.match(str(event.get("workflow_id") or ""))
+    if match:
+        event.setdefault("incident", match["incident"])
+        event.setdefault("source", match["source"])
+        if match["action"]:
+            event.setdefault("action", match["action"])
     return event
 
 
