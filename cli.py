@@ -8,7 +8,7 @@ import os
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
@@ -305,7 +305,7 @@ def status_json(state: PostmortemState) -> dict[str, Any]:
 
 
 def _when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M} UTC" if value else "—"
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if value else "—"
 
 
 def status_text(s: PostmortemState) -> str:
@@ -452,8 +452,6 @@ def review(
     data = load_findings_file(findings)
     parsed, problems = parse_findings(data)
     if parsed is not None:
-        from datetime import UTC
-
         problems = check_findings(parsed, now=datetime.now(UTC), teams=routing().calendars())
         if revise and parsed.actions:
             problems.append(
@@ -632,8 +630,6 @@ def overdue(
         overdue = [row async for row in engine.list_overdue_actions(connected, query, limit)]
         refused = engine.problems_query(team=team)
         return overdue, [row async for row in engine.list_postmortems(connected, refused, limit)]
-
-    from datetime import UTC
 
     now = datetime.now(UTC)
     found, refused = run(go)

@@ -480,31 +480,37 @@ class Routing(BaseModel):
         }
 
 
-_cache: dict[Path, tuple[int, Routing]] = {}
+_cache: dict[Path, tuple[bytes, Routing]] = {}
 
 
 def load_routing(path: Path) -> Routing:
-    """Read the routing file; re-read when it changes so a fix needs no restart."""
+    """Read the routing file; re-read when it changes so a fix needs no restart. Keyed on
+    the content, not the modification time: two writes within one clock tick share an
+    mtime, and the second would be missed."""
     path = Path(path)
     try:
-        mtime = path.stat().st_mtime_ns
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(
             f"{path}: routing file not found (copy teams.example.toml to {path} "
             "or set PM_TEAMS_FILE)"
         ) from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the routing file: {exc.strerror}") from None
     cached = _cache.get(path)
-    if cached and cached[0] == mtime:
+    if cached and cached[0] == raw:
         return cached[1]
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
     try:
         routing = Routing.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{path}: " + "; ".join(describe_validation_error(exc))) from None
-    _cache[path] = (mtime, routing)
+    _cache[path] = (raw, routing)
     return routing
 
 

@@ -120,6 +120,11 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         # The same body as every other refusal of this API: {"error": "..."}.
         return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
 
+    @app.exception_handler(RPCError)
+    async def temporal_error(request: Request, exc: RPCError) -> JSONResponse:
+        log.warning("Temporal refused %s: %s", request.url.path, exc.message)
+        return JSONResponse({"error": f"Temporal unavailable: {exc.message}"}, 503)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         # A bug of ours: logged with its trace, answered without one.

@@ -8,15 +8,17 @@ from __future__ import annotations
 import base64
 import csv
 import io
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
+from urllib.parse import quote_plus
 
 import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -24,6 +26,7 @@ import engine
 from api import readmodel
 from api.access import COOKIE, Role, _matches, _tokens, require, role_of
 from config import Settings, load_routing
+from domain.findings import describe_validation_error
 from domain.messages import AcknowledgeInput, CancelInput, RescheduleReviewInput
 from domain.models import Phase, PostmortemState, Severity
 from workflows.postmortem import PostmortemWorkflow
@@ -131,7 +134,7 @@ def _templates() -> jinja2.Environment:
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
     )
-    env.filters["when"] = lambda d: f"{d:%Y-%m-%d %H:%M} UTC" if d else "—"
+    env.filters["when"] = lambda d: f"{d.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if d else "—"
     env.filters["day"] = lambda d: f"{d:%Y-%m-%d}" if d else "—"
     return env
 
@@ -301,7 +304,9 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         try:
             await pager.fetch_next_page()
         except RPCError as exc:
-            if exc.status is RPCStatusCode.INVALID_ARGUMENT:
+            # A made-up token fails in the server's decoding, as INVALID_ARGUMENT or UNKNOWN.
+            unavailable = exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
+            if token is not None and not unavailable:
                 return JSONResponse({"error": "page_token is not one this API gave"}, 400)
             raise
         rows = [engine.postmortem_row(e, await e.memo()) for e in pager.current_page or []]
@@ -500,7 +505,53 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
             return page(
                 "error.html.j2", exc.status_code, title="Not found", message=str(exc.detail)
             )
-        return page("postmortem.html.j2", d=detail, s=detail.state, role=guard, now=now())
+        return page(
+            "postmortem.html.j2",
+            d=detail,
+            s=detail.state,
+            role=guard,
+            now=now(),
+            done=request.query_params.get("done", ""),
+            error=request.query_params.get("error", ""),
+        )
+
+    @app.post("/postmortems/{workflow_id}/operate", include_in_schema=False)
+    async def operate_form(
+        request: Request,
+        workflow_id: str,
+        operation: Annotated[Literal["schedule", "acknowledge", "cancel"], Form()],
+        at: Annotated[str, Form()] = "",
+        reason: Annotated[str, Form()] = "",
+        finding_id: Annotated[str, Form()] = "",
+        note: Annotated[str, Form()] = "",
+    ) -> Response:
+        """The operators' forms on a post-mortem's page; back to the page with the outcome."""
+        guard = html_guard(request, Role.OPERATOR)
+        if isinstance(guard, Response):
+            return guard
+        back = f"/postmortems/{quote_plus(workflow_id)}"
+        update: Any
+        arg: Any
+        try:
+            if operation == "schedule":
+                update = PostmortemWorkflow.schedule_review
+                arg = RescheduleReviewInput(at=datetime.fromisoformat(at.strip()), reason=reason)
+            elif operation == "acknowledge":
+                update = PostmortemWorkflow.acknowledge_findings
+                arg = AcknowledgeInput(finding_ids=[finding_id], note=note)
+            else:
+                update, arg = PostmortemWorkflow.cancel, CancelInput(reason=reason)
+        except ValidationError as exc:
+            problem = "; ".join(describe_validation_error(exc))
+            return RedirectResponse(f"{back}?error={quote_plus(problem)}", status_code=303)
+        except ValueError:
+            problem = f"{at!r} is not a time with its zone, like 2026-12-01T10:00:00+01:00"
+            return RedirectResponse(f"{back}?error={quote_plus(problem)}", status_code=303)
+        answer = await act(workflow_id, update, arg)
+        if answer.status_code != 200:
+            error = json.loads(bytes(answer.body))["error"]
+            return RedirectResponse(f"{back}?error={quote_plus(error)}", status_code=303)
+        return RedirectResponse(f"{back}?done={quote_plus(operation)}", status_code=303)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_form(next: str = "/") -> Response:

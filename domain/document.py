@@ -7,7 +7,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ class TemplateProblem(ValueError):
 
 
 def _when(d: datetime | None) -> str:
-    return f"{d:%Y-%m-%d %H:%M} UTC" if d else "—"
+    return f"{d.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if d else "—"
 
 
 @cache

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from domain.invitation import review_links
 from domain.models import BlamelessNote, CorrectiveAction, Incident, PostmortemState, ReviewSlot
 
 
 def when(instant: datetime) -> str:
-    return f"{instant:%a %Y-%m-%d %H:%M} UTC"
+    return f"{instant.astimezone(UTC):%a %Y-%m-%d %H:%M} UTC"
 
 
 def tracking_ticket(state: PostmortemState) -> tuple[str, str]:

@@ -3,6 +3,7 @@ against the dev server: never a 500, and every response as the OpenAPI document 
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -52,6 +53,9 @@ def test_the_api_keeps_its_document(api_schema: schemathesis.BaseSchema) -> None
             max_examples=15,
             deadline=None,
             database=None,
+            # The same examples every run: CI stays repeatable. (Random seeds found two faults
+            # here, since fixed; run with PM_SCHEMATHESIS_EXPLORE=1 to look for more.)
+            derandomize=not os.environ.get("PM_SCHEMATHESIS_EXPLORE"),
             suppress_health_check=list(hypothesis.HealthCheck),
         )
         def check(case: schemathesis.Case) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.test_dashboard import VIEWER, api, visible  # noqa: F401 - api is a fixture
+from tests.test_dashboard import OPERATOR, VIEWER, api, visible  # noqa: F401 - api is a fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -123,3 +123,32 @@ async def test_the_dashboard_in_chromium(api, browser):  # noqa: F811
     assert overflow <= 1
     await mobile.screenshot(path=str(ARTIFACTS / "overview-phone.png"), full_page=True)
     await phone.close()
+
+
+async def test_operators_act_from_the_page_and_viewers_do_not_see_the_forms(api, browser):  # noqa: F811
+    base, s = api
+    viewer = await browser.new_context()
+    await viewer.add_cookies([{"name": "pm_token", "value": VIEWER, "url": base}])
+    page = await viewer.new_page()
+    await page.goto(f"{base}/postmortems/{s.scheduled}")
+    assert await page.locator("#reschedule").count() == 0
+    await viewer.close()
+
+    operator = await browser.new_context()
+    await operator.add_cookies([{"name": "pm_token", "value": OPERATOR, "url": base}])
+    page = await operator.new_page()
+    await page.goto(f"{base}/postmortems/{s.scheduled}")
+    await page.fill("#reschedule input[name=at]", "next tuesday")
+    await page.click("#reschedule button")
+    assert "is not a time with its zone" in await page.inner_text("#error")
+    await page.fill("#reschedule input[name=at]", "2030-01-07T10:00:00+01:00")
+    await page.fill("#reschedule input[name=reason]", "the team is on call this week")
+    await page.click("#reschedule button")
+    assert await page.inner_text("#done") == "Done: schedule."
+    text = await page.inner_text("main")
+    assert "2030-01-07 09:00 UTC" in text, text
+    await page.fill("#cancel input[name=reason]", "merged into another incident")
+    await page.click("#cancel button")
+    await page.wait_for_selector("#done")
+    await page.screenshot(path=str(ARTIFACTS / "operated.png"), full_page=True)
+    await operator.close()

@@ -120,3 +120,15 @@ def test_settings_read_temporal_environment(monkeypatch):
     assert current.temporal_address == "temporal.example:7233"
     assert current.task_queue == "q"
     assert "sekrit" not in repr(current)  # secrets never print
+
+
+def test_a_rewrite_within_one_clock_tick_is_read(tmp_path):
+    import os
+
+    path = tmp_path / "teams.toml"
+    path.write_text('[teams.a]\nmanager = "m"\n')
+    stamp = path.stat().st_mtime_ns
+    assert load_routing(path).teams["a"].manager == "m"
+    path.write_text('[teams.a]\nmanager = "n"\n')
+    os.utime(path, ns=(stamp, stamp))  # the same modification time as before
+    assert load_routing(path).teams["a"].manager == "n"

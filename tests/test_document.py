@@ -243,3 +243,16 @@ def test_a_closed_post_mortem_ends_with_its_closing_summary():
     assert "- Dropped: Rewrite search (superseded by a2b)" in text
     assert 'id="closing"' in render_html(closed, rendered_at=NOW)
     assert "Closing summary" not in render_markdown(state(), rendered_at=NOW)
+
+
+def test_times_are_shown_in_utc_whatever_offset_they_came_with():
+    from datetime import timezone
+
+    from domain.notices import when
+
+    berlin = datetime(2030, 1, 7, 10, 0, tzinfo=timezone(timedelta(hours=1)))
+    assert when(berlin) == "Mon 2030-01-07 09:00 UTC"
+    text = render_markdown(
+        state(timeline=[TimelineEntry(at=berlin, text="Paged")]), rendered_at=NOW
+    )
+    assert "| 2030-01-07 09:00 UTC | Paged |" in text
