@@ -18,7 +18,7 @@ from urllib.parse import quote_plus
 import jinja2
 from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, StringConstraints, ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -113,13 +113,19 @@ class RescheduleBody(BaseModel):
     reason: str = ""
 
 
+# Said in words: not blank (the document says so too, with the pattern).
+Words = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000, pattern=r"\S")
+]
+
+
 class AcknowledgeBody(BaseModel):
     finding_ids: list[str] = Field(min_length=1)
-    note: str = Field(min_length=1)
+    note: Words
 
 
 class CancelBody(BaseModel):
-    reason: str = Field(min_length=1)
+    reason: Words
 
 
 # -- pages ----------------------------------------------------------------------------------
