@@ -328,7 +328,7 @@ def status_text(s: PostmortemState) -> str:
     if s.publication_note:
         lines.append(f"           {s.publication_note}")
     if s.review and s.review.facilitator:
-        lines.append(f"Facilitator {s.review.facilitator}")
+        lines.append(f"Chair      {s.review.facilitator} (facilitates the review)")
     if s.review and s.review.participants:
         lines.append(f"Invited    {', '.join(s.review.participants)}")
     if s.cancel_reason:
