@@ -229,6 +229,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         lambda team: readmodel.overview(client(), now(), teams(), team=team),
         fresh=timedelta(seconds=settings.overview_cache_seconds),
     )
+    app.state.overviews = overviews  # warmed by the app's lifespan
 
     async def overview_data(team: str | None) -> OverviewOut:
         data = await overviews.get(team)

@@ -9,6 +9,7 @@ until a page's worth is left, and lists only that (most overdue first)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -23,6 +24,7 @@ from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
+log = logging.getLogger("postmortem.api")
 DAY = timedelta(days=1)
 EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST = datetime(2200, 1, 1, tzinfo=UTC)
@@ -279,6 +281,8 @@ class OverviewCache:
         running = self._running.get(team)
         if running is None or running.done():
             running = asyncio.ensure_future(self._store(team))
+            # A background refresh nobody awaits must not leave its failure unretrieved.
+            running.add_done_callback(lambda t: t.cancelled() or t.exception())
             self._running[team] = running
         return running
 
@@ -286,3 +290,22 @@ class OverviewCache:
         overview = await self._compute(team)
         self._known[team] = overview
         return overview
+
+    async def keep_warm(self, first: list[str | None]) -> None:
+        """Until cancelled: compute `first` now, then refresh every overview asked for so far
+        before it goes stale, so that managers never wait for the counts (only the very first
+        view of a team after a start does, unless it is in `first`)."""
+        if self._fresh <= timedelta(0):
+            return
+        for team in first:
+            await self._warm(team)
+        while True:
+            await asyncio.sleep(self._fresh.total_seconds() * 0.8)
+            for team in list(self._known):
+                await self._warm(team)
+
+    async def _warm(self, team: str | None) -> None:
+        try:
+            await self._refresh(team)
+        except Exception as exc:  # Temporal unreachable for a moment: the next turn retries
+            log.warning("overview of %s not refreshed: %s", team or "every team", exc)

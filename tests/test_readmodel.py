@@ -121,3 +121,24 @@ async def test_overview_cache_off_computes_every_time():
     await cache.get(None)
     await cache.get(None)
     assert calls == [None, None]
+
+
+async def test_the_overview_is_kept_warm_and_a_failure_does_not_stop_it(caplog):
+    calls: list[str | None] = []
+
+    async def compute(team):
+        calls.append(team)
+        if len(calls) == 2:
+            raise RuntimeError("Temporal unreachable")
+        return overview_at(datetime.now(UTC))
+
+    cache = readmodel.OverviewCache(compute, fresh=timedelta(seconds=0.1))
+    warming = asyncio.ensure_future(cache.keep_warm([None]))
+    await asyncio.sleep(0.45)
+    served = await cache.get(None)  # fresh from the warmer: no computation of its own
+    count = len(calls)
+    assert count >= 3 and served is cache._known[None]
+    assert "overview of every team not refreshed: Temporal unreachable" in caplog.text
+    warming.cancel()
+    await asyncio.gather(warming, return_exceptions=True)
+    assert len(calls) == count
