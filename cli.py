@@ -25,6 +25,7 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
+import readmodel
 from config import ConfigError, Routing, Settings, load_routing
 from domain.findings import check_findings, describe_validation_error, parse_findings
 from domain.messages import (
@@ -167,13 +168,9 @@ async def handle_of(workflow_id: str) -> Any:
 
 
 async def fetch_state(workflow_id: str) -> PostmortemState:
-    handle = await handle_of(workflow_id)
-    try:
-        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
-    except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
-            raise CliError(f"no post-mortem {workflow_id!r}") from None
-        raise
+    state = await engine.postmortem_state(await client(), workflow_id)
+    if state is None:
+        raise CliError(f"no post-mortem {workflow_id!r}")
     return state
 
 
@@ -363,7 +360,7 @@ def status_text(s: PostmortemState) -> str:
                 lines.append(f"  {label}:")
                 lines += [f"    - {item}" for item in items]
     if s.blameless:
-        held = s.blameless_enforced and bool(s.blameless_open) and not s.published_url
+        held = s.blameless_holds and not s.published_url
         lines += ["", blameless_text(s.blameless, held=held)]
     lines += ["", "Actions"]
     if not s.actions:
@@ -623,17 +620,17 @@ def overdue(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Overdue corrective actions, most overdue first, from Temporal visibility."""
-    query = engine.overdue_actions_query(team=team, severity=severity)
+    now = datetime.now(UTC)
 
     async def go() -> tuple[list[engine.OverdueRow], list[engine.PostmortemRow]]:
         connected = await client()
-        overdue = [row async for row in engine.list_overdue_actions(connected, query, limit)]
+        _, overdue = await readmodel.ranked_actions(
+            connected, now, team=team, severity=severity.value if severity else None, limit=limit
+        )
         refused = engine.problems_query(team=team)
         return overdue, [row async for row in engine.list_postmortems(connected, refused, limit)]
 
-    now = datetime.now(UTC)
-    found, refused = run(go)
-    rows = sorted(found, key=lambda r: -r.days_overdue(now))
+    rows, refused = run(go)
     if not as_json:
         for pm in refused:
             typer.echo(f"not filed: {pm.workflow_id}: " + "; ".join(pm.problems))

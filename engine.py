@@ -13,12 +13,12 @@ from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.service import RPCError, RPCStatusCode
 
 from config import Settings
 from domain.messages import PostmortemInput
-from domain.models import Phase, Severity
+from domain.models import Phase, PostmortemState, Severity
 from workflows import search_attributes as sa
-from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
 _runtimes: dict[str, Runtime] = {}
@@ -139,19 +139,6 @@ def problems_query(*, team: str | None = None) -> str:
     return " AND ".join(clauses)
 
 
-def overdue_actions_query(*, team: str | None = None, severity: Severity | None = None) -> str:
-    clauses = [
-        f"WorkflowType = '{ActionFollowUpWorkflow.__name__}'",
-        "ExecutionStatus = 'Running'",
-        f"{sa.OVERDUE_ACTIONS.name} > 0",
-    ]
-    if team is not None:
-        clauses.append(f"{sa.TEAM.name} = {quote(team)}")
-    if severity is not None:
-        clauses.append(f"{sa.SEVERITY.name} = {quote(severity.value)}")
-    return " AND ".join(clauses)
-
-
 class PostmortemRow(BaseModel):
     """A post-mortem as visibility lists it (also the dashboard API's list item)."""
 
@@ -191,23 +178,58 @@ class OverdueRow:
     def days_overdue(self, now: datetime) -> int:
         return max(0, (now - self.due).days) if self.due else 0
 
+    def row(self, now: datetime) -> ActionRow:
+        return ActionRow(
+            postmortem_id=self.postmortem_id,
+            action_id=self.action_id,
+            title=self.title,
+            owner=self.owner,
+            team=self.team,
+            severity=self.severity,
+            incident_id=self.incident_id,
+            due=self.due,
+            days_overdue=self.days_overdue(now),
+            ticket=TicketLink(key=self.ticket, url=self.ticket_url),
+            escalation_level=self.escalation_level,
+            last_reminder_at=self.last_reminder_at,
+        )
+
     def as_json(self, now: datetime) -> dict[str, Any]:
-        return {
-            "postmortem_id": self.postmortem_id,
-            "action_id": self.action_id,
-            "title": self.title,
-            "owner": self.owner,
-            "team": self.team,
-            "severity": self.severity,
-            "incident_id": self.incident_id,
-            "due": self.due.isoformat() if self.due else None,
-            "days_overdue": self.days_overdue(now),
-            "ticket": {"key": self.ticket, "url": self.ticket_url},
-            "escalation_level": self.escalation_level,
-            "last_reminder_at": self.last_reminder_at.isoformat()
-            if self.last_reminder_at
-            else None,
-        }
+        return self.row(now).model_dump(mode="json")
+
+
+class TicketLink(BaseModel):
+    key: str
+    url: str
+
+
+class ActionRow(BaseModel):
+    """An open corrective action as the CLI's --json and the dashboard's API give it."""
+
+    postmortem_id: str
+    action_id: str
+    title: str
+    owner: str
+    team: str
+    severity: str
+    incident_id: str
+    due: datetime | None
+    days_overdue: int
+    ticket: TicketLink
+    escalation_level: int
+    last_reminder_at: datetime | None
+
+
+async def postmortem_state(client: Client, workflow_id: str) -> PostmortemState | None:
+    """The post-mortem's whole state, asked of its workflow; None when there is none."""
+    handle = client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+    try:
+        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    return state
 
 
 async def list_postmortems(

@@ -3,10 +3,7 @@ on the team's tracker issue, email, a Slack-compatible incoming webhook)."""
 
 from __future__ import annotations
 
-import json
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from datetime import datetime
 
@@ -15,13 +12,14 @@ from temporalio import activity
 from temporalio.client import Client
 
 import engine
+import readmodel
 from activities.errors import maps_integration_errors
-from api import readmodel
 from config import DigestConfig, Routing
 from domain.digest import Digest, DigestAction, DigestKind, DigestReview
 from domain.models import TicketRef
+from integrations.chat import post_text
 from integrations.email import Mailer
-from integrations.errors import ConfigurationError, DeliveryFailed
+from integrations.errors import ConfigurationError
 from integrations.tracker import Tracker
 
 SHOWN = 25
@@ -60,7 +58,7 @@ class DigestActivities:
     async def gather(self, request: GatherInput) -> Digest:
         client, now = self._client(), request.now
         severity = "SEV1" if request.kind == "sev1-daily" else None
-        total, rows = await readmodel.ranked_overdue(
+        total, rows = await readmodel.ranked_actions(
             client, now, team=request.team, severity=severity, limit=SHOWN
         )
         late = []
@@ -116,30 +114,7 @@ class DigestActivities:
             self._mailer.send(list(config.email), digest.subject(), text)
             done.append(f"email to {len(config.email)}")
         if config.webhook_url_env:
-            _post_webhook(os.environ.get(config.webhook_url_env, ""), config.webhook_url_env, text)
+            post_text(os.environ.get(config.webhook_url_env, ""), config.webhook_url_env, text)
             done.append("webhook")
         activity.logger.info("digest delivered", extra={"team": digest.team, "channels": done})
         return Delivered(channels=done)
-
-
-def _post_webhook(url: str, variable: str, text: str) -> None:
-    """A Slack-compatible incoming webhook: POST {"text": ...}. The URL is a secret."""
-    if not url.startswith(("https://", "http://")):
-        raise ConfigurationError(f"set {variable} to the incoming webhook's URL")
-    body = json.dumps({"text": text}).encode()
-    request = urllib.request.Request(  # noqa: S310 - the scheme is checked above
-        url, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=15) as answer:  # noqa: S310
-            answer.read()
-    except urllib.error.HTTPError as exc:
-        if 400 <= exc.code < 500 and exc.code != 429:
-            raise ConfigurationError(
-                f"the webhook in {variable} refused the digest: HTTP {exc.code}"
-            ) from None
-        raise DeliveryFailed(f"the webhook in {variable} answered HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        raise DeliveryFailed(
-            f"the webhook in {variable} is unreachable: {type(exc).__name__}"
-        ) from None

@@ -11,7 +11,7 @@ from temporalio import activity
 
 from activities.errors import maps_integration_errors
 from domain.blameless import Lexicon, check_postmortem
-from domain.invitation import Method, describe, is_address, review_event, review_links
+from domain.invitation import Method, invitation_message, is_address, review_event
 from domain.models import BlamelessNote, PostmortemState
 from integrations.email import Attachment, Mailer
 
@@ -75,8 +75,6 @@ class InvitationActivities:
         recipients = [p for p in slot.participants if is_address(p)]
         if not recipients:
             return Delivery(sent=False, reason="no participant has an email address")
-        incident = state.incident
-        links = review_links(self._base_url, state.workflow_id)
         method: Method = "CANCEL" if request.kind == "cancel" else "REQUEST"
         ics = review_event(
             state,
@@ -85,19 +83,7 @@ class InvitationActivities:
             base_url=self._base_url,
             stamp=request.now,
         )
-        subject = {
-            "request": "Invitation" if slot.sequence == 0 else "Updated invitation",
-            "cancel": "Cancelled",
-            "reminder": "Reminder, tomorrow",
-        }[request.kind] + f": post-mortem review of {incident.id} ({incident.title})"
-        text = describe(state, slot, links["draft"])
-        if request.kind == "reminder":
-            text = (
-                "The review is tomorrow. Please read the draft and note what you knew at each "
-                f"decision point: {links['draft']}\n\n{text}"
-            )
-        elif request.kind == "cancel":
-            text = f"The post-mortem was cancelled: {state.cancel_reason or ''}\n\n{text}"
+        subject, text = invitation_message(state, request.kind, self._base_url)
         self._mailer.send(
             recipients,
             subject,

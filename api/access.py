@@ -29,17 +29,23 @@ def _matches(given: str, tokens: list[str]) -> bool:
     return any(hmac.compare_digest(given.encode(), t.encode()) for t in tokens)
 
 
+def token_role(settings: Settings, token: str) -> Role | None:
+    """The role a bearer token gives, if it is one of the configured ones."""
+    if _matches(token, _tokens(settings.operator_tokens)):
+        return Role.OPERATOR
+    if _matches(token, _tokens(settings.viewer_tokens)):
+        return Role.VIEWER
+    return None
+
+
 def role_of(request: Request, settings: Settings) -> Role | None:
     if not settings.access_configured:
         return Role.OPERATOR  # loopback only: see check_binding
     given = request.headers.get("authorization", "")
     token = given[7:].strip() if given.lower().startswith("bearer ") else ""
     token = token or request.cookies.get(COOKIE, "")
-    if token:
-        if _matches(token, _tokens(settings.operator_tokens)):
-            return Role.OPERATOR
-        if _matches(token, _tokens(settings.viewer_tokens)):
-            return Role.VIEWER
+    if token and (role := token_role(settings, token)) is not None:
+        return role
     if settings.auth_user_header:
         user = request.headers.get(settings.auth_user_header, "").strip().lower()
         if user:

@@ -1,6 +1,6 @@
 """The managers' dashboard: server-rendered pages and the JSON API behind them.
 
-Lists and counts come from Temporal visibility (api/readmodel.py); only a post-mortem's own
+Lists and counts come from Temporal visibility (readmodel.py); only a post-mortem's own
 page asks its workflow. Viewers read; operators may also reschedule, acknowledge and cancel."""
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
-from api import readmodel
-from api.access import COOKIE, Role, _matches, _tokens, require, role_of
+import readmodel
+from api.access import COOKIE, Role, require, role_of, token_role
+from api.postmortems import state_of
 from config import Settings, load_routing
 from domain.findings import describe_validation_error
 from domain.messages import AcknowledgeInput, CancelInput, RescheduleReviewInput
@@ -65,31 +66,11 @@ class PostmortemPage(BaseModel):
     next_page_token: str | None = Field(description="Pass as page_token for the next page")
 
 
-class Ticket(BaseModel):
-    key: str
-    url: str
-
-
-class ActionRowOut(BaseModel):
-    postmortem_id: str
-    action_id: str
-    title: str
-    owner: str
-    team: str
-    severity: str
-    incident_id: str
-    due: datetime | None
-    days_overdue: int
-    ticket: Ticket
-    escalation_level: int
-    last_reminder_at: datetime | None
-
-
 class ActionPage(BaseModel):
     total: int
     offset: int
     limit: int
-    items: list[ActionRowOut]
+    items: list[engine.ActionRow]
 
 
 class PostmortemDetail(BaseModel):
@@ -239,7 +220,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         team: str | None, severity: Severity | None, offset: int, limit: int, overdue: bool = True
     ) -> ActionPage:
         moment = now()
-        total, rows = await readmodel.ranked_overdue(
+        total, rows = await readmodel.ranked_actions(
             client(),
             moment,
             team=team,
@@ -248,18 +229,8 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
             limit=limit,
             overdue=overdue,
         )
-        items = [ActionRowOut.model_validate(r.as_json(moment)) for r in rows]
+        items = [r.row(moment) for r in rows]
         return ActionPage(total=total, offset=offset, limit=limit, items=items)
-
-    async def state_of(workflow_id: str) -> PostmortemState:
-        handle = client().get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
-        try:
-            state: PostmortemState = await handle.query(PostmortemWorkflow.status)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                raise HTTPException(404, f"no post-mortem {workflow_id!r}") from None
-            raise HTTPException(503, f"Temporal unavailable: {exc.message}") from None
-        return state
 
     def detail_of(state: PostmortemState) -> PostmortemDetail:
         wid = state.workflow_id
@@ -331,7 +302,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
     )
     async def api_postmortem(_: Viewer, workflow_id: str) -> PostmortemDetail:
         """One post-mortem's whole state (asked of its workflow) and its links."""
-        return detail_of(await state_of(workflow_id))
+        return detail_of(await state_of(client(), workflow_id))
 
     @app.get("/api/actions", response_model=ActionPage, tags=["dashboard"])
     async def api_actions(
@@ -456,7 +427,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         """Every overdue action (same filters as /overdue), most overdue first, as CSV."""
         moment = now()
         rows = (
-            await readmodel.ranked_overdue(
+            await readmodel.ranked_actions(
                 client(), moment, team=team or None, severity=severity_of(severity), limit=100_000
             )
         )[1]
@@ -507,7 +478,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         if isinstance(guard, Response):
             return guard
         try:
-            detail = detail_of(await state_of(workflow_id))
+            detail = detail_of(await state_of(client(), workflow_id))
         except HTTPException as exc:
             return page(
                 "error.html.j2", exc.status_code, title="Not found", message=str(exc.detail)
@@ -566,8 +537,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
 
     @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login(token: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
-        known = _tokens(settings.operator_tokens) + _tokens(settings.viewer_tokens)
-        if not _matches(token.strip(), known):
+        if token_role(settings, token.strip()) is None:
             return page("login.html.j2", next=next, error="That token is not known.")
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         response = RedirectResponse(target, status_code=303)

@@ -18,10 +18,11 @@ from prometheus_client import (
 from temporalio.client import Client
 
 import engine
-from api import readmodel
+import readmodel
 from api.access import Role, require
 from config import Settings, load_routing
 from domain.models import ActionState, Phase
+from workflows import search_attributes as sa
 
 
 def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) -> None:
@@ -77,7 +78,7 @@ def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) 
         states = list(ActionState)
         ended = readmodel.actions_query(running=False)
         by_state = count.many(
-            f"{ended} AND ActionState = {readmodel.quote(s.value)}" for s in states
+            f"{ended} AND {sa.ACTION_STATE.name} = {readmodel.quote(s.value)}" for s in states
         )
         for phase, n in zip(phases, await by_phase, strict=True):
             open_by_phase.labels(phase=phase.value).set(n)

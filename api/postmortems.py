@@ -6,11 +6,11 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from temporalio.client import Client, WorkflowQueryFailedError
-from temporalio.service import RPCError, RPCStatusCode
 
+import engine
 from api.access import Role, require
 from config import Settings
 from domain.blameless import check_postmortem
@@ -18,26 +18,26 @@ from domain.document import render_html
 from domain.invitation import review_event
 from domain.models import Phase, PostmortemState
 from integrations.lexicon import load_lexicon
-from workflows.postmortem import PostmortemWorkflow
 
 # Post-mortem ids are `postmortem-<source>-<incident>`: a safe alphabet, no slashes.
 _ID = re.compile(r"^postmortem-[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
 
 
+async def state_of(client: Client, workflow_id: str) -> PostmortemState:
+    """A post-mortem's state for a page or the API: a 404 when there is none, a 503 when its
+    workflow cannot answer (the app answers both as {"error": ...})."""
+    if not _ID.match(workflow_id):
+        raise HTTPException(404, f"{workflow_id!r} is not a post-mortem id")
+    try:
+        state = await engine.postmortem_state(client, workflow_id)
+    except WorkflowQueryFailedError as exc:
+        raise HTTPException(503, f"the post-mortem cannot answer: {exc}") from None
+    if state is None:
+        raise HTTPException(404, f"no post-mortem {workflow_id!r}")
+    return state
+
+
 def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[], Client]) -> None:
-    async def state_of(workflow_id: str) -> PostmortemState | JSONResponse:
-        if not _ID.match(workflow_id):
-            return JSONResponse({"error": f"{workflow_id!r} is not a post-mortem id"}, 404)
-        handle = client().get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
-        try:
-            state: PostmortemState = await handle.query(PostmortemWorkflow.status)
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                return JSONResponse({"error": f"no post-mortem {workflow_id!r}"}, 404)
-            return JSONResponse({"error": f"Temporal unavailable: {exc.message}"}, 503)
-        except WorkflowQueryFailedError as exc:
-            return JSONResponse({"error": f"the post-mortem cannot answer: {exc}"}, 503)
-        return state
 
     @app.get(
         "/postmortems/{workflow_id}/review.ics",
@@ -51,9 +51,7 @@ def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[],
     async def review_ics(workflow_id: str, request: Request) -> Response:
         """The review as an iCalendar event: the same UID and SEQUENCE as the emailed one."""
         require(request, settings, Role.VIEWER)
-        state = await state_of(workflow_id)
-        if isinstance(state, JSONResponse):
-            return state
+        state = await state_of(client(), workflow_id)
         if state.review is None:
             return JSONResponse({"error": "the review is not scheduled yet"}, 409)
         cancelled = state.phase is Phase.CANCELLED and state.findings is None
@@ -79,9 +77,7 @@ def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[],
         """The document as it stands, for the participants to read before the review, with
         the blameless check's findings for the facilitator."""
         require(request, settings, Role.VIEWER)
-        state = await state_of(workflow_id)
-        if isinstance(state, JSONResponse):
-            return state
+        state = await state_of(client(), workflow_id)
         # Before the review, the check runs here on the draft as it is; after, its record.
         lexicon = load_lexicon(settings.blameless_language)
         notes = state.blameless or check_postmortem(state, lexicon)

@@ -35,7 +35,7 @@ import httpx
 from temporalio.client import Client
 
 import engine
-from api import readmodel
+import readmodel
 from benchmarks.devserver import start_dev_server
 from benchmarks.lifecycle import findings
 from config import Settings

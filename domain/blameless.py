@@ -48,10 +48,6 @@ class Lexicon(BaseModel):
     actions: ActionRules
 
 
-# A finding: its id is stable (the same sentence in the same field keeps it across runs).
-BlamelessFinding = BlamelessNote
-
-
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _QUESTION_WORDS = re.compile(r"\b(why|whether|how|what|which|when|where|who)\b|\?", re.I)
 
@@ -62,9 +58,11 @@ def sentences(text: str) -> list[str]:
 
 def _finding(
     rule: str, kind: str, field: str, sentence: str, reason: str, hint: str
-) -> BlamelessFinding:
+) -> BlamelessNote:
+    """A finding whose id is stable: the same sentence in the same field keeps it across runs,
+    so an acknowledgement still applies after the text around it changes."""
     digest = hashlib.sha256(f"{rule}|{field}|{sentence}".encode()).hexdigest()[:8]
-    return BlamelessFinding(
+    return BlamelessNote(
         id=f"{rule}-{digest}",
         rule=rule,
         kind=kind,
@@ -102,7 +100,7 @@ def check_text(
     field: str,
     lexicon: Lexicon,
     names: set[str] = frozenset(),  # type: ignore[assignment]
-) -> list[BlamelessFinding]:
+) -> list[BlamelessNote]:
     findings = []
     for sentence in sentences(text):
         for rule in lexicon.rules:
@@ -119,7 +117,7 @@ def check_text(
     return findings
 
 
-def check_action_title(title: str, field: str, lexicon: Lexicon) -> list[BlamelessFinding]:
+def check_action_title(title: str, field: str, lexicon: Lexicon) -> list[BlamelessNote]:
     rules, text = lexicon.actions, title.strip().rstrip(".").lower()
     if any(re.search(p, text) for p in rules.vague):
         return [
@@ -148,18 +146,16 @@ def check_action_title(title: str, field: str, lexicon: Lexicon) -> list[Blamele
     return []
 
 
-def check_document(
-    text: str, lexicon: Lexicon, names: Iterable[str] = ()
-) -> list[BlamelessFinding]:
+def check_document(text: str, lexicon: Lexicon, names: Iterable[str] = ()) -> list[BlamelessNote]:
     """Any Markdown or text: each line is checked on its own (its number is the field)."""
     tokens = name_tokens(names)
-    findings: list[BlamelessFinding] = []
+    findings: list[BlamelessNote] = []
     for number, line in enumerate(text.splitlines(), start=1):
         findings += check_text(line, f"line {number}", lexicon, tokens)
     return findings
 
 
-def check_postmortem(state: PostmortemState, lexicon: Lexicon) -> list[BlamelessFinding]:
+def check_postmortem(state: PostmortemState, lexicon: Lexicon) -> list[BlamelessNote]:
     """Every free-text field of a post-mortem, with its people's names as possible subjects."""
     people = [*state.incident.responders, *(a.owner for a in state.actions)]
     if state.owner:
@@ -182,7 +178,7 @@ def check_postmortem(state: PostmortemState, lexicon: Lexicon) -> list[Blameless
             ("got_lucky", f.got_lucky),
         ):
             fields += [(f"{name}[{i}]", text) for i, text in enumerate(items)]
-    findings: list[BlamelessFinding] = []
+    findings: list[BlamelessNote] = []
     for field, text in fields:
         findings += check_text(text, field, lexicon, tokens)
     for i, action in enumerate(state.actions):

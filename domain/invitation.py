@@ -111,3 +111,26 @@ def review_event(
         )
     calendar.add_component(event)
     return bytes(calendar.to_ical())
+
+
+def invitation_message(state: PostmortemState, kind: str, base_url: str) -> tuple[str, str]:
+    """Subject and text of the email carrying the event: the invitation ("request"), its
+    cancellation ("cancel") or the reminder the day before ("reminder")."""
+    slot, incident = state.review, state.incident
+    if slot is None:
+        raise ValueError(f"{state.workflow_id} has no review scheduled yet")
+    draft = review_links(base_url, state.workflow_id)["draft"]
+    subject = {
+        "request": "Invitation" if slot.sequence == 0 else "Updated invitation",
+        "cancel": "Cancelled",
+        "reminder": "Reminder, tomorrow",
+    }[kind] + f": post-mortem review of {incident.id} ({incident.title})"
+    text = describe(state, slot, draft)
+    if kind == "reminder":
+        text = (
+            "The review is tomorrow. Please read the draft and note what you knew at each "
+            f"decision point: {draft}\n\n{text}"
+        )
+    elif kind == "cancel":
+        text = f"The post-mortem was cancelled: {state.cancel_reason or ''}\n\n{text}"
+    return subject, text

@@ -308,6 +308,11 @@ class PostmortemState(Model):
         return [n for n in self.blameless if not n.acknowledged]
 
     @property
+    def blameless_holds(self) -> bool:
+        """Open findings with the gate on: publication waits for them."""
+        return self.blameless_enforced and bool(self.blameless_open)
+
+    @property
     def open_actions(self) -> list[CorrectiveAction]:
         return [a for a in self.actions if a.state is ActionState.OPEN]
 

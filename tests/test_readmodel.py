@@ -10,7 +10,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import engine
-from api import readmodel
+import readmodel
 from workflows import search_attributes as sa
 
 
@@ -59,21 +59,21 @@ async def test_ranked_pages_equal_a_sorted_full_listing(dev_env, monkeypatch):
     monkeypatch.setattr(readmodel, "LIST_AT_MOST", 7)  # force many splits
     pages = []
     for offset in range(0, 130, 25):
-        total, rows = await readmodel.ranked_overdue(
+        total, rows = await readmodel.ranked_actions(
             client, now, team=team, offset=offset, limit=25
         )
         assert total == 120
         pages += [r.workflow_id for r in rows]
     assert pages == expected
 
-    total, sev1 = await readmodel.ranked_overdue(client, now, team=team, severity="SEV1", limit=500)
+    total, sev1 = await readmodel.ranked_actions(client, now, team=team, severity="SEV1", limit=500)
     assert [r.workflow_id for r in sev1] == [
         r.workflow_id
         for r in sorted(everything, key=lambda r: (r.due, r.workflow_id))
         if r.severity == "SEV1"
     ]
     assert total == len(sev1)
-    assert (await readmodel.ranked_overdue(client, now, team=team, offset=500))[1] == []
+    assert (await readmodel.ranked_actions(client, now, team=team, offset=500))[1] == []
 
 
 def overview_at(moment: datetime) -> readmodel.Overview:

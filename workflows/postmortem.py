@@ -266,7 +266,7 @@ class PostmortemWorkflow:
         """Publication waits until each finding is reworded away or acknowledged with a note;
         actions are filed and followed up meanwhile."""
         s = self._s
-        while s.blameless_enforced and s.blameless_open and self._cancel_reason is None:
+        while s.blameless_holds and self._cancel_reason is None:
             if not s.publication_held:
                 s.publication_held = True
                 await self._comment_tracking(
@@ -598,7 +598,7 @@ class PostmortemWorkflow:
             return ReviewAccepted(
                 action_ids=[a.id for a in actions],
                 blameless=s.blameless,
-                publication_held=bool(s.blameless_enforced and s.blameless_open),
+                publication_held=s.blameless_holds,
             )
 
     @complete_review.validator
@@ -636,7 +636,7 @@ class PostmortemWorkflow:
             return ReviewAccepted(
                 action_ids=[],
                 blameless=s.blameless,
-                publication_held=bool(s.blameless_enforced and s.blameless_open),
+                publication_held=s.blameless_holds,
             )
 
     @revise_findings.validator

@@ -207,7 +207,7 @@ async def overview(
 # -- the overdue list, most overdue first ------------------------------------------------
 
 
-async def ranked_overdue(
+async def ranked_actions(
     client: Client,
     now: datetime,
     *,
