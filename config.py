@@ -212,6 +212,8 @@ class JiraConfig(SecretSource):
     priorities: dict[Priority, str] | None = None
     fields: dict[str, Any] = Field(default_factory=dict)  # components, custom fields
     link_type: str = "Relates"
+    # How long Jira's search may miss a new issue: unset, 60 s on Cloud, 0 on Data Center.
+    search_lag_seconds: float | None = Field(default=None, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _cloud_needs_email(self) -> JiraConfig:

@@ -192,6 +192,7 @@ class TrackerDirectory:
                 priorities={str(k): v for k, v in (jira.priorities or DEFAULT_PRIORITIES).items()},
                 extra_fields=jira.fields,
                 link_type=jira.link_type,
+                search_lag_seconds=jira.search_lag_seconds,
             )
             return self._cached(team, target, lambda: JiraTracker(target))
         if config.tracker == "github" and config.github is not None:

@@ -9,7 +9,7 @@ from temporalio import activity
 
 from activities.errors import maps_integration_errors
 from domain.models import TicketRef
-from integrations.tracker import TicketRequest, TicketStatus, Tracker
+from integrations.tracker import CreationJournal, TicketRequest, TicketStatus, Tracker
 
 
 class TicketStatusInput(BaseModel):
@@ -32,9 +32,13 @@ class TrackerActivities:
     @activity.defn(name="tracker.create_ticket")
     @maps_integration_errors
     def create_ticket(self, request: TicketRequest) -> TicketRef:
-        ref = self._tracker_for(request.team).create_ticket(request)
-        # Recorded before completion: a retry after a crash finds it by the key anyway.
-        activity.heartbeat(ref.key)
+        # What an earlier attempt noted (a create sent, the ticket's key) comes back here, and
+        # this attempt notes its own steps as they happen, before anything else can fail.
+        details = activity.info().heartbeat_details
+        journal = CreationJournal.from_details(details[0] if details else None)
+        journal.on_change = lambda j: activity.heartbeat(j.as_details())
+        ref = self._tracker_for(request.team).create_ticket(request, journal)
+        activity.heartbeat(CreationJournal(key=ref.key).as_details())
         activity.logger.info("ticket filed", extra={"ticket": ref.key, "team": request.team})
         return ref
 

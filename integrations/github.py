@@ -15,7 +15,7 @@ from github.Repository import Repository
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
 from integrations.jira import idempotency_label
-from integrations.tracker import TicketRequest, TicketStatus, with_mentions
+from integrations.tracker import CreationJournal, TicketRequest, TicketStatus, with_mentions
 
 MARKER = "<!-- postmortem-engine key={key} -->"
 NOT_PLANNED = {"not_planned", "duplicate"}
@@ -84,7 +84,10 @@ class GitHubTracker:
         )
         return self._ref(issue.number, issue.html_url) if issue is not None else None
 
-    def create_ticket(self, request: TicketRequest) -> TicketRef:
+    def create_ticket(
+        self, request: TicketRequest, journal: CreationJournal | None = None
+    ) -> TicketRef:
+        # The lookup by key is consistent at once: earlier attempts need no journal.
         existing = self.find_ticket(request.idempotency_key, request.team)
         if existing is not None:
             return existing

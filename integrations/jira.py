@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -13,7 +15,7 @@ from jira import JIRA, JIRAError
 
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
-from integrations.tracker import TicketRequest, TicketStatus, with_mentions
+from integrations.tracker import CreationJournal, TicketRequest, TicketStatus, with_mentions
 
 DEFAULT_PRIORITIES = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low"}
 # Resolutions that mean "closed without doing it"; everything else done is "completed".
@@ -40,16 +42,30 @@ class JiraTarget:
     extra_fields: dict[str, Any] = field(default_factory=dict)
     link_type: str = "Relates"
     timeout_seconds: float = 10.0
+    # How long Jira's search may miss an issue after it was created. Cloud's search/jql is
+    # eventually consistent ("a few seconds to minutes"); Data Center's search is not.
+    search_lag_seconds: float | None = None  # None: 60 s on Cloud, 0 on Data Center
+
+    @property
+    def search_lag(self) -> float:
+        if self.search_lag_seconds is not None:
+            return self.search_lag_seconds
+        return 60.0 if self.deployment == "cloud" else 0.0
 
 
 class JiraTracker:
     kind = "jira"
 
-    def __init__(self, target: JiraTarget) -> None:
+    def __init__(self, target: JiraTarget, clock: Callable[[], float] = time.time) -> None:
         self.target = target
+        self._clock = clock  # wall-clock seconds: the journal's times cross processes
         self._client: JIRA | None = None
         self._lock = threading.Lock()
         self._people: dict[str, dict[str, str] | None] = {}  # email -> Jira user, per tracker
+        # This process's own memory of creates, beside the journal an activity keeps in its
+        # heartbeat (a server may drop heartbeat details when an attempt fails).
+        self._created: dict[str, str] = {}  # idempotency key -> issue key
+        self._attempted: dict[str, float] = {}  # idempotency key -> when a create was sent
 
     @property
     def client(self) -> JIRA:
@@ -82,10 +98,57 @@ class JiraTracker:
         found = self._call(lambda: self.client.search_issues(jql, maxResults=1, fields="summary"))
         return self._ref(found[0].key) if found else None
 
-    def create_ticket(self, request: TicketRequest) -> TicketRef:
-        existing = self.find_ticket(request.idempotency_key, request.team)
+    def create_ticket(
+        self, request: TicketRequest, journal: CreationJournal | None = None
+    ) -> TicketRef:
+        """Exactly once, although a create's answer can be lost and Cloud's search lags:
+        the key is noted the moment Jira answers, and after a create whose outcome is
+        unknown the label is looked up only once the search can show it."""
+        journal = journal or CreationJournal()
+        idempotency_key = request.idempotency_key
+        known = journal.key or self._created.get(idempotency_key)
+        if known is not None:
+            ref = self._ref(known)
+            self._call(lambda: self.client.issue(known, fields="summary"), key=known)
+            self._finish(ref, request)
+            return ref
+        attempted = max(
+            (t for t in (journal.attempted_at, self._attempted.get(idempotency_key)) if t),
+            default=None,
+        )
+        if attempted is not None:
+            wait = attempted + self.target.search_lag - self._clock()
+            if wait > 0:
+                raise TrackerUnavailable(
+                    f"jira ({self.target.team}, {self.target.url}): a create sent "
+                    f"{max(0.0, self._clock() - attempted):.0f} s ago may have filed the ticket; "
+                    f"its search shows new issues within {self.target.search_lag:.0f} s",
+                    retry_after=wait,
+                )
+        existing = self.find_ticket(idempotency_key, request.team)
         if existing is not None:
+            self._attempted.pop(idempotency_key, None)
+            self._finish(existing, request)
             return existing
+        fields = self._fields(request)
+        # Noted before it is sent: from here on a retry must not trust a search too early.
+        sent_at = self._clock()
+        self._attempted[idempotency_key] = sent_at
+        journal.note(attempted_at=sent_at)
+        try:
+            issue = self._call(lambda: self.client.create_issue(fields=fields, prefetch=False))
+        except TrackerRejected:  # refused: nothing was filed
+            self._attempted.pop(idempotency_key, None)
+            journal.note()
+            raise
+        ref = self._ref(issue.key)
+        self._created[idempotency_key] = issue.key
+        self._attempted.pop(idempotency_key, None)
+        journal.note(key=issue.key)
+        self._finish(ref, request)
+        return ref
+
+    def _fields(self, request: TicketRequest) -> dict[str, Any]:
         fields: dict[str, Any] = {
             "project": {"key": self.target.project},
             "issuetype": {"name": self.target.issue_type},
@@ -103,11 +166,12 @@ class JiraTracker:
             fields["assignee"] = assignee
         elif request.assignee:
             fields["description"] += f"\n\nOwner: {request.assignee} (no Jira user found)"
-        issue = self._call(lambda: self.client.create_issue(fields=fields))
-        ref = self._ref(issue.key)
+        return fields
+
+    def _finish(self, ref: TicketRef, request: TicketRequest) -> None:
+        """What follows the create; safe to repeat (a link that exists is not doubled)."""
         if request.related_key:
             self._link(ref.key, request.related_key)
-        return ref
 
     def ticket_status(self, ref: TicketRef) -> TicketStatus:
         issue = self._call(

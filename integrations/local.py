@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
-from integrations.tracker import TicketRequest, TicketStatus
+from integrations.tracker import CreationJournal, TicketRequest, TicketStatus
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS tickets (
@@ -111,7 +111,10 @@ class LocalTracker:
     def _ref(self, key: str) -> TicketRef:
         return TicketRef(tracker=self.kind, key=key, url=self._url(key))
 
-    def create_ticket(self, request: TicketRequest) -> TicketRef:
+    def create_ticket(
+        self, request: TicketRequest, journal: CreationJournal | None = None
+    ) -> TicketRef:
+        # The lookup by key is consistent at once: earlier attempts need no journal.
         project = self.projects.get(request.team)
         if project is None:
             raise TrackerRejected(

@@ -1,7 +1,9 @@
 """Activities in isolation (ActivityEnvironment) over the real SQLite tracker and real files."""
 
+import dataclasses
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
@@ -49,7 +51,55 @@ def test_create_ticket_is_idempotent_by_key(trackers, tracker):
     assert first == again
     assert first.key == "PAY-1" and other.key == "PLAT-1"
     assert [t.key for t in tracker.list_tickets()] == ["PAY-1", "PLAT-1"]
-    assert heartbeats == [("PAY-1",), ("PAY-1",), ("PLAT-1",)]
+    assert [d[0]["key"] for d in heartbeats] == ["PAY-1", "PAY-1", "PLAT-1"]
+
+
+def test_a_retry_reads_what_the_attempt_before_noted_in_its_heartbeat():
+    """A worker sends the create and dies before the answer: the next attempt, on another
+    worker with an empty memory, gets the journal back from the heartbeat and waits for
+    Jira Cloud's search (next_retry_delay) instead of filing a second ticket."""
+    from tests.fakes.jira import JiraEmulator
+    from tests.fakes.server import Fault
+    from tests.test_jira import Clock, tracker_for
+
+    jira = JiraEmulator(search_lag=2.0, clock=Clock()).start()
+    try:
+        clock = jira.clock
+        assert isinstance(clock, Clock)
+        ticket = TicketRequest(
+            idempotency_key="postmortem-manual-INC-1/a1", team="payments", title="t", body="b"
+        )
+
+        def attempt(details: list[Any]) -> tuple[ActivityEnvironment, list[Any]]:
+            env = ActivityEnvironment()
+            env.info = dataclasses.replace(env.info, heartbeat_details=details)
+            noted: list[Any] = []
+            env.on_heartbeat = lambda *d: noted.append(d[0])
+            return env, noted
+
+        def worker() -> TrackerActivities:
+            fresh = tracker_for(jira)  # a new process: nothing in memory
+            return TrackerActivities(lambda team: fresh)
+
+        jira.inject(Fault(method="POST", path=r".*/issue", lost=True))
+        env, noted = attempt([])
+        with pytest.raises(ApplicationError) as lost:
+            env.run(worker().create_ticket, ticket)
+        assert lost.value.type == "TrackerUnavailable"
+        assert noted == [{"key": None, "attempted_at": clock.now}]  # noted before sending
+
+        env, _ = attempt(noted[-1:])
+        with pytest.raises(ApplicationError) as early:
+            env.run(worker().create_ticket, ticket)
+        assert early.value.next_retry_delay == timedelta(seconds=60)
+
+        clock.advance(60)
+        env, noted = attempt(noted[-1:])
+        assert env.run(worker().create_ticket, ticket).key == "PAY-1"
+        assert noted[-1] == {"key": "PAY-1", "attempted_at": None}
+        assert list(jira.state.issues) == ["PAY-1"] and jira.count("POST", r".*/issue") == 1
+    finally:
+        jira.stop()
 
 
 def test_status_and_comments_round_trip(trackers, tracker):

@@ -11,14 +11,32 @@ import pytest
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
 from integrations.jira import JiraTarget, JiraTracker, idempotency_label
-from integrations.tracker import TicketRequest
+from integrations.tracker import CreationJournal, TicketRequest
 from tests.fakes.jira import JiraEmulator
 from tests.fakes.server import Fault
+
+SEARCH_LAG = 2.0  # the emulated Cloud index's delay; Atlassian documents seconds to minutes
+
+
+class Clock:
+    """Seconds that pass only when a test says so: shared by the emulator's search index and
+    the tracker's wait, so lags are tested without sleeping."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
 
 
 @pytest.fixture(params=["cloud", "datacenter"])
 def jira(request: pytest.FixtureRequest) -> Iterator[JiraEmulator]:
-    emulator = JiraEmulator(cloud=request.param == "cloud").start()
+    emulator = JiraEmulator(
+        cloud=request.param == "cloud", search_lag=SEARCH_LAG, clock=Clock()
+    ).start()
     yield emulator
     emulator.stop()
 
@@ -34,7 +52,7 @@ def tracker_for(jira: JiraEmulator, **overrides) -> JiraTracker:
         "timeout_seconds": 5.0,
     }
     fields.update(overrides)
-    return JiraTracker(JiraTarget(**fields))
+    return JiraTracker(JiraTarget(**fields), clock=jira.clock)
 
 
 def ticket(key: str = "postmortem-manual-INC-1/canary", **overrides) -> TicketRequest:
@@ -125,6 +143,9 @@ def test_outages_are_retryable_with_retry_after(jira: JiraEmulator):
     jira.inject(Fault(method="POST", path=r".*/issue", status=503))
     with pytest.raises(TrackerUnavailable):
         tracker.create_ticket(ticket())
+    clock = jira.clock
+    assert isinstance(clock, Clock)
+    clock.advance(tracker.target.search_lag)  # a 503 may follow a create: wait for search
     jira.inject(Fault(method="POST", path=r".*/issue", reset=True))
     with pytest.raises(TrackerUnavailable):
         tracker.create_ticket(ticket())
@@ -134,10 +155,109 @@ def test_outages_are_retryable_with_retry_after(jira: JiraEmulator):
 
 
 def test_created_but_answer_lost_is_found_on_retry(jira: JiraEmulator):
+    """The create's answer is lost: on Cloud, search cannot show the issue for a while, so the
+    retry is told to come back once it can (Temporal's next_retry_delay), never filing twice."""
+    clock = jira.clock
+    assert isinstance(clock, Clock)
     tracker = tracker_for(jira)
     jira.inject(Fault(method="POST", path=r".*/issue", lost=True))
     with pytest.raises(TrackerUnavailable):
         tracker.create_ticket(ticket())
     assert list(jira.state.issues) == ["PAY-1"]  # it was created
+    if jira.cloud:
+        with pytest.raises(TrackerUnavailable) as early:
+            tracker.create_ticket(ticket())
+        assert early.value.retry_after == tracker.target.search_lag == 60
+        assert "may have filed the ticket" in str(early.value)
+        clock.advance(early.value.retry_after)
     assert tracker.create_ticket(ticket()).key == "PAY-1"  # and the retry finds it
     assert list(jira.state.issues) == ["PAY-1"]
+    assert jira.count("POST", r".*/issue") == 1
+
+
+def test_a_fresh_worker_reads_the_journal_of_the_attempt_before(jira: JiraEmulator):
+    """The worker died after sending the create: a new process has only the journal the
+    activity kept in its heartbeat, and waits for the search just the same."""
+    clock = jira.clock
+    assert isinstance(clock, Clock)
+    notes: list[dict[str, object]] = []
+    journal = CreationJournal(on_change=lambda j: notes.append(j.as_details()))
+    jira.inject(Fault(method="POST", path=r".*/issue", lost=True))
+    with pytest.raises(TrackerUnavailable):
+        tracker_for(jira).create_ticket(ticket(), journal)
+    assert notes[0]["key"] is None and notes[0]["attempted_at"] == clock.now  # before sending
+    after_crash = CreationJournal.from_details(notes[-1])
+    if jira.cloud:
+        with pytest.raises(TrackerUnavailable):
+            tracker_for(jira).create_ticket(ticket(), after_crash)
+        clock.advance(60)
+    assert tracker_for(jira).create_ticket(ticket(), after_crash).key == "PAY-1"
+    assert list(jira.state.issues) == ["PAY-1"]
+
+
+def test_the_key_is_noted_before_the_link_so_a_retry_never_files_again(jira: JiraEmulator):
+    tracking = tracker_for(jira).create_ticket(ticket("pm/postmortem", assignee=None))
+    notes: list[dict[str, object]] = []
+    journal = CreationJournal(on_change=lambda j: notes.append(j.as_details()))
+    jira.inject(Fault(method="POST", path=r".*/issueLink", status=503))
+    with pytest.raises(TrackerUnavailable):
+        tracker_for(jira).create_ticket(ticket(related_key=tracking.key), journal)
+    assert notes[-1] == {"key": "PAY-2", "attempted_at": None}
+    # Another process, straight away (Cloud's search cannot see PAY-2 yet): by its key.
+    fresh = CreationJournal.from_details(notes[-1])
+    assert tracker_for(jira).create_ticket(ticket(related_key=tracking.key), fresh).key == "PAY-2"
+    assert sorted(jira.state.issues) == ["PAY-1", "PAY-2"]
+    assert jira.state.links == [("Relates", "PAY-2", "PAY-1")]
+
+
+def test_a_refused_create_leaves_nothing_to_wait_for(jira: JiraEmulator):
+    tracker = tracker_for(jira)
+    with pytest.raises(TrackerRejected):
+        tracker.create_ticket(ticket(assignee=None, title=""))
+    assert tracker.create_ticket(ticket()).key == "PAY-1"  # no wait: nothing could exist
+
+
+def test_the_emulated_cloud_search_lags_like_jira_cloud(jira: JiraEmulator):
+    """The emulator is at least as strict as the vendor: a tracker that trusted search right
+    after an uncertain create (no wait) files a duplicate on Cloud."""
+    clock = jira.clock
+    assert isinstance(clock, Clock)
+    trusting = tracker_for(jira, search_lag_seconds=0)
+    jira.inject(Fault(method="POST", path=r".*/issue", lost=True))
+    with pytest.raises(TrackerUnavailable):
+        trusting.create_ticket(ticket())
+    trusting.create_ticket(ticket())
+    assert sorted(jira.state.issues) == (["PAY-1", "PAY-2"] if jira.cloud else ["PAY-1"])
+    label = idempotency_label("postmortem-manual-INC-1/canary")
+    query = f'project = PAY AND labels = "{label}"'
+    client = trusting.client
+    if jira.cloud:
+        fresh = [i.key for i in client.search_issues(query)]
+        assert fresh == []  # neither is indexed yet
+        newest = jira.state.issues["PAY-2"]["id"]
+        reconciled = client._get_json(
+            "search/jql", params={"jql": query, "reconcileIssues": newest}
+        )
+        assert [i["key"] for i in reconciled["issues"]] == ["PAY-2"]
+        clock.advance(SEARCH_LAG)
+    assert sorted(i.key for i in client.search_issues(query)) == sorted(jira.state.issues)
+
+
+@pytest.mark.parametrize(
+    "jql",
+    [
+        "project = PAY AND",
+        'project = "PAY" labels = x',
+        "projct = PAY",
+        "labels ~ x",
+        "project = PAY ORDER created",
+        "project in (PAY",
+        "(project = PAY",
+    ],
+)
+def test_jql_it_cannot_parse_is_a_400_not_every_issue(jira: JiraEmulator, jql: str):
+    tracker = tracker_for(jira)
+    tracker.create_ticket(ticket())
+    with pytest.raises(TrackerRejected) as caught:
+        tracker._call(lambda: tracker.client.search_issues(jql))
+    assert "HTTP 400" in str(caught.value)

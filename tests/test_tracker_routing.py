@@ -55,6 +55,7 @@ project = "{project}"
 email = "{jira.email}"
 token_env = "PM_TEST_JIRA_TOKEN"
 fields = {{ components = [{{ name = "checkout" }}] }}
+search_lag_seconds = {jira.search_lag + 1}  # the emulated Cloud search lags {jira.search_lag} s
 
 [teams.gh-{suffix}]
 tracker = "github"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -40,9 +42,16 @@ class JiraEmulator(EmulatorServer):
         email: str = "bot@example.com",
         token: str = "jira-token",
         project: str = "PAY",
+        search_lag: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`search_lag`: on Cloud, seconds before a created issue shows in search/jql (as
+        Atlassian documents: eventually consistent, unless reconciled by id)."""
         super().__init__()
         self.cloud = cloud
+        self.search_lag = search_lag if cloud else 0.0  # Data Center's search is consistent
+        self.indexed_at: dict[str, float] = {}  # issue key -> when search can see it
+        self.clock = clock
         self.email, self.token = email, token
         self.state = JiraState(projects={project})
         if contract.available():
@@ -124,27 +133,44 @@ class JiraEmulator(EmulatorServer):
             ],
         )
 
-    def _matching(self, jql: str) -> list[dict[str, Any]]:
-        project = re.search(r'project\s*=\s*"?([A-Z0-9]+)"?', jql)
-        label = re.search(r'labels\s*=\s*"?([^"\s]+)"?', jql)
+    def _matching(self, jql: str, reconciled: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
+        """Issues the query selects, as search sees them now (raises JqlError)."""
+        clauses, order = parse_jql(jql)
+        now = self.clock()
         found = [
             issue
-            for issue in self.state.issues.values()
-            if (project is None or issue["fields"]["project"]["key"] == project.group(1))
-            and (label is None or label.group(1) in issue["fields"]["labels"])
+            for key, issue in self.state.issues.items()
+            if (self.indexed_at.get(key, 0.0) <= now or issue["id"] in reconciled)
+            and all(_holds(clause, issue) for clause in clauses)
         ]
-        return sorted(found, key=lambda i: int(i["id"]))
+        for name, descending in reversed(order):
+            found.sort(key=lambda i: _sort_key(name, i), reverse=descending)
+        return found if order else sorted(found, key=lambda i: -int(i["id"]))
+
+    def _search(self, request: Request) -> list[dict[str, Any]] | Response:
+        reconcile = request.arg("reconcileIssues") or ""
+        reconciled = frozenset(x.strip() for x in reconcile.split(",") if x.strip())
+        if len(reconciled) > 50:
+            return Response(400, {"errorMessages": ["reconcileIssues: at most 50"], "errors": {}})
+        try:
+            return self._matching(request.arg("jql") or "", reconciled)
+        except JqlError as exc:
+            return Response(400, {"errorMessages": [str(exc)], "errors": {}})
 
     def _search_cloud(self, request: Request) -> Response:
         if not self.cloud:
             return Response(404, {"errorMessages": ["Not found"]})
-        issues = self._matching(request.arg("jql") or "")
+        issues = self._search(request)
+        if isinstance(issues, Response):
+            return issues
         return Response(200, {"issues": issues, "isLast": True})
 
     def _search_server(self, request: Request) -> Response:
         if self.cloud:  # Atlassian removed it from Cloud
             return Response(410, {"errorMessages": ["The requested API has been removed."]})
-        issues = self._matching(request.arg("jql") or "")
+        issues = self._search(request)
+        if isinstance(issues, Response):
+            return issues
         start = int(request.arg("startAt") or 0)
         size = int(request.arg("maxResults") or 50)
         return Response(
@@ -190,6 +216,7 @@ class JiraEmulator(EmulatorServer):
                 "updated": now,
             },
         }
+        self.indexed_at[key] = self.clock() + self.search_lag
         issue = self.state.issues[key]
         return Response(201, {"id": issue["id"], "key": key, "self": issue["self"]})
 
@@ -270,9 +297,9 @@ class JiraEmulator(EmulatorServer):
 
     def _link(self, request: Request) -> Response:
         body = request.json()
-        self.state.links.append(
-            (body["type"]["name"], body["inwardIssue"]["key"], body["outwardIssue"]["key"])
-        )
+        link = (body["type"]["name"], body["inwardIssue"]["key"], body["outwardIssue"]["key"])
+        if link not in self.state.links:  # Jira keeps one link of a type between two issues
+            self.state.links.append(link)
         return Response(201, {})
 
 
@@ -281,3 +308,137 @@ def _status(category: str) -> dict[str, Any]:
         "name": CATEGORIES[category],
         "statusCategory": {"key": category, "name": CATEGORIES[category]},
     }
+
+
+# -- JQL, as strictly as Jira reads it (the subset the engine may send) ----------------------
+
+
+class JqlError(ValueError):
+    """Jira answers 400 with this text: a query it cannot parse selects nothing."""
+
+
+FIELDS = {"project", "labels", "key", "issuekey", "status", "statuscategory", "created"}
+_TOKEN = re.compile(
+    r'\s*(?:(?P<string>"(?:[^"\\]|\\.)*")|(?P<op>!=|=|\(|\)|,)|(?P<word>[A-Za-z0-9_.\-]+))'
+)
+
+
+def _tokens(jql: str) -> list[tuple[str, str]]:
+    out, at = [], 0
+    while at < len(jql):
+        if jql[at:].strip() == "":
+            break
+        match = _TOKEN.match(jql, at)
+        if match is None:
+            raise JqlError(
+                f"Error in the JQL Query: the character '{jql[at:].strip()[0]}' "
+                f"is a reserved JQL character (char {at})."
+            )
+        kind = match.lastgroup or ""
+        text = match.group(kind)
+        out.append((kind, text[1:-1].replace('\\"', '"') if kind == "string" else text))
+        at = match.end()
+    return out
+
+
+def parse_jql(jql: str) -> tuple[list[tuple[str, str, list[str]]], list[tuple[str, bool]]]:
+    """`field (= | != | in | not in) value [AND ...] [ORDER BY field [ASC|DESC], ...]`."""
+    tokens = _tokens(jql)
+    clauses: list[tuple[str, str, list[str]]] = []
+    order: list[tuple[str, bool]] = []
+    i = 0
+
+    def take(kind: str | None = None, word: str | None = None) -> str:
+        nonlocal i
+        if i >= len(tokens):
+            raise JqlError("Error in the JQL Query: Expecting more of the query at its end.")
+        got_kind, text = tokens[i]
+        if (kind and got_kind != kind) or (word and text.lower() != word):
+            raise JqlError(f"Error in the JQL Query: Expecting {word or kind} but got '{text}'.")
+        i += 1
+        return text
+
+    def field_name() -> str:
+        name = take("word").lower()
+        if name not in FIELDS:
+            raise JqlError(
+                f"Field '{name}' does not exist or you do not have permission to view it."
+            )
+        return "key" if name == "issuekey" else name
+
+    def peek(word: str) -> bool:
+        return i < len(tokens) and tokens[i][1].lower() == word
+
+    while i < len(tokens) and not peek("order"):
+        if clauses:
+            take("word", "and")
+        name = field_name()
+        if peek("not"):
+            take("word", "not")
+            take("word", "in")
+            op = "not in"
+        elif peek("in"):
+            take("word", "in")
+            op = "in"
+        else:
+            op = take("op")
+            if op not in ("=", "!="):
+                raise JqlError(f"Error in the JQL Query: Expecting an operator but got '{op}'.")
+        if op in ("in", "not in"):
+            take("op")  # (
+            values = [_value(take())]
+            while peek(","):
+                take("op")
+                values.append(_value(take()))
+            if take("op") != ")":
+                raise JqlError("Error in the JQL Query: Expecting ')'.")
+        else:
+            values = [_value(take())]
+        clauses.append((name, op, values))
+    if peek("order"):
+        take("word", "order")
+        take("word", "by")
+        while True:
+            name = field_name()
+            descending = False
+            if i < len(tokens) and tokens[i][1].lower() in ("asc", "desc"):
+                descending = take().lower() == "desc"
+            order.append((name, descending))
+            if not peek(","):
+                break
+            take("op")
+    if i != len(tokens):
+        raise JqlError(f"Error in the JQL Query: Expecting end of query but got '{tokens[i][1]}'.")
+    return clauses, order
+
+
+def _value(text: str) -> str:
+    if text in ("(", ")", ",", "=", "!="):
+        raise JqlError(f"Error in the JQL Query: Expecting a value but got '{text}'.")
+    return text
+
+
+def _field_values(name: str, issue: dict[str, Any]) -> list[str]:
+    fields = issue["fields"]
+    if name == "project":
+        return [fields["project"]["key"]]
+    if name == "labels":
+        return list(fields["labels"])
+    if name == "key":
+        return [issue["key"]]
+    if name == "status":
+        return [fields["status"]["name"]]
+    if name == "statuscategory":
+        return [fields["status"]["statusCategory"]["name"]]
+    return [fields["created"]]
+
+
+def _holds(clause: tuple[str, str, list[str]], issue: dict[str, Any]) -> bool:
+    name, op, values = clause
+    have = {v.lower() for v in _field_values(name, issue)}
+    hit = any(v.lower() in have for v in values)
+    return hit if op in ("=", "in") else not hit
+
+
+def _sort_key(name: str, issue: dict[str, Any]) -> Any:
+    return int(issue["id"]) if name in ("created", "key") else _field_values(name, issue)
