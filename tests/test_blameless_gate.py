@@ -3,6 +3,7 @@ each is reworded or acknowledged, and PM_BLAMELESS_MODE=warn (time-skipping serv
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,17 @@ async def test_publication_waits_for_rewording_or_acknowledgement(
     assert hindsight.id == next(n.id for n in accepted.blameless if n.rule == "obviously")
     state = await handle.query(PostmortemWorkflow.status)
     assert state.published_url is None and state.findings and state.findings.revised_at
+
+    # For as long as it stays open, nothing is published: a month passes, the follow-ups
+    # remind (7 and 1 days before their due dates) and wake the post-mortem, which stays held.
+    await env.sleep(timedelta(days=30))
+    action_ticket = state.actions[0].ticket
+    assert action_ticket is not None
+    await until(comments(tracker, action_ticket.key), lambda c: len(c) >= 2)
+    state = await handle.query(PostmortemWorkflow.status)
+    assert state.phase is Phase.PUBLISHED and state.publication_held
+    assert state.published_url is None
+    assert not list(settings.published_dir.glob("**/*.md"))  # nothing written anywhere
 
     # An unknown id or an empty note is refused and changes nothing.
     reason = await scenario.refused(

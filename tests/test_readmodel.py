@@ -8,10 +8,14 @@ import asyncio
 import random
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
 import engine
 import readmodel
+from tests.scenario import until
 from workflows import search_attributes as sa
+
+T = TypeVar("T")
 
 
 async def seed_actions(client, team: str, count: int, overdue: int) -> None:
@@ -49,8 +53,7 @@ async def test_ranked_pages_equal_a_sorted_full_listing(dev_env, monkeypatch):
     team = f"rank-{uuid.uuid4().hex[:8]}"
     await seed_actions(client, team, count=160, overdue=120)
     query = readmodel.actions_query(overdue=True, team=team)
-    while (await client.count_workflows(query)).count < 120:
-        await asyncio.sleep(0.2)
+    await until(lambda: client.count_workflows(query), lambda c: c.count >= 120, 60)
     now = datetime.now(UTC)
     everything = [r async for r in engine.list_overdue_actions(client, query)]
     expected = [r.workflow_id for r in sorted(everything, key=lambda r: (r.due, r.workflow_id))]
@@ -82,6 +85,10 @@ def overview_at(moment: datetime) -> readmodel.Overview:
     )
 
 
+async def _async(value: T) -> T:
+    return value
+
+
 async def test_overview_cache_serves_fresh_then_stale_and_refreshes_once():
     calls: list[str | None] = []
     release = asyncio.Event()
@@ -103,8 +110,8 @@ async def test_overview_cache_serves_fresh_then_stale_and_refreshes_once():
     assert all(a is stale for a in answers)  # served at once while one refresh runs
     assert calls == [None, None]
     release.set()
-    await asyncio.sleep(0.01)
-    assert cache._known[None] is not stale
+    refreshed = await cache._running[None]  # the one background refresh, awaited to its end
+    assert cache._known[None] is refreshed and refreshed is not stale
 
     await cache.get("payments")  # another team: computed for itself
     assert calls == [None, None, "payments"]
@@ -132,12 +139,13 @@ async def test_the_overview_is_kept_warm_and_a_failure_does_not_stop_it(caplog):
             raise RuntimeError("Temporal unreachable")
         return overview_at(datetime.now(UTC))
 
-    cache = readmodel.OverviewCache(compute, fresh=timedelta(seconds=0.1))
+    cache = readmodel.OverviewCache(compute, fresh=timedelta(seconds=0.5))
     warming = asyncio.ensure_future(cache.keep_warm([None]))
-    await asyncio.sleep(0.45)
-    served = await cache.get(None)  # fresh from the warmer: no computation of its own
+    # The second turn fails, the third succeeds: the warmer went on after the failure.
+    await until(lambda: _async(len(calls)), lambda n: n >= 3 and None in cache._known, 10)
     count = len(calls)
-    assert count >= 3 and served is cache._known[None]
+    served = await cache.get(None)  # fresh from the warmer: no computation of its own
+    assert served is cache._known[None] and len(calls) == count
     assert "overview of every team not refreshed: Temporal unreachable" in caplog.text
     warming.cancel()
     await asyncio.gather(warming, return_exceptions=True)

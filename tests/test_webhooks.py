@@ -168,14 +168,22 @@ async def test_github_closed_by_webhook_jira_by_the_poll(dev_env, stack, emulato
         state: PostmortemState = await handle.query(PostmortemWorkflow.status)
         return [a.state for a in state.actions]
 
+    async def signals(workflow_id: str) -> int:
+        history = await dev_env.client.get_workflow_handle(workflow_id).fetch_history()
+        return sum(
+            e.HasField("workflow_execution_signaled_event_attributes") for e in history.events
+        )
+
     body = github_event(github.repo_name, 1)
     headers = {"x-github-event": "issues", "x-github-delivery": str(uuid.uuid4())}
+    assert await signals(f"{handle.id}/action-in-github") == 0
     # A bad signature: 401, and nothing moves.
     refused = await post(
         f"{base}/webhooks/github", body, headers | {"x-hub-signature-256": signed(body, "wrong")}
     )
     assert refused.status_code == 401 and refused.json()["accepted"] is False
-    await asyncio.sleep(0.5)
+    # The answer comes after anything the API did: no signal reached the follow-up.
+    assert await signals(f"{handle.id}/action-in-github") == 0
     assert await states() == [ActionState.OPEN, ActionState.OPEN]
 
     github.close(1)
@@ -184,6 +192,7 @@ async def test_github_closed_by_webhook_jira_by_the_poll(dev_env, stack, emulato
     )
     assert accepted.status_code == 200, accepted.text
     assert accepted.json()["workflow_id"] == f"{handle.id}/action-in-github"
+    assert await signals(f"{handle.id}/action-in-github") == 1  # the probe sees a signal
     assert await until(states, lambda s: s[1] is ActionState.DONE) == [
         ActionState.OPEN,
         ActionState.DONE,
