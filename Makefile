@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck compose browser unit bench clean
+.PHONY: run test lint typecheck compose browser clock unit bench clean mutation
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +41,43 @@ browser:
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
-test: lint typecheck compose browser unit
+# The suite again as if it were other moments (tests/conftest.py, PM_TEST_CLOCK): a late
+# Sunday, a weekday morning, a leap day in another year. Tests whose servers run on the
+# machine's clock (the dev server) are skipped there; the rest must not notice.
+CLOCKS := "sunday 23:30" "wednesday 08:00" "leap-day 12:00"
+
+clock: $(STAMP)
+	@for moment in $(CLOCKS); do \
+	  echo "== the suite at the next $$moment UTC"; \
+	  PM_TEST_CLOCK="$$moment" $(BIN)/pytest -q -p no:cacheprovider || exit 1; \
+	done
+
+test: lint typecheck compose browser clock unit
+
+# Mutation testing of the functions that decide (README, "Mutation testing"); not in `test`.
+# `?` stands for mutmut's `ǁ` between a class and its method in a mutant's name.
+MUTATE := 'api.signatures.*' 'domain.scheduling.*' 'domain.blameless.*' \
+  'domain.followup_timing.*' 'readmodel.x_actions_query*' 'readmodel.x_due_between*' \
+  'readmodel.x_iso*' 'readmodel.x_ranked_actions*' 'integrations.github.x__number*' \
+  $(foreach f,find_ticket create_ticket ticket_status _ensure_label _login _ref,\
+    'integrations.github.x?GitHubTracker?$(f)__*')
+
+mutation: $(STAMP)
+	rm -rf mutants && mkdir mutants
+	$(BIN)/mutmut run $(MUTATE) > mutants/run.log 2>&1 || { tail -c 3000 mutants/run.log; exit 1; }
+	@grep -a 'mutations/second' mutants/run.log
+	@# Per module: killed/total; any other mutant must be listed as equivalent, or this fails.
+	@$(BIN)/mutmut results --all true | awk -F': ' ' \
+	  FNR == NR { if (match($$0, /^- `[^`]+`/)) equivalent[substr($$0, 4, RLENGTH - 4)] = 1; next } \
+	  $$2 == "not checked" { next } \
+	  { name = $$1; sub(/^ +/, "", name); module = name; sub(/\.[^.]*$$/, "", module); \
+	    total[module]++; if ($$2 == "killed") killed[module]++; \
+	    else if (name in equivalent) known[module]++; \
+	    else { left++; print "  " $$2 ": " name } } \
+	  END { for (m in total) printf "%-24s %4d/%-4d killed, %d equivalent\n", \
+	          m, killed[m], total[m], known[m] | "sort"; close("sort"); \
+	        if (left) { print left " mutants neither killed nor in tests/mutation-equivalents.md"; exit 1 } }' \
+	  tests/mutation-equivalents.md -
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py

@@ -27,7 +27,12 @@ from temporalio.service import RPCError, RPCStatusCode
 import engine
 import readmodel
 from config import ConfigError, Routing, Settings, load_routing
-from domain.findings import check_findings, describe_validation_error, parse_findings
+from domain.findings import (
+    check_findings,
+    describe_validation_error,
+    parse_findings,
+    resolve_relative_dues,
+)
 from domain.messages import (
     AcknowledgeInput,
     ActionStateChange,
@@ -446,10 +451,11 @@ def review(
         return
     if findings is None:
         raise CliError("give --findings FILE, or --ack ID --note WHY")
-    data = load_findings_file(findings)
+    now = datetime.now(UTC)
+    data = resolve_relative_dues(load_findings_file(findings), now.date())
     parsed, problems = parse_findings(data)
     if parsed is not None:
-        problems = check_findings(parsed, now=datetime.now(UTC), teams=routing().calendars())
+        problems = check_findings(parsed, now=now, teams=routing().calendars())
         if revise and parsed.actions:
             problems.append(
                 "a revision rewords the findings: remove 'actions' (add new ones with "

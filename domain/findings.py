@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -44,6 +45,26 @@ def _location(loc: Iterable[Any]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+RELATIVE_DUE = re.compile(r"\s*(\d{1,4})\s*([dw])\s*")
+
+
+def resolve_relative_dues(data: object, today: date) -> object:
+    """A findings file may give an action's `due` as a span from today ("30d", "6w"), so a
+    template or an example never goes stale; it becomes that calendar date. Anything else is
+    left for validation to judge."""
+    if not isinstance(data, dict) or not isinstance(data.get("actions"), list):
+        return data
+    actions = []
+    for action in data["actions"]:
+        due = action.get("due") if isinstance(action, dict) else None
+        match = RELATIVE_DUE.fullmatch(due) if isinstance(due, str) else None
+        if match:
+            days = int(match.group(1)) * (7 if match.group(2) == "w" else 1)
+            action = {**action, "due": (today + timedelta(days=days)).isoformat()}
+        actions.append(action)
+    return {**data, "actions": actions}
 
 
 def parse_findings(data: object) -> tuple[Findings | None, list[str]]:

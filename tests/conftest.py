@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
+import re
 import shutil
 import socket
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,95 @@ timezone = "America/New_York"
 """
 
 
+# -- the clock ---------------------------------------------------------------------------
+#
+# PM_TEST_CLOCK runs the suite as if it were another moment: "sunday 23:30" (the next such
+# moment in UTC), "leap-day 12:00" (the next 29 February) or an ISO instant in the future.
+# This process's clock travels there (time-machine: datetime.now, time.time) and each
+# time-skipping server skips forward to it, so the two agree. Tests that run a server on the
+# machine's real clock (the dev server, `postmortem up`) cannot follow and are skipped.
+
+WEEKDAYS = ["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
+
+
+def shifted_moment(spec: str, now: datetime) -> datetime:
+    """The moment PM_TEST_CLOCK names, always after `now` (a server's clock only moves on)."""
+    spec = spec.strip().lower()
+    named = re.fullmatch(r"(\w+|leap-day)\s+(\d{1,2}):(\d{2})", spec)
+    if named and (named.group(1) in WEEKDAYS or named.group(1) == "leap-day"):
+        hour, minute = int(named.group(2)), int(named.group(3))
+        day = now.date() + timedelta(days=1)
+        while not (
+            day.weekday() == WEEKDAYS.index(named.group(1))
+            if named.group(1) in WEEKDAYS
+            else (day.month, day.day) == (2, 29)
+        ):
+            day += timedelta(days=1)
+        return datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
+    moment = datetime.fromisoformat(spec.upper().replace("Z", "+00:00"))
+    if moment.tzinfo is None or moment <= now:
+        raise pytest.UsageError(f"PM_TEST_CLOCK={spec!r}: give a future instant with its offset")
+    return moment
+
+
+CLOCK_SPEC = os.environ.get("PM_TEST_CLOCK", "").strip()
+_travel: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    global _travel
+    config.addinivalue_line(
+        "markers", "realclock: runs a server on the machine's clock; skipped under PM_TEST_CLOCK"
+    )
+    if CLOCK_SPEC:
+        import time_machine
+
+        _travel = time_machine.travel(shifted_moment(CLOCK_SPEC, datetime.now(UTC)), tick=True)
+        _travel.start()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    from tests.fakes import contract
+
+    try:
+        contract.available()
+    except contract.MissingDescriptions as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _travel is not None:
+        _travel.stop()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    from tests.fakes import contract
+
+    lines = []
+    if CLOCK_SPEC:
+        lines.append(f"clock shifted ({CLOCK_SPEC}): now is {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
+    if not contract.available():
+        lines.append(f"contract checks OFF: no API descriptions under {contract.SPECS}")
+    return lines
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not CLOCK_SPEC:
+        return
+    real = pytest.mark.skip(reason="its server runs on the machine's clock, which is not shifted")
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("realclock") or fixtures & {"dev_env", "dev_settings"}:
+            item.add_marker(real)
+
+
+async def skip_to(environment: WorkflowEnvironment, moment: datetime) -> None:
+    """Move a time-skipping server's clock forward to `moment` (never back)."""
+    gap = moment - await environment.get_current_time()
+    if gap > timedelta(0):
+        await environment.sleep(gap)
+
+
 def binary(name: str) -> str:
     beside = Path(sys.executable).parent / name
     found = str(beside) if beside.exists() else shutil.which(name)
@@ -62,6 +154,8 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=pydantic_data_converter,
     )
     await register_search_attributes(environment.client, "default")
+    if CLOCK_SPEC:
+        await skip_to(environment, datetime.now(UTC))
     yield environment
     await environment.shutdown()
 

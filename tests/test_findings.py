@@ -2,6 +2,7 @@
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +14,7 @@ from domain.findings import (
     check_findings,
     parse_findings,
     resolve_actions,
+    resolve_relative_dues,
 )
 from domain.models import ActionSpec, ActionType
 
@@ -34,12 +36,37 @@ def problems_of(name: str) -> list[str]:
 
 
 def test_the_example_findings_file_is_valid():
-    data = yaml.safe_load((REPO / "examples" / "findings.yaml").read_text())
+    raw = yaml.safe_load((REPO / "examples" / "findings.yaml").read_text())
+    data = resolve_relative_dues(raw, NOW.date())
     parsed, problems = parse_findings(data)
     assert problems == []
     assert parsed is not None
     assert check_findings(parsed, now=NOW, teams=TEAMS) == []
-    assert len(parsed.actions) == 4
+    assert [a.due for a in parsed.actions] == [
+        NOW.date() + timedelta(weeks=8),
+        NOW.date() + timedelta(weeks=3),
+        NOW.date() + timedelta(days=30),
+        NOW.date() + timedelta(weeks=6),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("due", "expected"),
+    [("30d", "2026-12-26"), (" 6w ", "2027-01-07"), ("0d", "2026-11-26"), ("2027-01-02", None)],
+)
+def test_a_due_date_may_be_a_span_from_today(due: str, expected: str | None):
+    data: dict[str, Any] = {"summary": "s", "actions": [{"id": "a", "due": due}, "not a mapping"]}
+    resolved = resolve_relative_dues(data, NOW.date())
+    assert isinstance(resolved, dict)
+    assert resolved["actions"][0]["due"] == (expected or due)
+    assert resolved["actions"][1] == "not a mapping"  # left for validation to name
+    assert data["actions"][0]["due"] == due  # the input is not changed in place
+
+
+@pytest.mark.parametrize("due", ["30", "d", "-3d", "30 days", "1.5w", "12345d"])
+def test_what_is_not_a_span_is_left_for_validation(due: str):
+    data = {"actions": [{"due": due}]}
+    assert resolve_relative_dues(data, NOW.date()) == data
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import icalendar
 from domain.messages import CancelInput, RescheduleReviewInput
 from domain.models import Phase
 from tests import scenario
-from tests.conftest import Inbox
+from tests.conftest import Inbox, shifted_moment, skip_to
 from tests.scenario import until
 from tests.test_lifecycle import comments, record, status_of
 from tests.test_webhooks import free_port
@@ -120,6 +120,28 @@ async def test_invitation_reschedule_reminder_and_cancel(env, client, settings, 
         assert str(event["STATUS"]) == "CANCELLED"
         await until(status_of(handle), lambda s: s.phase is Phase.CANCELLED)
         await record("invitation", handle)
+
+
+async def test_a_review_less_than_a_day_away_gets_no_reminder_behind_its_invitation(
+    env, client, settings, inbox, tracker
+):
+    """Resolved on a weekday morning UTC, the review lands the next morning, inside the
+    reminder's lead time: the invitation is the only message, up to the review itself."""
+    mailing = settings.model_copy(
+        update={"smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_security": "none"}
+    )
+    now = await env.get_current_time()
+    await skip_to(env, shifted_moment("wednesday 08:37", now))
+    async with build_worker(client, mailing):
+        now = await env.get_current_time()
+        handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
+        state = await until(status_of(handle), lambda s: s.invitation_sent)
+        assert state.review is not None
+        assert state.review.start - now < timedelta(days=1)  # what this test is about
+        await env.sleep(state.review.start - now + timedelta(minutes=1))
+        state = await until(status_of(handle), lambda s: s.phase is Phase.IN_REVIEW)
+        assert [m["Subject"].split(":")[0] for _, m in inbox.messages] == ["Invitation"]
+        assert not [n for n in await comments(tracker, "PAY-1")() if n.startswith("Reminder:")]
 
 
 async def test_without_smtp_the_review_goes_on_and_says_why(env, client, settings, worker):

@@ -28,6 +28,9 @@ from workflows.postmortem import PostmortemWorkflow
 
 REPO = Path(__file__).resolve().parents[1]
 
+# `postmortem up` runs its dev server on the machine's clock.
+pytestmark = pytest.mark.realclock
+
 
 def free_port() -> int:
     with socket.socket() as probe:

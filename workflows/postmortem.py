@@ -87,6 +87,9 @@ FILING_RETRY = RetryPolicy(
 # Patches: workflows recorded before a change replay the old way (tests/histories/).
 BLAMELESS_CHECK = "blameless-check"  # the check at the review, and the publication gate
 REVIEW_INVITATION = "review-invitation"  # the emailed iCalendar invitation, reminder, cancel
+# A review planned or moved to less than the reminder's lead time away gets no separate
+# "tomorrow" reminder right after its invitation: the invitation is the reminder.
+NO_REMINDER_BEHIND_INVITATION = "no-reminder-behind-invitation"
 INVITATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=12,  # about 40 minutes; then a problem on status, the review goes on
@@ -185,6 +188,7 @@ class PostmortemWorkflow:
             start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=QUICK_RETRY,
         )
+        self._reminder_covered_by_invitation()
         await self._comment_tracking(notices.review_scheduled(s))
         self._set_phase(Phase.REVIEW_SCHEDULED)
         if workflow.patched(REVIEW_INVITATION):
@@ -229,6 +233,9 @@ class PostmortemWorkflow:
                 self._invitation_due = False
                 await self._send_invitation("request")
             now, review = workflow.now(), s.review
+            if workflow.patched(NO_REMINDER_BEHIND_INVITATION):
+                # Rescheduled while asleep: the reminder belongs to the new time.
+                reminder_at = review.start - s.follow_up.review_reminder_before
             if (
                 s.phase is Phase.REVIEW_SCHEDULED
                 and not s.review_reminder_sent
@@ -552,6 +559,7 @@ class PostmortemWorkflow:
             }
         )
         s.review_reminder_sent = False
+        self._reminder_covered_by_invitation()
         if s.phase is Phase.IN_REVIEW:
             self._set_phase(Phase.REVIEW_SCHEDULED, "review rescheduled")
         self._invitation_due = workflow.patched(REVIEW_INVITATION)
@@ -894,6 +902,13 @@ class PostmortemWorkflow:
             return
         if delivery.sent and kind == "request":
             s.invitation_sent = True
+
+    def _reminder_covered_by_invitation(self) -> None:
+        s = self._s
+        assert s.review is not None and s.follow_up is not None
+        reminder_at = s.review.start - s.follow_up.review_reminder_before
+        if workflow.now() >= reminder_at and workflow.patched(NO_REMINDER_BEHIND_INVITATION):
+            s.review_reminder_sent = True
 
     def _refuse_when_finished(self) -> None:
         if self._s.phase.is_terminal:
