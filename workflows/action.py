@@ -14,7 +14,7 @@ from workflows.timing import wait_until
 
 with workflow.unsafe.imports_passed_through():
     from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
-    from domain import notices
+    from domain import followup_timing, notices
     from domain.messages import (
         ActionFollowUpInput,
         ActionProgress,
@@ -116,9 +116,9 @@ class ActionFollowUpWorkflow:
         action.due = move.due
         action.overdue = now >= move.due
         action.escalation_level = 0
-        offsets = self._inp.policy.reminder_offsets
-        # Reminders whose moment already passed for the new date are not sent late.
-        action.reminders_sent = sum(1 for offset in offsets if move.due - offset <= now)
+        action.reminders_sent = followup_timing.reminders_passed(
+            move.due, self._inp.policy.reminder_offsets, now
+        )
         self._notes.append(f"Due date moved to {notices.when(move.due)}. Reason: {move.reason}")
         self._sync_visibility()
         self._woken = True
@@ -132,23 +132,7 @@ class ActionFollowUpWorkflow:
     # -- the loop ---------------------------------------------------------------------
 
     def _next_event(self) -> datetime:
-        action, policy = self._action, self._inp.policy
-        candidates = [self._last_poll + policy.status_poll_interval]
-        if action.reminders_sent < len(policy.reminder_offsets):
-            candidates.append(action.due - policy.reminder_offsets[action.reminders_sent])
-        if not action.overdue:
-            candidates.append(action.due)
-        else:
-            candidates.append(self._next_escalation())
-        return min(candidates)
-
-    def _next_escalation(self) -> datetime:
-        policy = self._inp.policy
-        return (
-            self._action.due
-            + policy.escalation_grace
-            + self._action.escalation_level * policy.escalation_repeat
-        )
+        return followup_timing.next_wake(self._action, self._inp.policy, self._last_poll)
 
     async def _sleep_until(self, moment: datetime) -> None:
         self._woken = False
@@ -162,12 +146,9 @@ class ActionFollowUpWorkflow:
             await self._poll()
             if action.state.is_terminal:
                 return
-        offsets = policy.reminder_offsets
-        due_reminders = [
-            i for i in range(action.reminders_sent, len(offsets)) if now >= action.due - offsets[i]
-        ]
-        if due_reminders:
-            action.reminders_sent = due_reminders[-1] + 1
+        reminders_sent = followup_timing.reminders_due(action, policy, now)
+        if reminders_sent > action.reminders_sent:
+            action.reminders_sent = reminders_sent
             if now < action.due:  # a late reminder is what escalation is for
                 action.last_reminder_at = now
                 await self._comment(notices.action_reminder(action))
@@ -176,7 +157,7 @@ class ActionFollowUpWorkflow:
         if not action.overdue and now >= action.due:
             action.overdue = True
             workflow.logger.info("corrective action overdue", extra={"action": action.id})
-        if action.overdue and now >= self._next_escalation():
+        if action.overdue and now >= followup_timing.next_escalation(action, policy):
             action.escalation_level += 1
             action.last_escalation_at = now
             await self._comment(

@@ -1,0 +1,97 @@
+"""When an action's follow-up reminds, escalates and wakes: pure rules, no workflow needed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from domain.followup_timing import next_escalation, next_wake, reminders_due, reminders_passed
+from domain.models import ActionType, CorrectiveAction
+from domain.policy import FollowUpPolicy
+
+DUE = datetime(2027, 3, 10, 17, tzinfo=UTC)
+DAY, HOUR = timedelta(days=1), timedelta(hours=1)
+POLICY = FollowUpPolicy(
+    reminder_offsets=[7 * DAY, DAY],
+    escalation_grace=2 * DAY,
+    escalation_repeat=7 * DAY,
+    status_poll_interval=6 * HOUR,
+)
+
+
+def action(**fields: object) -> CorrectiveAction:
+    values: dict[str, object] = {
+        "id": "canary",
+        "title": "Canary config",
+        "type": ActionType.REPAIR,
+        "owner": "kim@example.com",
+        "team": "payments",
+        "due": DUE,
+    }
+    values.update(fields)
+    return CorrectiveAction.model_validate(values)
+
+
+def test_escalations_come_a_grace_after_the_deadline_then_every_repeat():
+    assert next_escalation(action(overdue=True), POLICY) == DUE + 2 * DAY
+    assert next_escalation(action(overdue=True, escalation_level=1), POLICY) == DUE + 9 * DAY
+    assert next_escalation(action(overdue=True, escalation_level=3), POLICY) == DUE + 23 * DAY
+
+
+def test_the_next_wake_is_the_first_reminder_when_it_comes_before_a_poll():
+    last_poll = DUE - 7 * DAY - 2 * HOUR
+    assert next_wake(action(), POLICY, last_poll) == DUE - 7 * DAY
+
+
+def test_the_next_wake_is_the_poll_when_it_comes_first():
+    last_poll = DUE - 7 * DAY - 7 * HOUR
+    assert next_wake(action(), POLICY, last_poll) == DUE - 7 * DAY - HOUR
+
+
+def test_the_next_wake_takes_the_reminder_not_yet_sent():
+    last_poll = DUE - DAY - 2 * HOUR
+    assert next_wake(action(reminders_sent=1), POLICY, last_poll) == DUE - DAY
+
+
+def test_with_every_reminder_sent_the_deadline_is_next():
+    last_poll = DUE - 2 * HOUR
+    assert next_wake(action(reminders_sent=2), POLICY, last_poll) == DUE
+
+
+def test_once_overdue_the_escalation_is_next_not_the_passed_deadline():
+    late = action(reminders_sent=2, overdue=True, escalation_level=1)
+    assert next_wake(late, POLICY, DUE + 9 * DAY - 7 * HOUR) == DUE + 9 * DAY - HOUR  # a poll
+    assert next_wake(late, POLICY, DUE + 9 * DAY - 2 * HOUR) == DUE + 9 * DAY
+
+
+def test_without_reminders_the_wake_is_the_deadline_or_the_poll():
+    quiet = FollowUpPolicy(reminder_offsets=[], status_poll_interval=6 * HOUR)
+    assert next_wake(action(), quiet, DUE - 3 * HOUR) == DUE
+    assert next_wake(action(), quiet, DUE - 30 * HOUR) == DUE - 24 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("sent", "now", "expected"),
+    [
+        (0, DUE - 7 * DAY - HOUR, 0),  # nothing due yet
+        (0, DUE - 7 * DAY, 1),  # the first reminder's moment itself
+        (1, DUE - 2 * DAY, 1),  # between the two: the first was sent
+        (1, DUE - DAY, 2),
+        (0, DUE - 12 * HOUR, 2),  # both passed while nobody looked: one reminder, not two
+        (0, DUE + DAY, 2),
+        (2, DUE + DAY, 2),
+        (2, DUE - 2 * DAY, 2),  # what counts as sent stays counted
+    ],
+)
+def test_reminders_due(sent: int, now: datetime, expected: int):
+    assert reminders_due(action(reminders_sent=sent), POLICY, now) == expected
+
+
+def test_after_a_deadline_moves_only_passed_reminders_count_as_sent():
+    offsets = POLICY.reminder_offsets
+    assert reminders_passed(DUE, offsets, DUE - 8 * DAY) == 0
+    assert reminders_passed(DUE, offsets, DUE - 7 * DAY) == 1
+    assert reminders_passed(DUE, offsets, DUE - 2 * DAY) == 1
+    assert reminders_passed(DUE, offsets, DUE - DAY) == 2
+    assert reminders_passed(DUE, [], DUE) == 0
