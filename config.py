@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     api_port: int = Field(default=8000, ge=1, le=65535)
     webhook_secret_github: SecretStr | None = None
     webhook_secret_jira: SecretStr | None = None
+    # Jira Data Center cannot sign its webhooks: without a secret, unsigned deliveries are
+    # accepted only from these networks (the Jira servers' addresses), e.g. "10.0.4.0/24".
+    jira_webhook_networks: list[IPvAnyNetwork] = Field(default_factory=list)
     allow_unsigned: bool = False  # local trials only: accept webhooks with no secret set
     webhook_secret_pagerduty: SecretStr | None = None
     webhook_secret_incidentio: SecretStr | None = None  # whsec_... from incident.io

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import ipaddress
 import logging
 import sqlite3
 import threading
@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExec
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
+from api.bodies import BodyRefused, parse_json, read_limited
 from api.dashboard import add_dashboard_routes
 from api.incidents import add_incident_routes
 from api.metrics import add_metrics
@@ -28,12 +29,14 @@ from api.postmortems import add_postmortem_routes
 from api.signatures import sha256_signature_ok
 from config import Settings
 from domain.messages import ActionReopened, TrackerStatusSignal
+from domain.models import TicketRef
+from integrations import github as github_tracker
+from integrations import jira as jira_tracker
 from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
 log = logging.getLogger("postmortem.api")
-MAX_BODY = 1024 * 1024
 
 
 class WebhookAnswer(BaseModel):
@@ -141,10 +144,10 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         return JSONResponse({"error": "internal error; the engine logged it"}, status_code=500)
 
     async def read_body(request: Request) -> bytes | JSONResponse:
-        if int(request.headers.get("content-length") or 0) > MAX_BODY:
-            return answer(413, False, "body over 1 MiB")
-        body = await request.body()
-        return answer(413, False, "body over 1 MiB") if len(body) > MAX_BODY else body
+        try:
+            return await read_limited(request)
+        except BodyRefused as refused:
+            return answer(refused.status, False, refused.reason)
 
     async def signal_follow_up(tracker: str, key: str, status: TrackerStatusSignal) -> JSONResponse:
         connected: Client = state["client"]
@@ -236,15 +239,13 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         delivery = request.headers.get("x-github-delivery") or ""
         if delivery and not deliveries.first_time("github", delivery):
             return answer(200, True, "duplicate delivery, already handled")
-        reason = str(issue.get("state_reason") or "")
-        status = TrackerStatusSignal(
-            done=action == "closed",
-            resolution="not_planned" if reason in ("not_planned", "duplicate") else "completed",
+        key = f"{repo['full_name']}#{issue['number']}"
+        verdict = github_tracker.ticket_status_of(
+            TicketRef(tracker="github", key=key, url=str(issue.get("html_url") or "")), issue
         )
+        status = TrackerStatusSignal(done=verdict.done, resolution=verdict.resolution)
         try:
-            return await signal_follow_up(
-                "github", f"{repo['full_name']}#{issue['number']}", status
-            )
+            return await signal_follow_up("github", key, status)
         except RPCError as exc:
             deliveries.forget("github", delivery)
             return answer(503, False, f"Temporal unavailable: {exc.message}")
@@ -252,7 +253,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     @app.post(
         "/webhooks/jira",
         response_model=WebhookAnswer,
-        responses=webhook_responses("X-Hub-Signature", secret_required=False),
+        responses=webhook_responses("X-Hub-Signature", secret_required=True),
     )
     async def jira(request: Request) -> JSONResponse:
         """`jira:issue_updated` with a status change; the category says done, not the name."""
@@ -260,12 +261,22 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         if isinstance(body, JSONResponse):
             return body
         secret = settings.webhook_secret_jira
-        # Jira Data Center cannot sign: without a secret the endpoint relies on the network.
-        if secret is not None and not sha256_signature_ok(
-            secret.get_secret_value(), body, request.headers.get("x-hub-signature")
+        if secret is not None:
+            if not sha256_signature_ok(
+                secret.get_secret_value(), body, request.headers.get("x-hub-signature")
+            ):
+                log.warning("jira webhook refused: bad signature")
+                return answer(401, False, "bad or missing X-Hub-Signature")
+        elif not settings.allow_unsigned and not _from_networks(
+            request, settings.jira_webhook_networks
         ):
-            log.warning("jira webhook refused: bad signature")
-            return answer(401, False, "bad or missing X-Hub-Signature")
+            # Jira Data Center cannot sign: then only its own addresses are believed.
+            return answer(
+                403,
+                False,
+                "set PM_WEBHOOK_SECRET_JIRA, or PM_JIRA_WEBHOOK_NETWORKS for Jira Data Center "
+                "(or PM_ALLOW_UNSIGNED=1 for a local trial)",
+            )
         payload = _json(body)
         if payload is None:
             return answer(400, False, "the body is not a JSON object")
@@ -279,15 +290,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         delivery = request.headers.get("x-atlassian-webhook-identifier") or ""
         if delivery and not deliveries.first_time("jira", delivery):
             return answer(200, True, "duplicate delivery, already handled")
-        fields = _obj(issue.get("fields"))
-        category = _obj(_obj(fields.get("status")).get("statusCategory")).get("key")
-        resolution = str(_obj(fields.get("resolution")).get("name") or "").lower()
-        status = TrackerStatusSignal(
-            done=category == "done",
-            resolution="not_planned"
-            if resolution in ("won't do", "won't fix", "duplicate")
-            else "completed",
-        )
+        ref = TicketRef(tracker="jira", key=str(issue["key"]), url=str(issue.get("self") or ""))
+        verdict = jira_tracker.ticket_status_of(ref, issue.get("fields"))
+        status = TrackerStatusSignal(done=verdict.done, resolution=verdict.resolution)
         try:
             return await signal_follow_up("jira", str(issue["key"]), status)
         except RPCError as exc:
@@ -297,13 +302,23 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     return app
 
 
+def _from_networks(request: Request, networks: list[Any]) -> bool:
+    """The peer's address (not a forwarded header, which anyone can write) is in a network."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address in network for network in networks)
+
+
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
 def _json(body: bytes) -> dict[str, Any] | None:
     try:
-        value = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        value = parse_json(body)
+    except BodyRefused:
         return None
     return value if isinstance(value, dict) else None

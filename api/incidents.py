@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
+from api import bodies
 from api.signatures import pagerduty_signature_ok, sha256_signature_ok, shared_secret_ok
 from config import ConfigError, Settings, load_routing
 from domain.findings import describe_validation_error
@@ -167,9 +167,9 @@ def add_incident_routes(
         if kind and kind != "application/json":
             return None, _error(415, f"content type {kind!r}: send application/json")
         try:
-            return json.loads(body), None
-        except (ValueError, UnicodeDecodeError):
-            return None, _error(400, "the body is not valid JSON")
+            return bodies.parse_json(body), None
+        except bodies.BodyRefused as refused:
+            return None, _error(refused.status, refused.reason)
 
     async def _fetch_private(event: IncidentEvent, mapping: SourceMapping) -> IncidentEvent:
         """incident.io sends only the id of a private incident: the API has the rest."""
@@ -212,8 +212,9 @@ def add_incident_routes(
                     event = await _fetch_private(event, mapping)
             except ConfigError as exc:
                 return _error(503, f"routing file: {exc}")
-            except ValueError as exc:
-                return _error(422, f"not a {source} event we can read: {exc}")
+            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+                # Odd values anywhere in a body we authenticated: the sender's to fix.
+                return _error(422, f"not a {source} event we can read: {str(exc)[:200]}")
             except SourceUnavailable as exc:
                 return _error(503, f"could not fetch the incident: {exc}")
             except SourceRejected as exc:

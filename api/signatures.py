@@ -16,7 +16,7 @@ def sha256_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
     if not header or not header.startswith("sha256="):
         return False
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(expected, header.removeprefix("sha256="))
+    return _same(expected, header.removeprefix("sha256="))
 
 
 def pagerduty_signature_ok(secret: str, body: bytes, header: str | None) -> bool:
@@ -24,7 +24,7 @@ def pagerduty_signature_ok(secret: str, body: bytes, header: str | None) -> bool
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
     for part in (header or "").split(","):
         version, _, value = part.strip().partition("=")
-        if version == "v1" and hmac.compare_digest(expected, value):
+        if version == "v1" and _same(expected, value):
             return True
     return False
 
@@ -44,4 +44,9 @@ def shared_secret_ok(secret: str, request: Request, header: str | None = None) -
             offered.append(base64.b64decode(value).decode().partition(":")[2])
     elif authorization:
         offered.append(authorization)
-    return any(hmac.compare_digest(secret.encode(), o.encode()) for o in offered)
+    return any(_same(secret, o) for o in offered)
+
+
+def _same(expected: str, offered: str) -> bool:
+    """Constant time over bytes: a str compare_digest raises on non-ASCII (a 500 before)."""
+    return hmac.compare_digest(expected.encode(), offered.encode())

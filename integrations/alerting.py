@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from domain.intake import EventKind, IncidentEvent
+from integrations.payload import items
 from integrations.timestamps import parse_timestamp
 
 NEVER = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt while an alert fires
@@ -31,7 +32,7 @@ def alertmanager(payload: dict[str, Any], team_label: str = "team") -> IncidentE
     group_key = _text(payload.get("groupKey"))
     if not group_key:
         raise ValueError("`groupKey` is missing")
-    alerts = [a for a in payload.get("alerts") or [] if isinstance(a, dict)]
+    alerts = [a for a in items(payload.get("alerts")) if isinstance(a, dict)]
     labels, annotations = (
         _dict(payload.get("commonLabels")),
         _dict(payload.get("commonAnnotations")),
@@ -93,7 +94,7 @@ def opsgenie(payload: dict[str, Any]) -> IncidentEvent:
     alert_id = _text(alert.get("tinyId")) or _text(alert.get("alertId"))
     if closed and not alert_id:
         raise ValueError("`alert.alertId` is missing")
-    tags = tuple(t for t in (alert.get("tags") or []) if isinstance(t, str))
+    tags = tuple(t for t in items(alert.get("tags")) if isinstance(t, str))
     team_tags = tuple(t.split(":", 1)[1] for t in tags if t.startswith("team:"))
     return IncidentEvent(
         source="opsgenie",

@@ -116,14 +116,7 @@ class GitHubTracker:
 
     def ticket_status(self, ref: TicketRef) -> TicketStatus:
         issue = self.call(lambda: self.repo.get_issue(_number(ref)), key=ref.key)
-        reason = issue.state_reason or ""
-        done = issue.state == "closed"
-        return TicketStatus(
-            ref=ref,
-            done=done,
-            resolution=(("not_planned" if reason in NOT_PLANNED else "completed") if done else ""),
-            status_name=issue.state,
-        )
+        return ticket_status_of(ref, {"state": issue.state, "state_reason": issue.state_reason})
 
     def comment(self, ref: TicketRef, text: str) -> None:
         number = _number(ref)
@@ -184,6 +177,22 @@ class GitHubTracker:
             raise TrackerRejected(f"{where}: HTTP {status}: {message}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TrackerUnavailable(f"{where}: {type(exc).__name__}") from None
+
+
+def ticket_status_of(ref: TicketRef, issue: Any) -> TicketStatus:
+    """GitHub's word on an issue, from the issue object as the REST API and the `issues`
+    webhook both send it: done when closed, "not planned" by `state_reason`. The one mapping,
+    for the poll and the webhook alike."""
+    issue = issue if isinstance(issue, dict) else {}
+    state = str(issue.get("state") or "")
+    done = state == "closed"
+    reason = str(issue.get("state_reason") or "")
+    return TicketStatus(
+        ref=ref,
+        done=done,
+        resolution=("not_planned" if reason in NOT_PLANNED else "completed") if done else "",
+        status_name=state,
+    )
 
 
 def _number(ref: TicketRef) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 
 from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
+from integrations.payload import items
 from integrations.source_api import get_json
 from integrations.timestamps import parse_timestamp
 
@@ -37,7 +38,7 @@ def svix_signature_ok(
     expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
     for part in header.split():
         version, _, value = part.partition(",")
-        if version == "v1" and hmac.compare_digest(expected, value):
+        if version == "v1" and hmac.compare_digest(expected.encode(), value.encode()):
             return None
     return "no webhook-signature matches"
 
@@ -102,12 +103,14 @@ def _obj(value: Any) -> dict[str, Any]:
 def _field_values(incident: dict[str, Any], name: str) -> tuple[str, ...]:
     """Values of the custom field called `name` (case-insensitive): options or text."""
     values: list[str] = []
-    for entry in incident.get("custom_field_entries") or []:
+    for entry in items(incident.get("custom_field_entries")):
         field = entry.get("custom_field") if isinstance(entry, dict) else None
         if not isinstance(field, dict) or str(field.get("name", "")).lower() != name.lower():
             continue
-        for value in entry.get("values") or []:
-            option = value.get("value_option") if isinstance(value, dict) else None
+        for value in items(entry.get("values")):
+            if not isinstance(value, dict):
+                continue
+            option = value.get("value_option")
             text = option.get("value") if isinstance(option, dict) else value.get("value_text")
             if text:
                 values.append(str(text))
@@ -134,7 +137,7 @@ class IncidentIoClient:
             if after:
                 params["after"] = after
             page = self._get("/v2/incident_updates", params)
-            for update in page.get("incident_updates") or []:
+            for update in items(page.get("incident_updates")):
                 entry = _update_entry(update)
                 if entry is not None:
                     entries.append(entry)

@@ -177,20 +177,7 @@ class JiraTracker:
         issue = self._call(
             lambda: self.client.issue(ref.key, fields="status,resolution"), key=ref.key
         )
-        status = issue.fields.status
-        category = getattr(getattr(status, "statusCategory", None), "key", "")
-        resolution = getattr(getattr(issue.fields, "resolution", None), "name", "") or ""
-        done = category == "done"
-        return TicketStatus(
-            ref=ref,
-            done=done,
-            resolution=(
-                ("not_planned" if resolution.lower() in NOT_PLANNED else "completed")
-                if done
-                else ""
-            ),
-            status_name=getattr(status, "name", ""),
-        )
+        return ticket_status_of(ref, issue.raw.get("fields"))
 
     def comment(self, ref: TicketRef, text: str) -> None:
         text = with_mentions(text, self._mention)
@@ -243,6 +230,28 @@ class JiraTracker:
             raise TrackerRejected(f"{where}: HTTP {status}: {reason}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TrackerUnavailable(f"{where}: {type(exc).__name__}") from None
+
+
+def ticket_status_of(ref: TicketRef, fields: Any) -> TicketStatus:
+    """Jira's word on an issue, from its `fields` as the REST API and the webhooks both send
+    them: done by status category (whatever the status is called), "not planned" by the
+    resolution. The one mapping, for the poll and the webhook alike."""
+    fields = _obj(fields)
+    status = _obj(fields.get("status"))
+    category = _obj(status.get("statusCategory"))
+    resolution = _obj(fields.get("resolution"))
+    done = category.get("key") == "done"
+    name = str(resolution.get("name") or "").strip().lower()
+    return TicketStatus(
+        ref=ref,
+        done=done,
+        resolution=("not_planned" if name in NOT_PLANNED else "completed") if done else "",
+        status_name=str(status.get("name") or ""),
+    )
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _labels(request: TicketRequest) -> list[str]:

@@ -7,6 +7,7 @@ from typing import Any
 
 from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
+from integrations.payload import items
 from integrations.source_api import get_json
 from integrations.timestamps import parse_timestamp
 
@@ -37,12 +38,12 @@ def parse_webhook(payload: dict[str, Any]) -> IncidentEvent:
         url=_str(data.get("html_url")),
         summary=_str(data.get("resolve_reason")) or "",
         responders=tuple(
-            str(a.get("summary")) for a in data.get("assignees") or [] if isinstance(a, dict)
+            str(a.get("summary")) for a in items(data.get("assignees")) if isinstance(a, dict)
         ),
         priority=_summary(data.get("priority")),
         urgency=_str(data.get("urgency")),
         service=_id(data.get("service")),
-        teams=tuple(t for t in (_id(t) for t in data.get("teams") or []) if t),
+        teams=tuple(t for t in (_id(t) for t in items(data.get("teams"))) if t),
         detail="" if kind is not EventKind.OTHER else f"event type {event_type!r} is not followed",
     )
 
@@ -80,7 +81,7 @@ class PagerDutyClient:
                 f"/incidents/{incident_id}/log_entries",
                 {"limit": limit, "offset": offset, "is_overview": "false"},
             )
-            for item in page.get("log_entries") or []:
+            for item in items(page.get("log_entries")):
                 entry = _log_entry(item)
                 if entry is not None:
                     entries.append(entry)

@@ -11,6 +11,13 @@ _FRACTION = re.compile(r"(\.\d{6})\d+")
 
 
 def parse_timestamp(value: object) -> datetime:
+    try:
+        return _parse(value)
+    except (OverflowError, OSError) as exc:  # 1e30, Infinity: no calendar holds it
+        raise ValueError(f"{str(value)[:40]!r} is not a time we can read") from exc
+
+
+def _parse(value: object) -> datetime:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a time")
     if isinstance(value, int):

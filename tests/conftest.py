@@ -224,6 +224,21 @@ async def dev_worker(dev_env: WorkflowEnvironment, dev_settings: Settings) -> As
         yield running
 
 
+@pytest.fixture
+def emulators() -> Iterator[tuple[Any, Any]]:
+    """A Jira and a GitHub emulator whose keys are unique to the test: follow-ups of other
+    tests live on the same dev server."""
+    from tests.fakes.github import GitHubEmulator
+    from tests.fakes.jira import JiraEmulator
+
+    tag = uuid.uuid4().hex[:6].upper()
+    jira = JiraEmulator(project=f"W{tag}").start()
+    github = GitHubEmulator(repo=f"acme/platform-{tag.lower()}").start()
+    yield jira, github
+    jira.stop()
+    github.stop()
+
+
 class Inbox:
     """What the SMTP server received: the envelope's recipients and the parsed message."""
 

@@ -334,7 +334,8 @@ async def test_worker_metrics_count_actions_and_carry_the_sdk_metrics(dev_env, d
             async def scrape() -> str:
                 return (await http.get(f"http://127.0.0.1:{port}/metrics")).text
 
-            text = await until(scrape, lambda t: "postmortem_actions_created" in t)
+            # Both actions' counters (they are filed one after the other).
+            text = await until(scrape, lambda t: 'type="prevent"' in t and 'type="detect"' in t)
         created = [
             line for line in text.splitlines() if line.startswith("postmortem_actions_created")
         ]

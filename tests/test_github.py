@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -170,3 +171,31 @@ def test_a_github_app_installation_files_with_its_own_token():
             wrong.create_ticket(ticket("other"))
     finally:
         github.stop()
+
+
+# One table for what GitHub's states mean, against both paths: the poll and the webhook.
+GITHUB_STATES = [
+    (None, False, ""),  # open
+    ("completed", True, "completed"),
+    ("not_planned", True, "not_planned"),
+    ("duplicate", True, "not_planned"),
+]
+
+
+@pytest.mark.parametrize(("reason", "done", "meaning"), GITHUB_STATES)
+def test_one_mapping_for_the_poll_and_the_webhook(
+    github: GitHubEmulator, reason: str | None, done: bool, meaning: str
+):
+    from integrations.github import ticket_status_of
+    from tests.test_webhooks import github_event
+
+    tracker = tracker_for(github)
+    ref = tracker.create_ticket(ticket())
+    number = int(ref.key.rpartition("#")[2])
+    if done:
+        github.close(number, reason)  # type: ignore[arg-type]
+    polled = tracker.ticket_status(ref)
+    webhook = json.loads(github_event(github.repo_name, number, "closed" if done else "reopened"))
+    webhook["issue"]["state_reason"] = reason if done else "reopened"
+    hinted = ticket_status_of(ref, webhook["issue"])
+    assert (polled.done, polled.resolution) == (hinted.done, hinted.resolution) == (done, meaning)

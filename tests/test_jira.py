@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
-from integrations.jira import JiraTarget, JiraTracker, idempotency_label
+from integrations.jira import JiraTarget, JiraTracker, idempotency_label, ticket_status_of
 from integrations.tracker import CreationJournal, TicketRequest
 from tests.fakes.jira import JiraEmulator
 from tests.fakes.server import Fault
@@ -261,3 +262,35 @@ def test_jql_it_cannot_parse_is_a_400_not_every_issue(jira: JiraEmulator, jql: s
     with pytest.raises(TrackerRejected) as caught:
         tracker._call(lambda: tracker.client.search_issues(jql))
     assert "HTTP 400" in str(caught.value)
+
+
+# One table of what Jira's states mean, checked against both paths that read them: the poll
+# (the REST API through the real client) and the webhook (the payload's issue fields).
+RESOLUTIONS = [
+    ("new", None, False, ""),
+    ("indeterminate", None, False, ""),
+    ("done", "Done", True, "completed"),
+    ("done", "Fixed", True, "completed"),
+    ("done", None, True, "completed"),
+    ("done", "Won't Do", True, "not_planned"),
+    ("done", "Won't Fix", True, "not_planned"),
+    ("done", "Duplicate", True, "not_planned"),
+    ("done", "Cannot Reproduce", True, "not_planned"),
+    ("done", "Declined", True, "not_planned"),
+    ("done", " obsolete ", True, "not_planned"),
+]
+
+
+@pytest.mark.parametrize(("category", "resolution", "done", "meaning"), RESOLUTIONS)
+def test_one_mapping_for_the_poll_and_the_webhook(
+    jira: JiraEmulator, category: str, resolution: str | None, done: bool, meaning: str
+):
+    from tests.test_webhooks import jira_event
+
+    tracker = tracker_for(jira)
+    ref = tracker.create_ticket(ticket())
+    jira.set_status(ref.key, category, resolution=resolution)
+    polled = tracker.ticket_status(ref)
+    webhook = json.loads(jira_event(ref.key, category=category, resolution=resolution))
+    hinted = ticket_status_of(ref, webhook["issue"]["fields"])
+    assert (polled.done, polled.resolution) == (hinted.done, hinted.resolution) == (done, meaning)

@@ -8,7 +8,7 @@ import hmac
 import json
 import socket
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +22,8 @@ from config import Settings
 from domain.messages import PostmortemInput
 from domain.models import ActionState, Phase, PostmortemState
 from tests import scenario
-from tests.fakes.github import GitHubEmulator
-from tests.fakes.jira import JiraEmulator
 from tests.scenario import until
+from tests.test_lifecycle import record
 from tests.test_tracker_routing import routing
 from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
@@ -36,17 +35,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def emulators() -> Iterator[tuple[JiraEmulator, GitHubEmulator]]:
-    # Keys unique to the test: follow-ups of other tests live on the same dev server.
-    tag = uuid.uuid4().hex[:6].upper()
-    jira = JiraEmulator(project=f"W{tag}").start()
-    github = GitHubEmulator(repo=f"acme/platform-{tag.lower()}").start()
-    yield jira, github
-    jira.stop()
-    github.stop()
 
 
 @pytest.fixture
@@ -214,17 +202,52 @@ async def test_jira_closes_its_action_by_webhook(dev_env, stack, emulators):
     jira, _ = emulators
     handle = await reviewed(dev_env, settings, suffix)
     key = f"{next(iter(jira.state.projects))}-1"
-    body = jira_event(key)
-    headers = {"x-atlassian-webhook-identifier": str(uuid.uuid4()), "x-hub-signature": signed(body)}
-    done = await post(f"{base}/webhooks/jira", body, headers)
-    assert done.status_code == 200, done.text
-    assert done.json()["workflow_id"] == f"{handle.id}/action-in-jira"
+    follow_up = f"{handle.id}/action-in-jira"
 
     async def jira_state() -> ActionState:
         state: PostmortemState = await handle.query(PostmortemWorkflow.status)
         return state.actions[0].state
 
+    # A webhook saying "done" while the ticket is open in Jira (forged, or stale): the
+    # follow-up reads the ticket after the signal and believes Jira, not the webhook.
+    body = jira_event(key)
+    headers = {"x-atlassian-webhook-identifier": str(uuid.uuid4()), "x-hub-signature": signed(body)}
+    hinted = await post(f"{base}/webhooks/jira", body, headers)
+    assert hinted.status_code == 200 and hinted.json()["workflow_id"] == follow_up, hinted.text
+    await until(lambda: reads_after_signal(dev_env.client, follow_up), lambda n: n >= 1, 60)
+    assert await jira_state() is ActionState.OPEN
+
+    # Closed in Jira for real: the next webhook closes the action.
+    jira.set_status(key, "done", resolution="Done")
+    headers["x-atlassian-webhook-identifier"] = str(uuid.uuid4())
+    done = await post(f"{base}/webhooks/jira", body, headers)
+    assert done.status_code == 200, done.text
     assert await until(jira_state, lambda s: s is ActionState.DONE) is ActionState.DONE
+    follow_up_handle = dev_env.client.get_workflow_handle(follow_up)
+    await follow_up_handle.result()
+    await record("action-hinted", follow_up_handle)
+
+
+async def reads_after_signal(client: Any, workflow_id: str) -> int:
+    """Ticket reads a follow-up completed after its last tracker signal."""
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    reads, scheduled = 0, set[int]()
+    for event in history.events:
+        if event.HasField("workflow_execution_signaled_event_attributes"):
+            reads, scheduled = 0, set[int]()
+        attributes = event.activity_task_scheduled_event_attributes
+        if (
+            event.HasField("activity_task_scheduled_event_attributes")
+            and attributes.activity_type.name == "tracker.ticket_status"
+        ):
+            scheduled.add(event.event_id)
+        completed = event.activity_task_completed_event_attributes
+        if (
+            event.HasField("activity_task_completed_event_attributes")
+            and completed.scheduled_event_id in scheduled
+        ):
+            reads += 1
+    return reads
 
 
 async def test_webhooks_that_change_nothing(dev_env, stack, emulators):

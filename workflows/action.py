@@ -31,6 +31,10 @@ with workflow.unsafe.imports_passed_through():
 # Name of the post-mortem's signal: by name, since the parent module imports this one.
 ACTION_PROGRESS_SIGNAL = "action_progress"
 
+# Patches: workflows recorded before a change replay the old way (tests/histories/).
+VERIFY_TRACKER_HINTS = "verify-tracker-hints"  # a webhook makes the follow-up read the ticket
+HINT_GAP = timedelta(seconds=10)
+
 # Also how long a call lost with a crashed worker waits before its retry: keep it tight.
 TRACKER_TIMEOUT = timedelta(seconds=30)
 # Reads and comments: a few tries, then give up until the next event (never stall follow-up).
@@ -56,6 +60,7 @@ class ActionFollowUpWorkflow:
         self._memo: dict[str, Any] = {}
         self._dashboard: bool | None = None  # the patch, asked once per run
         self._opened_at = inp.opened_at or workflow.info().start_time
+        self._hinted = False  # a tracker webhook said the ticket changed: read it
 
     @workflow.run
     async def run(self, inp: ActionFollowUpInput) -> CorrectiveAction:
@@ -125,14 +130,20 @@ class ActionFollowUpWorkflow:
 
     @workflow.signal
     def tracker_status(self, status: TrackerStatusSignal) -> None:
-        """From a tracker webhook: the same meaning as a poll's answer."""
-        self._apply_tracker(status.done, status.resolution)
+        """From a tracker webhook: a hint that the ticket changed. The follow-up reads the
+        ticket and acts on what the tracker says, never on the webhook's word alone (a forged
+        or stale delivery closes nothing)."""
+        if workflow.patched(VERIFY_TRACKER_HINTS):
+            self._hinted = True
+        else:
+            self._apply_tracker(status.done, status.resolution)
         self._woken = True
 
     # -- the loop ---------------------------------------------------------------------
 
     def _next_event(self) -> datetime:
-        return followup_timing.next_wake(self._action, self._inp.policy, self._last_poll)
+        moment = followup_timing.next_wake(self._action, self._inp.policy, self._last_poll)
+        return min(moment, self._last_poll + HINT_GAP) if self._hinted else moment
 
     async def _sleep_until(self, moment: datetime) -> None:
         self._woken = False
@@ -142,7 +153,10 @@ class ActionFollowUpWorkflow:
         action, policy = self._action, self._inp.policy
         now = workflow.now()
         at_deadline = not action.overdue and now >= action.due
-        if at_deadline or now >= self._last_poll + policy.status_poll_interval:
+        # A burst of webhooks costs one read every HINT_GAP at most.
+        hinted = self._hinted and now >= self._last_poll + HINT_GAP
+        if hinted or at_deadline or now >= self._last_poll + policy.status_poll_interval:
+            self._hinted = False
             await self._poll()
             if action.state.is_terminal:
                 return
