@@ -6,11 +6,8 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -45,36 +42,6 @@ class WebhookAnswer(BaseModel):
     accepted: bool
     detail: str
     workflow_id: str | None = None
-
-
-class Deliveries:
-    """Delivery ids already handled (vendors retry and redeliver): kept across restarts."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # No fsync per delivery on the event loop: a crash loses at most a few dedupe rows,
-        # and the workflow id keeps a re-delivered incident to one post-mortem anyway.
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS deliveries (source TEXT, id TEXT, PRIMARY KEY (source, id))"
-        )
-        self._lock = threading.Lock()
-
-    def first_time(self, source: str, delivery: str) -> bool:
-        with self._lock:
-            cursor = self._db.execute(
-                "INSERT OR IGNORE INTO deliveries (source, id) VALUES (?, ?)", (source, delivery)
-            )
-            return cursor.rowcount == 1
-
-    def forget(self, source: str, delivery: str) -> None:
-        """A delivery we failed to act on must be accepted again when the vendor retries."""
-        with self._lock:
-            self._db.execute(
-                "DELETE FROM deliveries WHERE source = ? AND id = ?", (source, delivery)
-            )
 
 
 def answer(
@@ -125,7 +92,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         summary="Tracker webhooks in; status flows back to the corrective actions.",
         lifespan=lifespan,
     )
-    deliveries = Deliveries(settings.data_dir / "webhooks.sqlite3")
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -194,8 +160,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         settings,
         lambda: state["client"],
         read_body,
-        deliveries.first_time,
-        deliveries.forget,
     )
 
     add_postmortem_routes(app, settings, lambda: state["client"])
@@ -236,9 +200,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         issue, repo = _obj(payload.get("issue")), _obj(payload.get("repository"))
         if action not in ("closed", "reopened") or "number" not in issue or "full_name" not in repo:
             return answer(202, False, f"issues action {action!r} is not followed")
-        delivery = request.headers.get("x-github-delivery") or ""
-        if delivery and not deliveries.first_time("github", delivery):
-            return answer(200, True, "duplicate delivery, already handled")
         key = f"{repo['full_name']}#{issue['number']}"
         verdict = github_tracker.ticket_status_of(
             TicketRef(tracker="github", key=key, url=str(issue.get("html_url") or "")), issue
@@ -247,7 +208,6 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         try:
             return await signal_follow_up("github", key, status)
         except RPCError as exc:
-            deliveries.forget("github", delivery)
             return answer(503, False, f"Temporal unavailable: {exc.message}")
 
     @app.post(
@@ -287,16 +247,12 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         issue = _obj(payload.get("issue"))
         if not any(item.get("field") == "status" for item in items) or not issue.get("key"):
             return answer(202, False, "no status change")
-        delivery = request.headers.get("x-atlassian-webhook-identifier") or ""
-        if delivery and not deliveries.first_time("jira", delivery):
-            return answer(200, True, "duplicate delivery, already handled")
         ref = TicketRef(tracker="jira", key=str(issue["key"]), url=str(issue.get("self") or ""))
         verdict = jira_tracker.ticket_status_of(ref, issue.get("fields"))
         status = TrackerStatusSignal(done=verdict.done, resolution=verdict.resolution)
         try:
             return await signal_follow_up("jira", str(issue["key"]), status)
         except RPCError as exc:
-            deliveries.forget("jira", delivery)
             return answer(503, False, f"Temporal unavailable: {exc.message}")
 
     return app

@@ -8,7 +8,6 @@ reason, or `{"error": ...}` with the status that says what is wrong.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
@@ -26,7 +26,7 @@ from api.signatures import pagerduty_signature_ok, sha256_signature_ok, shared_s
 from config import ConfigError, Settings, load_routing
 from domain.findings import describe_validation_error
 from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event
-from domain.messages import PostmortemInput
+from domain.messages import ALREADY_RECORDED, PostmortemInput
 from domain.models import TimelineEntry
 from integrations import alerting, incidentio, pagerduty
 from integrations.errors import SourceRejected, SourceUnavailable
@@ -72,8 +72,6 @@ def add_incident_routes(
     settings: Settings,
     client: Callable[[], Client],
     read_body: Callable[[Request], Any],
-    first_time: Callable[[str, str], bool],
-    forget: Callable[[str, str], None],
 ) -> None:
     def secret_of(source: str, setting: str = "") -> tuple[str | None, JSONResponse | None]:
         setting = setting or f"webhook_secret_{source}"
@@ -85,26 +83,40 @@ def add_incident_routes(
             return None, _error(403, f"{source} webhooks are refused: {variable} is not set")
         return value.get_secret_value(), None
 
-    async def kickoff(event: IncidentEvent, delivery: str) -> JSONResponse:
+    async def kickoff(event: IncidentEvent) -> JSONResponse:
+        """Act with Temporal's own idempotency (workflow id, refused duplicate entries), so a
+        redelivery, however it is labelled, has its effect once; nothing is remembered here,
+        and a delivery that could not act is answered 503 for the sender to retry."""
         if event.kind is EventKind.OTHER:
             return JSONResponse(
                 KickoffAnswer(skipped=event.detail or "not a resolution").model_dump(), 202
             )
-        if delivery and not first_time(event.source, delivery):
-            workflow_id = f"postmortem-{event.source}-{event.incident_id}"
-            answer = KickoffAnswer(workflow_id=workflow_id, skipped="duplicate delivery")
-            return JSONResponse(answer.model_dump(), 200)
         try:
             routing = load_routing(settings.teams_file)
             mapped = map_event(event, routing.mapping_for(event.source), set(routing.teams))
         except ConfigError as exc:
-            forget(event.source, delivery)
             return _error(503, f"routing file: {exc}")
         try:
             return await _start(event, mapped.incident, mapped.skipped, routing)
         except RPCError as exc:
-            forget(event.source, delivery)
             return _error(503, f"Temporal unavailable: {exc.message}")
+
+    async def _record(handle: Any, entry: TimelineEntry) -> str | None:
+        """Add an entry to a post-mortem's timeline: None once it is there (now or before),
+        else why it could not be (the post-mortem is gone or finished). Raises RPCError when
+        Temporal cannot answer."""
+        try:
+            await handle.execute_update(PostmortemWorkflow.add_timeline_entry, entry)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type == ALREADY_RECORDED:
+                return None
+            return str(getattr(cause, "message", cause))
+        except RPCError as exc:
+            if exc.status is RPCStatusCode.NOT_FOUND:
+                return "no post-mortem for this incident"
+            raise
+        return None
 
     async def _start(
         event: IncidentEvent, incident: Any, skipped: str, routing: Any
@@ -113,7 +125,6 @@ def add_incident_routes(
         if event.kind is EventKind.REOPENED:
             # Reopened: recorded on the post-mortem if there is one; nothing starts.
             workflow_id = f"postmortem-{event.source}-{event.incident_id}"
-            handle = connected.get_workflow_handle(workflow_id)
             if event.occurred_at is None:
                 return JSONResponse(
                     KickoffAnswer(skipped="the event carries no time").model_dump(), 202
@@ -122,16 +133,12 @@ def add_incident_routes(
                 at=event.occurred_at,
                 text=f"Incident reopened in {event.source}",
                 source=event.source,
+                event="reopened",
             )
-            try:
-                await handle.execute_update(PostmortemWorkflow.add_timeline_entry, entry)
-            except Exception:
-                return JSONResponse(
-                    KickoffAnswer(
-                        skipped="no running post-mortem to record the reopening on"
-                    ).model_dump(),
-                    202,
-                )
+            problem = await _record(connected.get_workflow_handle(workflow_id), entry)
+            if problem is not None:
+                skipped = f"reopening not recorded: {problem}"
+                return JSONResponse(KickoffAnswer(skipped=skipped).model_dump(), 202)
             return JSONResponse(KickoffAnswer(workflow_id=workflow_id).model_dump(), 200)
         if incident is None:
             log.info("incident webhook skipped", extra={"source": event.source, "reason": skipped})
@@ -145,20 +152,17 @@ def add_incident_routes(
             PostmortemInput(incident=incident, timeline=list(event.timeline)),
         )
         if not started.started:
-            # Resolved again after a reopening (a new delivery, not a retry): on the timeline.
+            # Resolved again after a reopening (a new delivery, not a retry): on the timeline,
+            # once however often the same resolution is delivered.
             entry = TimelineEntry(
                 at=incident.resolved_at,
                 text=f"Resolved again in {event.source}",
                 source=event.source,
+                event="resolved_again",
             )
-            try:
-                await started.handle.execute_update(PostmortemWorkflow.add_timeline_entry, entry)
-            except (WorkflowUpdateFailedError, RPCError) as exc:
-                if isinstance(exc, RPCError) and exc.status is not RPCStatusCode.NOT_FOUND:
-                    raise
-                log.info(
-                    "resolved again after its post-mortem finished", extra={"id": started.handle.id}
-                )
+            problem = await _record(started.handle, entry)
+            if problem is not None:
+                log.info("resolved again, not recorded", extra={"id": started.handle.id})
         answer = KickoffAnswer(workflow_id=started.handle.id, started=started.started)
         return JSONResponse(answer.model_dump(), 201 if started.started else 200)
 
@@ -185,7 +189,6 @@ def add_incident_routes(
         setting: str,
         verify: Callable[[str, bytes, Request], str | None],
         parse: Callable[[dict[str, Any], SourceMapping], IncidentEvent],
-        delivery_header: str | None,
         doc: str,
     ) -> None:
         async def endpoint(request: Request) -> JSONResponse:
@@ -221,11 +224,7 @@ def add_incident_routes(
                 return JSONResponse(
                     KickoffAnswer(skipped=f"incident not fetched: {exc}").model_dump(), 202
                 )
-            # Without a delivery id from the vendor, an identical body is the same delivery.
-            delivery = (request.headers.get(delivery_header) if delivery_header else None) or (
-                hashlib.sha256(body).hexdigest()
-            )
-            return await kickoff(event, delivery)
+            return await kickoff(event)
 
         endpoint.__doc__ = doc
         endpoint.__name__ = f"{source.replace('-', '_')}_webhook"
@@ -242,7 +241,6 @@ def add_incident_routes(
             else "bad or missing X-PagerDuty-Signature"
         ),
         lambda payload, mapping: pagerduty.parse_webhook(payload),
-        "x-webhook-id",
         "PagerDuty v3: `incident.resolved` starts the post-mortem, `incident.reopened` is "
         "recorded on its timeline. Any `v1=` of X-PagerDuty-Signature may match (rotation).",
     )
@@ -258,7 +256,6 @@ def add_incident_routes(
             time.time(),
         ),
         lambda payload, mapping: incidentio.parse_webhook(payload, mapping.team_label),
-        "webhook-id",
         "incident.io (Svix-signed): a status update into the `learning` or `closed` category "
         "starts the post-mortem; back to `live` is recorded as a reopening.",
     )
@@ -271,7 +268,6 @@ def add_incident_routes(
             else "bad or missing X-Webhook-Secret (or basic auth password)"
         ),
         lambda payload, mapping: alerting.opsgenie(payload),
-        None,
         'Opsgenie: `action == "Close"` starts the post-mortem. Opsgenie cannot sign: the '
         "shared secret comes in X-Webhook-Secret or as the basic-auth password.",
     )
@@ -284,7 +280,6 @@ def add_incident_routes(
             else "bad or missing bearer token (or basic auth password)"
         ),
         lambda payload, mapping: alerting.alertmanager(payload, mapping.team_label),
-        None,
         "Prometheus Alertmanager: a group whose `status` is `resolved` starts the post-mortem. "
         "Authenticated by the receiver's bearer token or basic auth.",
     )
@@ -295,7 +290,6 @@ def add_incident_routes(
             None if shared_secret_ok(secret, request) else "bad or missing Authorization header"
         ),
         lambda payload, mapping: alerting.grafana_oncall(payload, mapping.team_label),
-        None,
         'Grafana OnCall: `event.type == "resolve"` starts the post-mortem, `unresolve` is '
         "recorded as a reopening. Authenticated by the Authorization header.",
     )
@@ -322,4 +316,4 @@ def add_incident_routes(
             incident = GenericIncident.model_validate(payload)
         except ValidationError as exc:
             return _error(422, "; ".join(describe_validation_error(exc)))
-        return await kickoff(to_event(incident), request.headers.get("x-delivery-id") or "")
+        return await kickoff(to_event(incident))

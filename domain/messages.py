@@ -116,6 +116,11 @@ class ChildDeadlineMove(Model):
     reason: str
 
 
+# The error type of an update refused because what it carries is already recorded (a
+# redelivered webhook): the sender's effect happened, so it is answered as a success.
+ALREADY_RECORDED = "AlreadyRecorded"
+
+
 class TrackerStatusSignal(Model):
     """The tracker's word on a ticket, from a webhook or a poll."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
@@ -120,6 +120,8 @@ class TimelineEntry(Model):
     source: str = "manual"
     # Kept out of every published document (customer names, internal hosts...).
     private: bool = False
+    # What an incident tool's event added (a reopening, a resolution after one): "" otherwise.
+    event: Literal["", "reopened", "resolved_again"] = ""
 
 
 class Incident(Model):

@@ -185,10 +185,11 @@ async def test_github_closed_by_webhook_jira_by_the_poll(dev_env, stack, emulato
         ActionState.OPEN,
         ActionState.DONE,
     ]
+    # Redelivered: one more hint, and the tracker still says closed: nothing changes.
     again = await post(
         f"{base}/webhooks/github", body, headers | {"x-hub-signature-256": signed(body)}
     )
-    assert again.json()["detail"] == "duplicate delivery, already handled"
+    assert again.status_code in (200, 202), again.text
 
     # Jira sends nothing; its poll (every 10 s here) reads the status category.
     jira.set_status(f"{next(iter(jira.state.projects))}-1", "done", resolution="Done")

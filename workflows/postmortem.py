@@ -34,6 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from domain import notices
     from domain.findings import check_actions, check_findings
     from domain.messages import (
+        ALREADY_RECORDED,
         AcknowledgeInput,
         ActionFollowUpInput,
         ActionProgress,
@@ -544,6 +545,19 @@ class PostmortemWorkflow:
     @add_timeline_entry.validator
     def _check_timeline_entry(self, entry: TimelineEntry) -> None:
         self._refuse_when_finished()
+        # A redelivered webhook (a replay, a retry with a new delivery id) adds nothing: a
+        # refused update leaves no trace in history.
+        incident = self._s.incident
+        # "Resolved again" at the incident's own resolution is that resolution, redelivered.
+        same_resolution = entry.event == "resolved_again" and entry.at == incident.resolved_at
+        if same_resolution or any(
+            (e.at, e.text, e.source) == (entry.at, entry.text, entry.source)
+            for e in self._s.timeline
+        ):
+            raise ApplicationError(
+                f"already on the timeline: {entry.text[:80]!r} at {entry.at.isoformat()}",
+                type=ALREADY_RECORDED,
+            )
 
     @workflow.update
     async def schedule_review(self, request: RescheduleReviewInput) -> ReviewSlot:
