@@ -44,6 +44,7 @@ from domain.messages import (
     RetryFilingInput,
     ReviewAccepted,
     ReviseFindingsInput,
+    RouteInput,
 )
 from domain.models import (
     ActionSpec,
@@ -302,6 +303,7 @@ def status_json(state: PostmortemState) -> dict[str, Any]:
         title=state.incident.title,
         review_at=state.review.start.isoformat() if state.review else None,
         blameless_open=[n.id for n in state.blameless_open],
+        unrouted=state.incident.unrouted or None,
     )
     return data
 
@@ -318,6 +320,11 @@ def status_text(s: PostmortemState) -> str:
         f"Resolved   {_when(inc.resolved_at)}",
         f"Owner      {s.owner or '—'}",
     ]
+    if inc.unrouted:
+        lines.append(
+            f"UNROUTED   with the triage team: {inc.unrouted} "
+            f"(postmortem route {s.workflow_id} --team TEAM)"
+        )
     if s.review:
         note = " (outside the window: " + s.review.reason + ")" if s.review.outside_window else ""
         lines.append(
@@ -571,6 +578,26 @@ def cancel(
 
     run(go)
     typer.echo(f"{workflow_id} cancelled")
+
+
+@app.command()
+def route(
+    workflow_id: str,
+    team: Annotated[str, typer.Option(help="The team that owns it from now on.")],
+    reason: Annotated[str, typer.Option(help="Why, for the tracking ticket.")] = "",
+) -> None:
+    """Place a post-mortem with a team: an unrouted one from the triage team, or a wrong
+    guess. The team's policy, owner and calendar apply from then on."""
+    if team not in routing().teams:
+        raise CliError(f"no team {team!r} in the routing file")
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(
+            PostmortemWorkflow.route, RouteInput(team=team, reason=reason)
+        )
+
+    run(go)
+    typer.echo(f"{workflow_id} routed to team {team}")
 
 
 class ListPhase(StrEnum):

@@ -422,6 +422,10 @@ class Routing(BaseModel):
 
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     teams: dict[str, TeamConfig] = Field(min_length=1)
+    # Where an incident goes when no mapping names its team: it starts there, flagged
+    # `unrouted`, until an operator routes it (`postmortem route`). Unset: such deliveries
+    # are answered 503 so the sender retries while someone fixes the routing.
+    triage_team: str | None = None
     # Days without reviews for every team (a company-wide freeze), added to each team's own.
     blackout: list[DateRange] = Field(default_factory=list)
     # Per incident source: how its priorities, services and teams map to ours.
@@ -429,6 +433,12 @@ class Routing(BaseModel):
         Literal["pagerduty", "incidentio", "opsgenie", "alertmanager", "grafana-oncall", "generic"],
         SourceMapping,
     ] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _triage_team_exists(self) -> Routing:
+        if self.triage_team is not None and self.triage_team not in self.teams:
+            raise ValueError(f"triage_team {self.triage_team!r} is not one of the [teams]")
+        return self
 
     def mapping_for(self, source: str) -> SourceMapping:
         return self.sources.get(source) or SourceMapping()  # type: ignore[call-overload]

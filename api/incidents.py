@@ -25,7 +25,7 @@ from api import bodies
 from api.signatures import pagerduty_signature_ok, sha256_signature_ok, shared_secret_ok
 from config import ConfigError, Settings, load_routing
 from domain.findings import describe_validation_error
-from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event
+from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event, normalise
 from domain.messages import ALREADY_RECORDED, PostmortemInput
 from domain.models import TimelineEntry
 from integrations import alerting, incidentio, pagerduty
@@ -91,11 +91,20 @@ def add_incident_routes(
             return JSONResponse(
                 KickoffAnswer(skipped=event.detail or "not a resolution").model_dump(), 202
             )
+        event = normalise(event)  # fitted to our models: clipped, never refused for length
         try:
             routing = load_routing(settings.teams_file)
-            mapped = map_event(event, routing.mapping_for(event.source), set(routing.teams))
+            mapped = map_event(
+                event, routing.mapping_for(event.source), set(routing.teams), routing.triage_team
+            )
         except ConfigError as exc:
             return _error(503, f"routing file: {exc}")
+        except ValueError as exc:  # a value our models refuse even after normalising
+            return _error(422, f"not an incident we can record: {str(exc)[:300]}")
+        if mapped.unroutable:
+            # Not a 2xx: that would drop the incident. The sender retries until it is mapped.
+            log.error("incident not routable", extra={"source": event.source})
+            return _error(503, f"{mapped.skipped}, and the routing file has no triage_team")
         try:
             return await _start(event, mapped.incident, mapped.skipped, routing)
         except RPCError as exc:

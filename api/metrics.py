@@ -54,6 +54,11 @@ def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) 
         "Post-mortems whose review window has closed without findings",
         registry=registry,
     )
+    unrouted = Gauge(
+        "postmortem_unrouted",
+        "Running post-mortems still with the triage team (no mapping named their team)",
+        registry=registry,
+    )
     actions = Gauge(
         "postmortem_actions",
         "Corrective actions by state (visibility, retention applies)",
@@ -81,8 +86,16 @@ def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) 
         require(request, settings, Role.VIEWER)
         count = readmodel.Counter(client())
         now = datetime.now(UTC)
-        teams = sorted(load_routing(settings.teams_file).teams)
+        routing = load_routing(settings.teams_file)
+        teams = sorted(routing.teams)
         phases = [p for p in Phase if not p.is_terminal]
+        # Unrouted: running post-mortems still with the triage team.
+        running = "ExecutionStatus = 'Running'"
+        triage = (
+            count(f"{engine.postmortem_query(team=routing.triage_team)} AND {running}")
+            if routing.triage_team
+            else None
+        )
         by_phase = count.many(engine.postmortem_query(phase=p) for p in phases)
         by_team = count.many(readmodel.actions_query(overdue=True, team=t) for t in teams)
         late = count(readmodel.late_reviews_query(now))
@@ -97,6 +110,7 @@ def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) 
         for team, n in zip(teams, await by_team, strict=True):
             overdue_by_team.labels(team=team).set(n)
         late_reviews.set(await late)
+        unrouted.set(await triage if triage is not None else 0)
         for state, n in zip(states, await by_state, strict=True):
             actions.labels(state=state.value).set(n)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.models import Incident, Severity, TimelineEntry
+from domain.models import IDENTIFIER, Incident, Severity, TimelineEntry
 
 
 class EventKind(StrEnum):
@@ -76,25 +79,69 @@ class SourceMapping(BaseModel):
     default_team: str | None = None
 
 
+TITLE_LIMIT = 200  # Incident.title (Name)
+ID_LIMIT = 100  # Incident.id (Identifier)
+TEXT_LIMIT = 20_000  # TimelineEntry.text (Text)
+
+
+def normalise(event: IncidentEvent) -> IncidentEvent:
+    """What a sender wrote, made to fit our models instead of refused: an id with odd
+    characters becomes a stable readable one (with a hash of the original, so two never
+    meet), a blank title a generated one, a long title a clipped one whose full text goes
+    on the timeline."""
+    incident_id = _stable_id(event.incident_id)
+    title = " ".join(event.title.split())
+    timeline = event.timeline
+    if len(title) > TITLE_LIMIT:
+        at = event.started_at or event.resolved_at or event.occurred_at
+        if at is not None:
+            full = TimelineEntry(
+                at=at, text=f"Title as sent: {title[: TEXT_LIMIT - 15]}", source=event.source
+            )
+            timeline = (full, *timeline)
+        title = title[: TITLE_LIMIT - 1].rstrip() + "…"
+    return dataclasses.replace(event, incident_id=incident_id, title=title or "", timeline=timeline)
+
+
+def _stable_id(raw: str) -> str:
+    if IDENTIFIER.match(raw):
+        return raw
+    digest = hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    readable = re.sub(r"[^A-Za-z0-9._:-]+", "-", raw).strip("-._:")[: ID_LIMIT - 11]
+    return f"{readable}-{digest}" if readable else f"x-{digest}"
+
+
 @dataclass(frozen=True)
 class Mapped:
     incident: Incident | None
     skipped: str = ""
+    unroutable: bool = False  # no team and no triage team: the sender must retry later
 
 
-def map_event(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str]) -> Mapped:
-    """Our incident from the event, or the reason it cannot be one (said to the sender)."""
+def map_event(
+    event: IncidentEvent,
+    mapping: SourceMapping,
+    known_teams: set[str],
+    triage_team: str | None = None,
+) -> Mapped:
+    """Our incident from the event, or the reason it cannot be one. An incident whose team
+    the routing cannot find goes to `triage_team`, flagged unrouted with the reason: it is
+    never dropped for want of a mapping."""
     severity = _severity(event, mapping)
     team = _team(event, mapping, known_teams)
+    unrouted = ""
     if team is None:
         hint = f"service {event.service!r}" if event.service else "this incident"
-        return Mapped(
-            None,
+        unrouted = (
             f"no team for {hint}: map it in [sources.{event.source}] "
-            "(service_teams, team_teams or default_team)",
+            "(service_teams, team_teams or default_team)"
         )
-    if team not in known_teams:
-        return Mapped(None, f"team {team!r} is not in the routing file")
+    elif team not in known_teams:
+        unrouted = f"team {team!r} is not in the routing file"
+    if unrouted:
+        if triage_team is None:
+            return Mapped(None, unrouted, unroutable=True)
+        team = triage_team
     if event.resolved_at is None:
         return Mapped(None, "the event carries no resolution time")
     incident = Incident(
@@ -110,6 +157,7 @@ def map_event(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str
         external_id=event.external_id,
         responders=list(event.responders),
         private=event.private,
+        unrouted=unrouted,
     )
     return Mapped(incident)
 

@@ -14,6 +14,7 @@ from domain.models import (
     Findings,
     Incident,
     Model,
+    Name,
     PostmortemState,
     Severity,
     Text,
@@ -78,6 +79,13 @@ class RetryFilingInput(Model):
 
 class CancelInput(Model):
     reason: Text
+
+
+class RouteInput(Model):
+    """An operator places a post-mortem with a team (an unrouted one, or a wrong guess)."""
+
+    team: Name
+    reason: str = Field(default="", max_length=2000)
 
 
 class ActionFollowUpInput(Model):

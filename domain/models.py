@@ -79,12 +79,12 @@ class ActionState(StrEnum):
         return self is not ActionState.OPEN
 
 
-_IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
 _ACTION_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 
 
 def _identifier(value: str) -> str:
-    if not _IDENTIFIER.match(value):
+    if not IDENTIFIER.match(value):
         raise ValueError(
             f"{value!r} must start with a letter or digit and hold only letters, digits "
             "and . _ : - (at most 100 characters)"
@@ -137,6 +137,8 @@ class Incident(Model):
     external_id: str | None = None  # the source's own id for API calls, where it differs
     responders: list[str] = Field(default_factory=list)
     private: bool = False
+    # Why the routing could not place it (it started under the triage team); "" once routed.
+    unrouted: str = ""
 
     @property
     def workflow_id(self) -> str:

@@ -22,7 +22,8 @@ def write(tmp_path: Path, text: str) -> Path:
 
 def test_example_routing_file_loads():
     routing = load_routing(REPO / "teams.example.toml")
-    assert set(routing.teams) == {"payments", "platform"}
+    assert set(routing.teams) == {"payments", "platform", "sre-triage"}
+    assert routing.triage_team == "sre-triage"
     assert routing.project_of("payments") == "PAY"
     assert routing.policy.follow_up.to_policy().reminder_offsets == [
         timedelta(days=7),

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         RetryFilingInput,
         ReviewAccepted,
         ReviseFindingsInput,
+        RouteInput,
     )
     from domain.models import (
         ActionSpec,
@@ -816,6 +817,67 @@ class PostmortemWorkflow:
         if action.filing_error is None:
             state = f"filed as {action.ticket.key}" if action.ticket else "waiting to be filed"
             raise ValueError(f"action {action.id} has no refused ticket to retry ({state})")
+
+    @workflow.update
+    async def route(self, request: RouteInput) -> str:
+        """Another team owns this post-mortem from now on: its policy, follow-up rules and
+        owner apply, and a review not yet held is planned again in its calendar. Filed
+        tickets stay where they are (each action names its own team)."""
+        s = self._s
+        async with self._lock:
+            try:
+                context: PostmortemContext = await workflow.execute_activity_method(
+                    RoutingActivities.resolve_context,
+                    ResolveContextInput(team=request.team, severity=s.incident.severity),
+                    start_to_close_timeout=QUICK_TIMEOUT,
+                    retry_policy=QUICK_RETRY,
+                )
+            except ActivityError as err:  # an unknown team: refused, nothing changed
+                cause = err.cause
+                raise ApplicationError(
+                    f"cannot route to {request.team!r}: {getattr(cause, 'message', cause)}",
+                    type=INVALID_INPUT,
+                ) from None
+            before = s.incident.team
+            s.incident = s.incident.model_copy(update={"team": request.team, "unrouted": ""})
+            s.team, s.policy, s.follow_up, s.owner = (
+                context.team,
+                context.policy,
+                context.follow_up,
+                context.owner,
+            )
+            if s.review is not None and s.findings is None and s.phase.awaits_review:
+                slot: ReviewSlot = await workflow.execute_activity_method(
+                    RoutingActivities.plan_review,
+                    PlanReviewInput(
+                        team=request.team,
+                        resolved_at=s.incident.resolved_at,
+                        now=workflow.now(),
+                        window_business_days=context.policy.review_within_business_days,
+                        workflow_id=s.workflow_id,
+                        responders=s.incident.responders,
+                        owner=s.owner,
+                    ),
+                    start_to_close_timeout=QUICK_TIMEOUT,
+                    retry_policy=QUICK_RETRY,
+                )
+                s.review = slot.model_copy(update={"sequence": s.review.sequence + 1})
+                s.review_reminder_sent = False
+                self._reminder_covered_by_invitation()
+                if s.phase is Phase.IN_REVIEW:
+                    self._set_phase(Phase.REVIEW_SCHEDULED, "routed to another team")
+                self._invitation_due = s.invitation_sent
+            self._sync_visibility()
+            self._wake()
+            why = f" Reason: {request.reason}" if request.reason.strip() else ""
+            await self._comment_tracking(f"Routed from team {before} to team {request.team}.{why}")
+            return request.team
+
+    @route.validator
+    def _check_route(self, request: RouteInput) -> None:
+        self._refuse_when_finished()
+        if request.team == self._s.incident.team and not self._s.incident.unrouted:
+            raise ValueError(f"this post-mortem is already with team {request.team}")
 
     @workflow.update
     async def cancel(self, request: CancelInput) -> str:
