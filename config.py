@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     operator_tokens: SecretStr | None = None
     auth_user_header: str | None = None  # e.g. X-Forwarded-Email (oauth2-proxy)
     operator_users: str = ""  # comma-separated users of that header who may operate
+    # That header is believed only from the proxy: its addresses (a JSON list of networks),
+    # or requests carrying this secret in X-Auth-Proxy-Secret (set by the proxy).
+    auth_proxy_networks: list[IPvAnyNetwork] = Field(default_factory=list)
+    auth_proxy_secret: SecretStr | None = None
+    # Host names the API answers to (DNS rebinding): loopback names, PM_API_HOST and the
+    # host of PM_PUBLIC_URL are always allowed; add the names your users type.
+    allowed_hosts: list[str] = Field(default_factory=list)
     temporal_ui_url: str | None = None  # links to workflows; default the dev server's UI
     # The overview is served from memory this long, then refreshed behind the scenes (0: off).
     overview_cache_seconds: float = Field(default=15, ge=0, le=3600)

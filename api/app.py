@@ -19,6 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 from api.bodies import BodyRefused, parse_json, read_limited
+from api.browser import add_browser_guards
 from api.dashboard import add_dashboard_routes
 from api.incidents import add_incident_routes
 from api.metrics import add_metrics
@@ -165,6 +166,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     add_postmortem_routes(app, settings, lambda: state["client"])
     add_dashboard_routes(app, settings, lambda: state["client"])
     add_metrics(app, settings, lambda: state["client"])
+    add_browser_guards(app, settings)  # outermost: Host, cross-site, headers, form token
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:

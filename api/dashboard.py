@@ -24,7 +24,18 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 import readmodel
-from api.access import COOKIE, Role, require, role_of, token_role
+from api.access import (
+    COOKIE,
+    SESSION_SECONDS,
+    Role,
+    csrf_ok,
+    require,
+    require_csrf,
+    role_of,
+    secure_request,
+    session_cookie,
+    token_role,
+)
 from api.postmortems import state_of
 from config import Settings, load_routing
 from domain.findings import describe_validation_error
@@ -172,7 +183,10 @@ def viewer(request: Request) -> Role:
 
 
 def operator(request: Request) -> Role:
-    return require(request, request.app.state.settings, Role.OPERATOR)
+    role = require(request, request.app.state.settings, Role.OPERATOR)
+    # A browser acting with its cookie (or the loopback default) sends the page's token.
+    require_csrf(request, request.headers.get("x-csrf-token", ""))
+    return role
 
 
 # Module level: FastAPI resolves these annotations by name (postponed evaluation).
@@ -488,6 +502,7 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
             d=detail,
             s=detail.state,
             role=guard,
+            csrf=request.state.csrf,
             now=now(),
             done=request.query_params.get("done", ""),
             error=request.query_params.get("error", ""),
@@ -502,11 +517,19 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         reason: Annotated[str, Form()] = "",
         finding_id: Annotated[str, Form()] = "",
         note: Annotated[str, Form()] = "",
+        csrf: Annotated[str, Form()] = "",
     ) -> Response:
         """The operators' forms on a post-mortem's page; back to the page with the outcome."""
         guard = html_guard(request, Role.OPERATOR)
         if isinstance(guard, Response):
             return guard
+        if not csrf_ok(request, csrf):  # the page's own token: no other site can post this
+            return page(
+                "error.html.j2",
+                403,
+                title="Not sent from this dashboard",
+                message="The form's token is missing or stale: reload the page and try again.",
+            )
         back = f"/postmortems/{quote_plus(workflow_id)}"
         update: Any
         arg: Any
@@ -536,10 +559,21 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         return page("login.html.j2", next=next if next.startswith("/") else "/", error="")
 
     @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login(token: Annotated[str, Form()], next: Annotated[str, Form()] = "/") -> Response:
+    async def login(
+        request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
+    ) -> Response:
         if token_role(settings, token.strip()) is None:
             return page("login.html.j2", next=next, error="That token is not known.")
         target = next if next.startswith("/") and not next.startswith("//") else "/"
         response = RedirectResponse(target, status_code=303)
-        response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict")
+        role = token_role(settings, token.strip())
+        assert role is not None
+        response.set_cookie(
+            COOKIE,
+            session_cookie(settings, role),
+            max_age=SESSION_SECONDS,
+            httponly=True,
+            samesite="strict",
+            secure=secure_request(request, settings),
+        )
         return response

@@ -12,11 +12,27 @@ import io
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
 from tests.test_dashboard import OPERATOR, VIEWER, api, visible  # noqa: F401 - api is a fixture
+
+
+def session(token: str, base: str) -> Any:
+    """The cookie /login would set for this token: a signed role, not the token."""
+    from pydantic import SecretStr
+
+    from api.access import COOKIE, Role, session_cookie
+    from config import Settings
+
+    settings = Settings(  # as the api fixture of tests.test_dashboard
+        viewer_tokens=SecretStr(f"other-viewer,{VIEWER}"), operator_tokens=SecretStr(OPERATOR)
+    )
+    role = Role.OPERATOR if token == OPERATOR else Role.VIEWER
+    return {"name": COOKIE, "value": session_cookie(settings, role), "url": base}
+
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -114,7 +130,7 @@ async def test_the_dashboard_in_chromium(api, browser):  # noqa: F811
 
     # On a phone: readable, nothing wider than the screen but the tables' own scroll.
     phone = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
-    await phone.add_cookies([{"name": "pm_token", "value": VIEWER, "url": base}])
+    await phone.add_cookies([session(VIEWER, base)])
     mobile = await phone.new_page()
     await mobile.goto(f"{base}/?team={s.team}")
     overflow = await mobile.evaluate(
@@ -128,14 +144,14 @@ async def test_the_dashboard_in_chromium(api, browser):  # noqa: F811
 async def test_operators_act_from_the_page_and_viewers_do_not_see_the_forms(api, browser):  # noqa: F811
     base, s = api
     viewer = await browser.new_context()
-    await viewer.add_cookies([{"name": "pm_token", "value": VIEWER, "url": base}])
+    await viewer.add_cookies([session(VIEWER, base)])
     page = await viewer.new_page()
     await page.goto(f"{base}/postmortems/{s.scheduled}")
     assert await page.locator("#reschedule").count() == 0
     await viewer.close()
 
     operator = await browser.new_context()
-    await operator.add_cookies([{"name": "pm_token", "value": OPERATOR, "url": base}])
+    await operator.add_cookies([session(OPERATOR, base)])
     page = await operator.new_page()
     await page.goto(f"{base}/postmortems/{s.scheduled}")
     await page.fill("#reschedule input[name=at]", "next tuesday")

@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -119,9 +120,9 @@ headers = st.fixed_dictionaries(
 )
 
 
-def serve(tmp: Path, address: str, **extra: object) -> Iterator[str]:
+def serve(tmp: Path, address: str, *, routing: str = ROUTING, **extra: object) -> Iterator[str]:
     teams = tmp / "teams.toml"
-    teams.write_text(ROUTING)
+    teams.write_text(routing)
     current = Settings(
         data_dir=tmp / "data",
         teams_file=teams,
@@ -149,7 +150,7 @@ def signed_api(
     tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironment
 ) -> Iterator[str]:
     address = dev_env.client.service_client.config.target_host
-    secrets = {k: SecretStr(v) for k, v in SECRETS.items()}
+    secrets: dict[str, Any] = {k: SecretStr(v) for k, v in SECRETS.items()}
     yield from serve(tmp_path_factory.mktemp("signed"), address, **secrets)
 
 

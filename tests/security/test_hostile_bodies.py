@@ -11,12 +11,14 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 from pydantic import SecretStr
 from temporalio.testing import WorkflowEnvironment
 
+from tests.conftest import ROUTING
 from tests.test_fuzz import SECRETS, SERVED, serve, started_on
 
 SECRET = SECRETS["webhook_secret_generic"]
@@ -25,8 +27,10 @@ SECRET = SECRETS["webhook_secret_generic"]
 @pytest.fixture(scope="module")
 def api(tmp_path_factory: pytest.TempPathFactory, dev_env: WorkflowEnvironment) -> Iterator[str]:
     address = dev_env.client.service_client.config.target_host
-    secrets = {k: SecretStr(v) for k, v in SECRETS.items()}
-    yield from serve(tmp_path_factory.mktemp("hostile"), address, **secrets)
+    secrets: dict[str, Any] = {k: SecretStr(v) for k, v in SECRETS.items()}
+    # A triage team: an authentic event whose service no mapping names still starts.
+    routing = 'triage_team = "payments"\n' + ROUTING
+    yield from serve(tmp_path_factory.mktemp("hostile"), address, routing=routing, **secrets)
 
 
 def signed(body: bytes, secret: str = SECRET) -> dict[str, str]:
