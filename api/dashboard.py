@@ -38,6 +38,7 @@ from api.access import (
 )
 from api.postmortems import state_of
 from config import Settings, load_routing
+from domain.export import spreadsheet_safe
 from domain.findings import describe_validation_error
 from domain.messages import AcknowledgeInput, CancelInput, RescheduleReviewInput
 from domain.models import Phase, PostmortemState, Severity
@@ -465,7 +466,8 @@ def add_dashboard_routes(app: FastAPI, settings: Settings, client: Callable[[], 
         )
         for r in rows:
             writer.writerow(
-                [
+                spreadsheet_safe(cell)
+                for cell in [
                     r.days_overdue(moment),
                     r.due.isoformat() if r.due else "",
                     r.title,

@@ -177,6 +177,11 @@ class GitHubTracker:
             raise TrackerRejected(f"{where}: HTTP {status}: {message}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TrackerUnavailable(f"{where}: {type(exc).__name__}") from None
+        except (requests.RequestException, ValueError) as exc:
+            # Unsendable (a token with a newline, a bad URL): the text may quote the header.
+            raise TrackerRejected(
+                f"{where}: the request could not be sent ({type(exc).__name__})"
+            ) from None
 
 
 def ticket_status_of(ref: TicketRef, issue: Any) -> TicketStatus:

@@ -230,6 +230,11 @@ class JiraTracker:
             raise TrackerRejected(f"{where}: HTTP {status}: {reason}") from None
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise TrackerUnavailable(f"{where}: {type(exc).__name__}") from None
+        except (requests.RequestException, ValueError) as exc:
+            # Unsendable (a token with a newline, a bad URL): the text may quote the header.
+            raise TrackerRejected(
+                f"{where}: the request could not be sent ({type(exc).__name__})"
+            ) from None
 
 
 def ticket_status_of(ref: TicketRef, fields: Any) -> TicketStatus:

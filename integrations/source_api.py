@@ -25,6 +25,12 @@ def get_json(
         response = requests.get(url, params=params, headers=headers, timeout=timeout)
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise SourceUnavailable(f"{where}: {type(exc).__name__}") from None
+    except (requests.RequestException, ValueError) as exc:
+        # An unsendable request (a token with a newline, a bad URL): its text may quote the
+        # header, so only the kind is kept. No retry fixes it: the configuration must.
+        raise SourceRejected(
+            f"{where}: the request could not be sent ({type(exc).__name__})"
+        ) from None
     if response.status_code == 429 or response.status_code >= 500:
         retry = response.headers.get("Retry-After")
         raise SourceUnavailable(

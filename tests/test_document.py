@@ -2,6 +2,8 @@
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from domain.document import (
     document_name,
     public_view,
@@ -256,3 +258,23 @@ def test_times_are_shown_in_utc_whatever_offset_they_came_with():
         state(timeline=[TimelineEntry(at=berlin, text="Paged")]), rendered_at=NOW
     )
     assert "| 2030-01-07 09:00 UTC | Paged |" in text
+
+
+@pytest.mark.parametrize(
+    ("cell", "written"),
+    [
+        ('=HYPERLINK("http://x")', '\'=HYPERLINK("http://x")'),
+        ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\tTAB", "'\tTAB"),
+        ("Add a canary stage", "Add a canary stage"),
+        (-3, -3),
+        (12, 12),
+        ("", ""),
+    ],
+)
+def test_csv_cells_that_look_like_formulas_are_written_as_text(cell: object, written: object):
+    from domain.export import spreadsheet_safe
+
+    assert spreadsheet_safe(cell) == written
