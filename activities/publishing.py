@@ -11,7 +11,14 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.errors import maps_integration_errors
-from domain.document import TemplateProblem, document_name, public_view, redact, render
+from domain.document import (
+    TemplateProblem,
+    document_name,
+    public_view,
+    redact,
+    redact_model,
+    render,
+)
 from domain.models import PostmortemState
 from integrations.errors import ConfigurationError
 from integrations.publishing import Document, IndexEntry, Publisher
@@ -58,12 +65,14 @@ class PublishingActivities:
                 note=f"not published: the incident is private in {incident.source}",
             )
         team = self._team_publishing(incident.team)
-        view = public_view(state)
+        secrets = list(self._known_secrets())
+        # Redacted before rendering: a template may escape, join or move any string.
+        state, found_state = redact_model(public_view(state), secrets)
+        incident = state.incident
         try:
-            rendered = render(view, rendered_at=request.rendered_at, team_dir=team.template_dir)
+            rendered = render(state, rendered_at=request.rendered_at, team_dir=team.template_dir)
         except TemplateProblem as exc:
             raise ConfigurationError(f"team {incident.team!r}: {exc}") from None
-        secrets = list(self._known_secrets())
         markdown, found_md = redact(rendered.markdown, secrets)
         html, found_html = redact(rendered.html, secrets)
         summary = (state.findings.summary if state.findings else "") or incident.summary
@@ -82,7 +91,7 @@ class PublishingActivities:
         )
         document = Document(entry=entry, markdown=markdown, html=html)
         locations = [publisher.publish(document) for publisher in team.publishers]
-        redactions = max(found_md, found_html)
+        redactions = found_state + max(found_md, found_html)
         activity.logger.info(
             "post-mortem published",
             extra={"locations": len(locations), "redactions": redactions},

@@ -10,9 +10,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jinja2
+from pydantic import BaseModel
 
 from domain.models import (
     ActionState,
@@ -208,3 +209,29 @@ def redact(text: str, known_secrets: Iterable[str] = ()) -> tuple[str, int]:
         text, found = pattern.subn(REDACTED, text)
         count += found
     return text, count
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def redact_model(model: M, known_secrets: Iterable[str] = ()) -> tuple[M, int]:
+    """Every string of a model redacted, before anything is rendered from it: a secret is
+    then caught whatever a template does with it (HTML-escaped, in a title, an index, a
+    commit message)."""
+    secrets = list(known_secrets)
+    count = 0
+
+    def walk(value: Any) -> Any:
+        nonlocal count
+        if isinstance(value, str):
+            text, found = redact(value, secrets)
+            count += found
+            return text
+        if isinstance(value, dict):
+            return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [walk(v) for v in value]
+        return value
+
+    cleaned = walk(model.model_dump())
+    return (type(model).model_validate(cleaned) if count else model), count

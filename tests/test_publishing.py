@@ -114,6 +114,25 @@ def test_nothing_private_or_secret_leaves(tmp_path: Path):
     assert not list(tmp_path.glob("2026/inc-10*"))
 
 
+def test_secrets_are_redacted_before_rendering_so_escaping_and_titles_hide_none(tmp_path: Path):
+    """An SMTP password with HTML's special characters (escaped in the page, so redaction of
+    the output missed it) and an AWS key id in the title (index.html, index.json)."""
+    folder = FolderPublisher(tmp_path)
+    password = "p<ss>&w0rd'42"
+    state = plain(title="Leak of AKIAABCDEFGHIJKLMNOP in logs")
+    state.timeline = [TimelineEntry(at=NOW - timedelta(hours=1), text=f"smtp auth {password}")]
+    result = publish([folder], state, secrets=[password])
+    published = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != ".lock"]
+    assert len(published) == 5
+    assert not [p for p in published if "akia" in p.name.lower()]  # nor in a file name
+    for path in published:
+        text = path.read_text()
+        assert "AKIAABCDEFGHIJKLMNOP" not in text, path
+        assert "p&lt;ss&gt;" not in text and "p<ss>" not in text, path
+    assert "Leak of [redacted] in logs" in (tmp_path / "index.json").read_text()
+    assert result.redactions >= 2
+
+
 def test_a_team_template_overrides_the_default(tmp_path: Path):
     templates = tmp_path / "templates"
     templates.mkdir()
