@@ -59,6 +59,8 @@ test: lint typecheck compose browser clock unit
 MUTATE := 'api.signatures.*' 'domain.scheduling.*' 'domain.blameless.*' \
   'domain.followup_timing.*' 'readmodel.x_actions_query*' 'readmodel.x_due_between*' \
   'readmodel.x_iso*' 'readmodel.x_ranked_actions*' 'integrations.github.x__number*' \
+  'integrations.github.x_ticket_status_of*' 'integrations.jira.x_ticket_status_of*' \
+  'integrations.jira.x_idempotency_label*' 'integrations.jira.x__labels*' \
   $(foreach f,find_ticket create_ticket ticket_status _ensure_label _login _ref,\
     'integrations.github.x?GitHubTracker?$(f)__*')
 
