@@ -6,7 +6,7 @@ FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /venv
 COPY pyproject.toml README.md ./
-COPY cli.py config.py engine.py worker.py observability.py ./
+COPY cli.py config.py engine.py readmodel.py worker.py observability.py ./
 COPY domain ./domain
 COPY integrations ./integrations
 COPY activities ./activities

@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -84,3 +85,18 @@ def test_the_image_runs_unprivileged_without_secrets_or_dev_dependencies():
     assert "HEALTHCHECK" in final
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".env", "teams.toml", ".data", "tests"} <= set(ignored)
+
+
+def test_the_image_copies_every_module_the_package_installs():
+    """What the wheel in the image is built from: every top-level module and package that
+    pyproject declares must be copied, or the installed commands fail on import (readmodel.py
+    was missing)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    wanted = {f"{m}.py" for m in project["py-modules"]}
+    wanted |= {p.rstrip("*") for p in project["packages"]["find"]["include"]}
+    copied: set[str] = set()
+    for line in (REPO / "Dockerfile").read_text().splitlines():
+        words = line.split()
+        if words[:1] == ["COPY"] and not any(w.startswith("--from") for w in words):
+            copied.update(w.rstrip("/") for w in words[1:-1])
+    assert wanted - copied == set()
