@@ -140,10 +140,10 @@ def same_origin(request: Request) -> bool | None:
     """Whether the Origin (or, without it, the Referer) is this host; None when the request
     names neither (a program, not a browser form)."""
     origin = request.headers.get("origin") or request.headers.get("referer")
-    if not origin or origin == "null":
-        return None if not origin else False
-    parts = urlsplit(origin)
-    return parts.netloc.lower() == request.headers.get("host", "").lower()
+    if not origin:
+        return None
+    # "null" (a sandboxed frame, a file: page) has no host: never this one.
+    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
 
 
 def require_csrf(request: Request, supplied: str) -> None:

@@ -30,6 +30,7 @@ from domain.messages import ActionReopened, TrackerStatusSignal
 from domain.models import TicketRef
 from integrations import github as github_tracker
 from integrations import jira as jira_tracker
+from integrations.payload import obj
 from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
@@ -199,7 +200,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         if payload is None:
             return answer(400, False, "the body is not a JSON object")
         action = payload.get("action")
-        issue, repo = _obj(payload.get("issue")), _obj(payload.get("repository"))
+        issue, repo = obj(payload.get("issue")), obj(payload.get("repository"))
         if action not in ("closed", "reopened") or "number" not in issue or "full_name" not in repo:
             return answer(202, False, f"issues action {action!r} is not followed")
         key = f"{repo['full_name']}#{issue['number']}"
@@ -244,9 +245,9 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
             return answer(400, False, "the body is not a JSON object")
         if payload.get("webhookEvent") != "jira:issue_updated":
             return answer(202, False, f"event {payload.get('webhookEvent')!r} is not followed")
-        raw_items = _obj(payload.get("changelog")).get("items")
+        raw_items = obj(payload.get("changelog")).get("items")
         items = [i for i in raw_items if isinstance(i, dict)] if isinstance(raw_items, list) else []
-        issue = _obj(payload.get("issue"))
+        issue = obj(payload.get("issue"))
         if not any(item.get("field") == "status" for item in items) or not issue.get("key"):
             return answer(202, False, "no status change")
         ref = TicketRef(tracker="jira", key=str(issue["key"]), url=str(issue.get("self") or ""))
@@ -268,10 +269,6 @@ def _from_networks(request: Request, networks: list[Any]) -> bool:
     except ValueError:
         return False
     return any(address in network for network in networks)
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _json(body: bytes) -> dict[str, Any] | None:

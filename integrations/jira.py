@@ -15,6 +15,7 @@ from jira import JIRA, JIRAError
 
 from domain.models import TicketRef
 from integrations.errors import TicketNotFound, TrackerRejected, TrackerUnavailable
+from integrations.payload import obj
 from integrations.tracker import CreationJournal, TicketRequest, TicketStatus, with_mentions
 
 DEFAULT_PRIORITIES = {"P1": "Highest", "P2": "High", "P3": "Medium", "P4": "Low"}
@@ -241,10 +242,10 @@ def ticket_status_of(ref: TicketRef, fields: Any) -> TicketStatus:
     """Jira's word on an issue, from its `fields` as the REST API and the webhooks both send
     them: done by status category (whatever the status is called), "not planned" by the
     resolution. The one mapping, for the poll and the webhook alike."""
-    fields = _obj(fields)
-    status = _obj(fields.get("status"))
-    category = _obj(status.get("statusCategory"))
-    resolution = _obj(fields.get("resolution"))
+    fields = obj(fields)
+    status = obj(fields.get("status"))
+    category = obj(status.get("statusCategory"))
+    resolution = obj(fields.get("resolution"))
     done = category.get("key") == "done"
     name = str(resolution.get("name") or "").strip().lower()
     return TicketStatus(
@@ -253,10 +254,6 @@ def ticket_status_of(ref: TicketRef, fields: Any) -> TicketStatus:
         resolution=("not_planned" if name in NOT_PLANNED else "completed") if done else "",
         status_name=str(status.get("name") or ""),
     )
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
 
 
 def _labels(request: TicketRequest) -> list[str]:

@@ -8,3 +8,8 @@ from typing import Any
 def items(value: Any) -> list[Any]:
     """A JSON array's elements; anything else (null, a number, an object) holds none."""
     return value if isinstance(value, list) else []
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """A JSON object's fields; anything else (null, a list, a string) holds none."""
+    return value if isinstance(value, dict) else {}

@@ -176,13 +176,23 @@ class PostmortemWorkflow:
         )
         if error:
             s.problems.append(f"tracking ticket not filed: {error}")
-        s.review = await workflow.execute_activity_method(
+        s.review = await self._plan_review(context.policy.review_within_business_days)
+        self._reminder_covered_by_invitation()
+        await self._comment_tracking(notices.review_scheduled(s))
+        self._set_phase(Phase.REVIEW_SCHEDULED)
+        if workflow.patched(REVIEW_INVITATION):
+            await self._send_invitation("request")
+
+    async def _plan_review(self, window_business_days: int) -> ReviewSlot:
+        """The first slot in the owning team's calendar (its facilitator, its participants)."""
+        s = self._s
+        return await workflow.execute_activity_method(
             RoutingActivities.plan_review,
             PlanReviewInput(
                 team=s.incident.team,
                 resolved_at=s.incident.resolved_at,
                 now=workflow.now(),
-                window_business_days=context.policy.review_within_business_days,
+                window_business_days=window_business_days,
                 workflow_id=s.workflow_id,
                 responders=s.incident.responders,
                 owner=s.owner,
@@ -190,11 +200,6 @@ class PostmortemWorkflow:
             start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=QUICK_RETRY,
         )
-        self._reminder_covered_by_invitation()
-        await self._comment_tracking(notices.review_scheduled(s))
-        self._set_phase(Phase.REVIEW_SCHEDULED)
-        if workflow.patched(REVIEW_INVITATION):
-            await self._send_invitation("request")
 
     async def _import_timeline(self) -> None:
         """The source's own log (who did what, when), merged into the timeline once."""
@@ -847,20 +852,7 @@ class PostmortemWorkflow:
                 context.owner,
             )
             if s.review is not None and s.findings is None and s.phase.awaits_review:
-                slot: ReviewSlot = await workflow.execute_activity_method(
-                    RoutingActivities.plan_review,
-                    PlanReviewInput(
-                        team=request.team,
-                        resolved_at=s.incident.resolved_at,
-                        now=workflow.now(),
-                        window_business_days=context.policy.review_within_business_days,
-                        workflow_id=s.workflow_id,
-                        responders=s.incident.responders,
-                        owner=s.owner,
-                    ),
-                    start_to_close_timeout=QUICK_TIMEOUT,
-                    retry_policy=QUICK_RETRY,
-                )
+                slot = await self._plan_review(context.policy.review_within_business_days)
                 s.review = slot.model_copy(update={"sequence": s.review.sequence + 1})
                 s.review_reminder_sent = False
                 self._reminder_covered_by_invitation()

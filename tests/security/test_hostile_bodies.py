@@ -10,7 +10,6 @@ import resource
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -156,7 +155,6 @@ def test_odd_values_in_an_authentic_event_are_4xx_never_500(api: str, data: dict
         response = client.post(
             f"{api}/webhooks/pagerduty", content=body, headers=pagerduty_signed(body)
         )
-    assert 400 <= response.status_code < 500 or response.status_code in (200, 201, 202)
     assert response.status_code < 500, response.text
     assert isinstance(response.json(), dict)
 
@@ -195,7 +193,3 @@ async def test_nothing_started_by_any_of_it(api: str, dev_env: WorkflowEnvironme
     started = await started_on(dev_env.client, SERVED[api])
     # The odd-but-authentic PagerDuty events with a readable time may start: only those.
     assert all(s.startswith("postmortem-pagerduty-PD") for s in started), started
-
-
-def test_the_module_runs_in_file_order():
-    assert Path(__file__).name == "test_hostile_bodies.py"
