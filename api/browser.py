@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
+from fastapi import Request, Response
 
 from api.access import CSRF_COOKIE, host_allowed, new_csrf, same_origin, secure_request
+from api.answers import refusal
 from config import Settings
 
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
@@ -26,34 +26,32 @@ CSP = (
 OWN_CSP = ("/docs", "/redoc")  # FastAPI's documentation pages bring their own scripts
 
 
-def add_browser_guards(app: FastAPI, settings: Settings) -> None:
-    @app.middleware("http")
-    async def guard(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        if not host_allowed(request, settings):
-            return JSONResponse(
-                {"error": "unknown Host: add it to PM_ALLOWED_HOSTS if it is this API"}, 400
-            )
-        path = request.url.path
-        if (
-            request.method in UNSAFE
-            and not path.startswith("/webhooks/")
-            and same_origin(request) is False
-        ):
-            return JSONResponse({"error": "cross-site request refused"}, 403)
-        request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf()
-        response = await call_next(request)
-        for name, value in HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not path.startswith(OWN_CSP):
-            response.headers.setdefault("Content-Security-Policy", CSP)
-        if CSRF_COOKIE not in request.cookies and not path.startswith("/webhooks/"):
-            response.set_cookie(
-                CSRF_COOKIE,
-                request.state.csrf,
-                httponly=True,
-                samesite="strict",
-                secure=secure_request(request, settings),
-            )
-        return response
+async def browser_guard(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Middleware, outermost: Host, cross-site, headers, the form token."""
+    settings: Settings = request.app.state.settings
+    if not host_allowed(request, settings):
+        return refusal(request, 400, "unknown Host: add it to PM_ALLOWED_HOSTS if it is this API")
+    path = request.url.path
+    if (
+        request.method in UNSAFE
+        and not path.startswith("/webhooks/")
+        and same_origin(request) is False
+    ):
+        return refusal(request, 403, "cross-site request refused")
+    request.state.csrf = request.cookies.get(CSRF_COOKIE) or new_csrf()
+    response = await call_next(request)
+    for name, value in HEADERS.items():
+        response.headers.setdefault(name, value)
+    if not path.startswith(OWN_CSP):
+        response.headers.setdefault("Content-Security-Policy", CSP)
+    if CSRF_COOKIE not in request.cookies and not path.startswith("/webhooks/"):
+        response.set_cookie(
+            CSRF_COOKIE,
+            request.state.csrf,
+            httponly=True,
+            samesite="strict",
+            secure=secure_request(request, settings),
+        )
+    return response

@@ -1,9 +1,8 @@
-"""Incident webhooks: a resolved incident starts its post-mortem, in under the vendor's deadline.
+"""Incident webhooks: a resolved incident starts its post-mortem, within the vendor's deadline.
 
-Each endpoint only verifies, normalises and starts (or finds) the workflow: everything slow
-happens in activities. Answers: `{"workflow_id", "started"}`, `202` with `"skipped"` and the
-reason, or `{"error": ...}` with the status that says what is wrong.
-"""
+Each endpoint authenticates (a `signed_body` dependency), reads the vendor's body into an
+`IncidentEvent`, and hands it to `kickoff`, which acts with Temporal's own idempotency and
+answers a `WebhookAnswer`. Everything slow happens in activities."""
 
 from __future__ import annotations
 
@@ -11,23 +10,25 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 from api import bodies
+from api.answers import Refused, WebhookAnswer, webhook_answer, webhook_responses
+from api.deps import SettingsDep, Temporal, signed_body
 from api.signatures import pagerduty_signature_ok, sha256_signature_ok, shared_secret_ok
-from config import ConfigError, Settings, load_routing
+from config import ConfigError, Routing, Settings, load_routing
 from domain.findings import describe_validation_error
 from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event, normalise
 from domain.messages import ALREADY_RECORDED, PostmortemInput
-from domain.models import TimelineEntry
+from domain.models import Incident, TimelineEntry
 from integrations import alerting, incidentio, pagerduty
 from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.generic import GenericIncident, to_event
@@ -36,293 +37,340 @@ from workflows.postmortem import PostmortemWorkflow
 
 log = logging.getLogger("postmortem.api.incidents")
 
+router = APIRouter(prefix="/webhooks", tags=["incident webhooks"])
 
-class KickoffAnswer(BaseModel):
-    workflow_id: str | None = None
-    started: bool = False
-    skipped: str | None = None
+Parse = Callable[[dict[str, Any], SourceMapping], IncidentEvent]
 
 
-class ErrorAnswer(BaseModel):
-    error: str
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def _documented(extra: dict[int, str]) -> dict[int | str, dict[str, Any]]:
-    answers: dict[int | str, dict[str, Any]] = {
-        201: {"model": KickoffAnswer, "description": "Post-mortem started"},
-        202: {"model": KickoffAnswer, "description": "Skipped or ignored, with the reason"},
-        400: {"model": ErrorAnswer, "description": "Malformed JSON"},
-        401: {"model": ErrorAnswer, "description": "Missing or bad signature"},
-        403: {"model": ErrorAnswer, "description": "No secret configured for this source"},
-        413: {"model": ErrorAnswer, "description": "Body over 1 MiB"},
-        415: {"model": ErrorAnswer, "description": "Not application/json"},
-        422: {"model": ErrorAnswer, "description": "Fields missing or wrong"},
-        503: {"model": ErrorAnswer, "description": "Temporal unreachable: retry later"},
+def _documented(signature: str) -> dict[str, Any]:
+    extra = {
+        201: "Post-mortem started",
+        415: "Not application/json",
+        422: "Fields missing or wrong",
     }
-    answers.update({k: {"model": ErrorAnswer, "description": v} for k, v in extra.items()})
-    return answers
+    return {"response_model": WebhookAnswer, "responses": webhook_responses(signature, extra)}
 
 
-def add_incident_routes(
-    app: FastAPI,
-    settings: Settings,
-    client: Callable[[], Client],
-    read_body: Callable[[Request], Any],
-) -> None:
-    def secret_of(source: str, setting: str = "") -> tuple[str | None, JSONResponse | None]:
-        setting = setting or f"webhook_secret_{source}"
-        value = getattr(settings, setting)
-        if value is None:
-            if settings.allow_unsigned:
-                return None, None
-            variable = f"PM_{setting.upper()}"
-            return None, _error(403, f"{source} webhooks are refused: {variable} is not set")
-        return value.get_secret_value(), None
+# -- authentication, one dependency per source ----------------------------------------------
 
-    async def kickoff(event: IncidentEvent) -> JSONResponse:
-        """Act with Temporal's own idempotency (workflow id, refused duplicate entries), so a
-        redelivery, however it is labelled, has its effect once; nothing is remembered here,
-        and a delivery that could not act is answered 503 for the sender to retry."""
-        if event.kind is EventKind.OTHER:
-            return JSONResponse(
-                KickoffAnswer(skipped=event.detail or "not a resolution").model_dump(), 202
-            )
-        event = normalise(event)  # fitted to our models: clipped, never refused for length
-        try:
-            routing = load_routing(settings.teams_file)
-            mapped = map_event(
-                event, routing.mapping_for(event.source), set(routing.teams), routing.triage_team
-            )
-        except ConfigError as exc:
-            return _error(503, f"routing file: {exc}")
-        except ValueError as exc:  # a value our models refuse even after normalising
-            return _error(422, f"not an incident we can record: {str(exc)[:300]}")
-        if mapped.unroutable:
-            # Not a 2xx: that would drop the incident. The sender retries until it is mapped.
-            log.error("incident not routable", extra={"source": event.source})
-            return _error(503, f"{mapped.skipped}, and the routing file has no triage_team")
-        try:
-            return await _start(event, mapped.incident, mapped.skipped, routing)
-        except RPCError as exc:
-            return _error(503, f"Temporal unavailable: {exc.message}")
 
-    async def _record(handle: Any, entry: TimelineEntry) -> str | None:
-        """Add an entry to a post-mortem's timeline: None once it is there (now or before),
-        else why it could not be (the post-mortem is gone or finished). Raises RPCError when
-        Temporal cannot answer."""
-        try:
-            await handle.execute_update(PostmortemWorkflow.add_timeline_entry, entry)
-        except WorkflowUpdateFailedError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == ALREADY_RECORDED:
-                return None
-            return str(getattr(cause, "message", cause))
-        except RPCError as exc:
-            if exc.status is RPCStatusCode.NOT_FOUND:
-                return "no post-mortem for this incident"
-            raise
-        return None
+def _unless(genuine: bool, refusal: str) -> str | None:
+    return None if genuine else refusal
 
-    async def _start(
-        event: IncidentEvent, incident: Any, skipped: str, routing: Any
-    ) -> JSONResponse:
-        connected = client()
-        if event.kind is EventKind.REOPENED:
-            # Reopened: recorded on the post-mortem if there is one; nothing starts.
-            workflow_id = f"postmortem-{event.source}-{event.incident_id}"
-            if event.occurred_at is None:
-                return JSONResponse(
-                    KickoffAnswer(skipped="the event carries no time").model_dump(), 202
-                )
-            entry = TimelineEntry(
-                at=event.occurred_at,
-                text=f"Incident reopened in {event.source}",
-                source=event.source,
-                event="reopened",
-            )
-            problem = await _record(connected.get_workflow_handle(workflow_id), entry)
-            if problem is not None:
-                skipped = f"reopening not recorded: {problem}"
-                return JSONResponse(KickoffAnswer(skipped=skipped).model_dump(), 202)
-            return JSONResponse(KickoffAnswer(workflow_id=workflow_id).model_dump(), 200)
-        if incident is None:
-            log.info("incident webhook skipped", extra={"source": event.source, "reason": skipped})
-            return JSONResponse(KickoffAnswer(skipped=skipped).model_dump(), 202)
-        if not routing.policy.for_severity(incident.severity).required:
-            reason = f"{incident.severity} post-mortems are optional under the policy"
-            return JSONResponse(KickoffAnswer(skipped=reason).model_dump(), 202)
-        started = await engine.start_postmortem(
-            connected,
-            settings.task_queue,
-            PostmortemInput(incident=incident, timeline=list(event.timeline)),
+
+PagerDutyBody = Annotated[
+    bytes,
+    Depends(
+        signed_body(
+            "pagerduty",
+            "webhook_secret_pagerduty",
+            lambda secret, body, request: _unless(
+                pagerduty_signature_ok(secret, body, request.headers.get("x-pagerduty-signature")),
+                "bad or missing X-PagerDuty-Signature",
+            ),
         )
-        if not started.started:
-            # Resolved again after a reopening (a new delivery, not a retry): on the timeline,
-            # once however often the same resolution is delivered.
-            entry = TimelineEntry(
-                at=incident.resolved_at,
-                text=f"Resolved again in {event.source}",
-                source=event.source,
-                event="resolved_again",
-            )
-            problem = await _record(started.handle, entry)
-            if problem is not None:
-                log.info("resolved again, not recorded", extra={"id": started.handle.id})
-        answer = KickoffAnswer(workflow_id=started.handle.id, started=started.started)
-        return JSONResponse(answer.model_dump(), 201 if started.started else 200)
-
-    async def parse_json(request: Request, body: bytes) -> tuple[Any, JSONResponse | None]:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind and kind != "application/json":
-            return None, _error(415, f"content type {kind!r}: send application/json")
-        try:
-            return bodies.parse_json(body), None
-        except bodies.BodyRefused as refused:
-            return None, _error(refused.status, refused.reason)
-
-    async def _fetch_private(event: IncidentEvent, mapping: SourceMapping) -> IncidentEvent:
-        """incident.io sends only the id of a private incident: the API has the rest."""
-        assert settings.incidentio_api_key is not None
-        client_ = incidentio.IncidentIoClient(
-            settings.incidentio_api_url, settings.incidentio_api_key.get_secret_value()
+    ),
+]
+IncidentIoBody = Annotated[
+    bytes,
+    Depends(
+        signed_body(
+            "incidentio",
+            "webhook_secret_incidentio",
+            lambda secret, body, request: svix_signature_ok(
+                secret,
+                request.headers.get("webhook-id", ""),
+                request.headers.get("webhook-timestamp", ""),
+                body,
+                request.headers.get("webhook-signature", ""),
+                time.time(),
+            ),
         )
-        incident = await asyncio.to_thread(client_.incident, event.external_id or event.incident_id)
-        return incidentio.event_from_incident(incident, mapping.team_label)
-
-    def vendor_endpoint(
-        source: str,
-        setting: str,
-        verify: Callable[[str, bytes, Request], str | None],
-        parse: Callable[[dict[str, Any], SourceMapping], IncidentEvent],
-        doc: str,
-    ) -> None:
-        async def endpoint(request: Request) -> JSONResponse:
-            body = await read_body(request)
-            if isinstance(body, JSONResponse):
-                return body
-            secret, refused = secret_of(source, setting)
-            if refused is not None:
-                return refused
-            if secret is not None:
-                problem = verify(secret, body, request)
-                if problem is not None:
-                    log.warning("incident webhook refused", extra={"source": source})
-                    return _error(401, problem)
-            payload, bad = await parse_json(request, body)
-            if bad is not None:
-                return bad
-            if not isinstance(payload, dict):
-                return _error(422, "the body must be a JSON object")
-            try:
-                mapping = load_routing(settings.teams_file).mapping_for(source)
-                event = parse(payload, mapping)
-                if event.detail == incidentio.PRIVATE_STUB and settings.incidentio_api_key:
-                    event = await _fetch_private(event, mapping)
-            except ConfigError as exc:
-                return _error(503, f"routing file: {exc}")
-            except (ValueError, TypeError, OverflowError, RecursionError) as exc:
-                # Odd values anywhere in a body we authenticated: the sender's to fix.
-                return _error(422, f"not a {source} event we can read: {str(exc)[:200]}")
-            except SourceUnavailable as exc:
-                return _error(503, f"could not fetch the incident: {exc}")
-            except SourceRejected as exc:
-                return JSONResponse(
-                    KickoffAnswer(skipped=f"incident not fetched: {exc}").model_dump(), 202
-                )
-            return await kickoff(event)
-
-        endpoint.__doc__ = doc
-        endpoint.__name__ = f"{source.replace('-', '_')}_webhook"
-        app.post(f"/webhooks/{source}", response_model=KickoffAnswer, responses=_documented({}))(
-            endpoint
+    ),
+]
+OpsgenieBody = Annotated[
+    bytes,
+    Depends(
+        signed_body(
+            "opsgenie",
+            "webhook_secret_opsgenie",
+            lambda secret, body, request: _unless(
+                shared_secret_ok(secret, request, header="x-webhook-secret"),
+                "bad or missing X-Webhook-Secret (or basic auth password)",
+            ),
         )
+    ),
+]
+AlertmanagerBody = Annotated[
+    bytes,
+    Depends(
+        signed_body(
+            "alertmanager",
+            "webhook_token_alertmanager",
+            lambda secret, body, request: _unless(
+                shared_secret_ok(secret, request),
+                "bad or missing bearer token (or basic auth password)",
+            ),
+        )
+    ),
+]
+GrafanaBody = Annotated[
+    bytes,
+    Depends(
+        signed_body(
+            "grafana-oncall",
+            "webhook_token_grafana",
+            lambda secret, body, request: _unless(
+                shared_secret_ok(secret, request), "bad or missing Authorization header"
+            ),
+        )
+    ),
+]
+GenericBody = Annotated[
+    bytes,
+    Depends(
+        signed_body(
+            "generic",
+            "webhook_secret_generic",
+            lambda secret, body, request: _unless(
+                sha256_signature_ok(secret, body, request.headers.get("x-signature-256")),
+                "bad or missing X-Signature-256",
+            ),
+        )
+    ),
+]
 
-    vendor_endpoint(
-        "pagerduty",
-        "webhook_secret_pagerduty",
-        lambda secret, body, request: (
-            None
-            if pagerduty_signature_ok(secret, body, request.headers.get("x-pagerduty-signature"))
-            else "bad or missing X-PagerDuty-Signature"
-        ),
-        lambda payload, mapping: pagerduty.parse_webhook(payload),
-        "PagerDuty v3: `incident.resolved` starts the post-mortem, `incident.reopened` is "
-        "recorded on its timeline. Any `v1=` of X-PagerDuty-Signature may match (rotation).",
-    )
-    vendor_endpoint(
+
+# -- the endpoints ---------------------------------------------------------------------------
+
+
+@router.post("/pagerduty", **_documented("X-PagerDuty-Signature"))
+async def pagerduty_webhook(
+    request: Request, body: PagerDutyBody, settings: SettingsDep, temporal: Temporal
+) -> JSONResponse:
+    """PagerDuty v3: `incident.resolved` starts the post-mortem, `incident.reopened` is
+    recorded on its timeline. Any `v1=` of X-PagerDuty-Signature may match (rotation)."""
+    event = _read(request, body, settings, "pagerduty", lambda p, m: pagerduty.parse_webhook(p))
+    return await kickoff(event, settings, temporal)
+
+
+@router.post("/incidentio", **_documented("webhook-signature"))
+async def incidentio_webhook(
+    request: Request, body: IncidentIoBody, settings: SettingsDep, temporal: Temporal
+) -> JSONResponse:
+    """incident.io (Svix-signed): a status update into the `learning` or `closed` category
+    starts the post-mortem; back to `live` is recorded as a reopening. A private incident's
+    details are fetched through the API."""
+    event = _read(
+        request,
+        body,
+        settings,
         "incidentio",
-        "webhook_secret_incidentio",
-        lambda secret, body, request: svix_signature_ok(
-            secret,
-            request.headers.get("webhook-id", ""),
-            request.headers.get("webhook-timestamp", ""),
-            body,
-            request.headers.get("webhook-signature", ""),
-            time.time(),
-        ),
-        lambda payload, mapping: incidentio.parse_webhook(payload, mapping.team_label),
-        "incident.io (Svix-signed): a status update into the `learning` or `closed` category "
-        "starts the post-mortem; back to `live` is recorded as a reopening.",
+        lambda p, m: incidentio.parse_webhook(p, m.team_label),
     )
-    vendor_endpoint(
-        "opsgenie",
-        "webhook_secret_opsgenie",
-        lambda secret, body, request: (
-            None
-            if shared_secret_ok(secret, request, header="x-webhook-secret")
-            else "bad or missing X-Webhook-Secret (or basic auth password)"
-        ),
-        lambda payload, mapping: alerting.opsgenie(payload),
-        'Opsgenie: `action == "Close"` starts the post-mortem. Opsgenie cannot sign: the '
-        "shared secret comes in X-Webhook-Secret or as the basic-auth password.",
+    if event.detail == incidentio.PRIVATE_STUB and settings.incidentio_api_key:
+        event = await _fetch_private(event, settings)
+    return await kickoff(event, settings, temporal)
+
+
+@router.post("/opsgenie", **_documented("X-Webhook-Secret"))
+async def opsgenie_webhook(
+    request: Request, body: OpsgenieBody, settings: SettingsDep, temporal: Temporal
+) -> JSONResponse:
+    """Opsgenie: `action == "Close"` starts the post-mortem. Opsgenie cannot sign: the shared
+    secret comes in X-Webhook-Secret or as the basic-auth password."""
+    event = _read(request, body, settings, "opsgenie", lambda p, m: alerting.opsgenie(p))
+    return await kickoff(event, settings, temporal)
+
+
+@router.post("/alertmanager", **_documented("bearer token"))
+async def alertmanager_webhook(
+    request: Request, body: AlertmanagerBody, settings: SettingsDep, temporal: Temporal
+) -> JSONResponse:
+    """Prometheus Alertmanager: a group whose `status` is `resolved` starts the post-mortem.
+    Authenticated by the receiver's bearer token or basic auth."""
+    event = _read(
+        request, body, settings, "alertmanager", lambda p, m: alerting.alertmanager(p, m.team_label)
     )
-    vendor_endpoint(
-        "alertmanager",
-        "webhook_token_alertmanager",
-        lambda secret, body, request: (
-            None
-            if shared_secret_ok(secret, request)
-            else "bad or missing bearer token (or basic auth password)"
-        ),
-        lambda payload, mapping: alerting.alertmanager(payload, mapping.team_label),
-        "Prometheus Alertmanager: a group whose `status` is `resolved` starts the post-mortem. "
-        "Authenticated by the receiver's bearer token or basic auth.",
-    )
-    vendor_endpoint(
+    return await kickoff(event, settings, temporal)
+
+
+@router.post("/grafana-oncall", **_documented("Authorization header"))
+async def grafana_oncall_webhook(
+    request: Request, body: GrafanaBody, settings: SettingsDep, temporal: Temporal
+) -> JSONResponse:
+    """Grafana OnCall: `event.type == "resolve"` starts the post-mortem, `unresolve` is
+    recorded as a reopening. Authenticated by the Authorization header."""
+    event = _read(
+        request,
+        body,
+        settings,
         "grafana-oncall",
-        "webhook_token_grafana",
-        lambda secret, body, request: (
-            None if shared_secret_ok(secret, request) else "bad or missing Authorization header"
-        ),
-        lambda payload, mapping: alerting.grafana_oncall(payload, mapping.team_label),
-        'Grafana OnCall: `event.type == "resolve"` starts the post-mortem, `unresolve` is '
-        "recorded as a reopening. Authenticated by the Authorization header.",
+        lambda p, m: alerting.grafana_oncall(p, m.team_label),
+    )
+    return await kickoff(event, settings, temporal)
+
+
+@router.post("/generic", **_documented("X-Signature-256"))
+async def generic_webhook(
+    request: Request, body: GenericBody, settings: SettingsDep, temporal: Temporal
+) -> JSONResponse:
+    """Our own body (see the schema GenericIncident), signed with HMAC-SHA256 of the raw body
+    in `X-Signature-256: sha256=<hex>`. Retries reach the same post-mortem (its workflow id)."""
+    try:
+        incident = GenericIncident.model_validate(_json_object(request, body))
+    except ValidationError as exc:
+        raise Refused(422, "; ".join(describe_validation_error(exc))) from None
+    return await kickoff(to_event(incident), settings, temporal)
+
+
+# -- reading a body --------------------------------------------------------------------------
+
+
+def _json_object(request: Request, body: bytes) -> dict[str, Any]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind and kind != "application/json":
+        raise Refused(415, f"content type {kind!r}: send application/json")
+    try:
+        payload = bodies.parse_json(body)
+    except bodies.BodyRefused as refused:
+        raise Refused(refused.status, refused.reason) from None
+    if not isinstance(payload, dict):
+        raise Refused(422, "the body must be a JSON object")
+    return payload
+
+
+def _read(
+    request: Request, body: bytes, settings: Settings, source: str, parse: Parse
+) -> IncidentEvent:
+    payload = _json_object(request, body)
+    try:
+        return parse(payload, _routing(settings).mapping_for(source))
+    except (ValueError, TypeError, OverflowError, RecursionError) as exc:
+        # Odd values anywhere in a body we authenticated: the sender's to fix.
+        raise Refused(422, f"not a {source} event we can read: {str(exc)[:200]}") from None
+
+
+def _routing(settings: Settings) -> Routing:
+    try:
+        return load_routing(settings.teams_file)
+    except ConfigError as exc:
+        raise Refused(503, f"routing file: {exc}") from None
+
+
+async def _fetch_private(event: IncidentEvent, settings: Settings) -> IncidentEvent:
+    """incident.io sends only the id of a private incident: the API has the rest."""
+    assert settings.incidentio_api_key is not None
+    mapping = _routing(settings).mapping_for("incidentio")
+    api = incidentio.IncidentIoClient(
+        settings.incidentio_api_url, settings.incidentio_api_key.get_secret_value()
+    )
+    try:
+        incident = await asyncio.to_thread(api.incident, event.external_id or event.incident_id)
+    except SourceUnavailable as exc:
+        raise Refused(503, f"could not fetch the incident: {exc}") from None
+    except SourceRejected as exc:
+        raise Refused(202, f"incident not fetched: {exc}") from None
+    return incidentio.event_from_incident(incident, mapping.team_label)
+
+
+# -- acting ----------------------------------------------------------------------------------
+
+
+async def kickoff(event: IncidentEvent, settings: Settings, temporal: Client) -> JSONResponse:
+    """Act with Temporal's own idempotency (workflow id, refused duplicate timeline entries),
+    so a redelivery, however it is labelled, has its effect once. Nothing is remembered here,
+    and a delivery that could not act is answered 503 for the sender to retry."""
+    if event.kind is EventKind.OTHER:
+        return webhook_answer(202, event.detail or "not a resolution")
+    event = normalise(event)  # fitted to our models: clipped, never refused for length
+    routing = _routing(settings)
+    try:
+        mapped = map_event(
+            event, routing.mapping_for(event.source), set(routing.teams), routing.triage_team
+        )
+    except ValueError as exc:  # a value our models refuse even after normalising
+        raise Refused(422, f"not an incident we can record: {str(exc)[:300]}") from None
+    if mapped.unroutable:
+        # Not a 2xx: that would drop the incident. The sender retries until it is mapped.
+        log.error("incident not routable", extra={"source": event.source})
+        raise Refused(503, f"{mapped.skipped}, and the routing file has no triage_team")
+    try:
+        if event.kind is EventKind.REOPENED:
+            return await _reopened(event, temporal)
+        if mapped.incident is None:
+            log.info("incident webhook skipped", extra={"source": event.source})
+            return webhook_answer(202, mapped.skipped)
+        return await _resolved(event, mapped.incident, routing, settings, temporal)
+    except RPCError as exc:
+        raise Refused(503, f"Temporal unavailable: {exc.message}") from None
+
+
+async def _reopened(event: IncidentEvent, temporal: Client) -> JSONResponse:
+    """Recorded on the post-mortem if there is one; nothing starts."""
+    workflow_id = f"postmortem-{event.source}-{event.incident_id}"
+    if event.occurred_at is None:
+        return webhook_answer(202, "the event carries no time")
+    entry = TimelineEntry(
+        at=event.occurred_at,
+        text=f"Incident reopened in {event.source}",
+        source=event.source,
+        event="reopened",
+    )
+    problem = await record(temporal, workflow_id, entry)
+    if problem is not None:
+        return webhook_answer(202, f"reopening not recorded: {problem}")
+    return webhook_answer(200, "reopening recorded", accepted=True, workflow_id=workflow_id)
+
+
+async def _resolved(
+    event: IncidentEvent, incident: Incident, routing: Routing, settings: Settings, temporal: Client
+) -> JSONResponse:
+    if not routing.policy.for_severity(incident.severity).required:
+        return webhook_answer(
+            202, f"{incident.severity} post-mortems are optional under the policy"
+        )
+    started = await engine.start_postmortem(
+        temporal,
+        settings.task_queue,
+        PostmortemInput(incident=incident, timeline=list(event.timeline)),
+    )
+    workflow_id = started.handle.id
+    if started.started:
+        return webhook_answer(
+            201, "post-mortem started", accepted=True, started=True, workflow_id=workflow_id
+        )
+    # Resolved again after a reopening (a new delivery, not a retry): on the timeline, once
+    # however often the same resolution is delivered.
+    entry = TimelineEntry(
+        at=incident.resolved_at,
+        text=f"Resolved again in {event.source}",
+        source=event.source,
+        event="resolved_again",
+    )
+    problem = await record(temporal, workflow_id, entry)
+    if problem is not None:
+        log.info("resolved again, not recorded", extra={"id": workflow_id})
+    return webhook_answer(
+        200, "the post-mortem already exists", accepted=True, workflow_id=workflow_id
     )
 
-    @app.post("/webhooks/generic", response_model=KickoffAnswer, responses=_documented({}))
-    async def generic_webhook(request: Request) -> JSONResponse:
-        """Our own body (see the schema GenericIncident), signed with HMAC-SHA256 of the raw
-        body in `X-Signature-256: sha256=<hex>`. `X-Delivery-Id` deduplicates retries."""
-        body = await read_body(request)
-        if isinstance(body, JSONResponse):
-            return body
-        secret, refused = secret_of("generic")
-        if refused is not None:
-            return refused
-        if secret is not None and not sha256_signature_ok(
-            secret, body, request.headers.get("x-signature-256")
-        ):
-            log.warning("generic webhook refused: bad signature")
-            return _error(401, "bad or missing X-Signature-256")
-        payload, bad = await parse_json(request, body)
-        if bad is not None:
-            return bad
-        try:
-            incident = GenericIncident.model_validate(payload)
-        except ValidationError as exc:
-            return _error(422, "; ".join(describe_validation_error(exc)))
-        return await kickoff(to_event(incident))
+
+async def record(temporal: Client, workflow_id: str, entry: TimelineEntry) -> str | None:
+    """Add an entry to a post-mortem's timeline: None once it is there (now or before), else
+    why it could not be (the post-mortem is gone or finished). Raises RPCError when Temporal
+    cannot answer."""
+    try:
+        await temporal.get_workflow_handle(workflow_id).execute_update(
+            PostmortemWorkflow.add_timeline_entry, entry
+        )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == ALREADY_RECORDED:
+            return None
+        return str(getattr(cause, "message", cause))
+    except RPCError as exc:
+        if exc.status is RPCStatusCode.NOT_FOUND:
+            return "no post-mortem for this incident"
+        raise
+    return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, Request, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -15,12 +15,11 @@ from prometheus_client import (
     Gauge,
     generate_latest,
 )
-from temporalio.client import Client
 
 import engine
 import readmodel
-from api.access import Role, require
-from config import Settings, load_routing
+from api.deps import SettingsDep, Temporal, Viewer
+from config import load_routing
 from domain.models import ActionState, Phase
 from workflows import search_attributes as sa
 
@@ -32,85 +31,95 @@ WEBHOOK_SOURCES = frozenset(
 )
 
 
-def add_metrics(app: FastAPI, settings: Settings, client: Callable[[], Client]) -> None:
-    registry = CollectorRegistry()
-    webhooks = Counter(
-        "postmortem_webhook_requests",
-        "Webhook requests by source and HTTP status",
-        ["source", "status"],
-        registry=registry,
-    )
-    open_by_phase = Gauge(
-        "postmortem_open", "Post-mortems not yet closed, by phase", ["phase"], registry=registry
-    )
-    overdue_by_team = Gauge(
-        "postmortem_overdue_actions",
-        "Overdue corrective actions by team",
-        ["team"],
-        registry=registry,
-    )
-    late_reviews = Gauge(
-        "postmortem_late_reviews",
-        "Post-mortems whose review window has closed without findings",
-        registry=registry,
-    )
-    unrouted = Gauge(
-        "postmortem_unrouted",
-        "Running post-mortems still with the triage team (no mapping named their team)",
-        registry=registry,
-    )
-    actions = Gauge(
-        "postmortem_actions",
-        "Corrective actions by state (visibility, retention applies)",
-        ["state"],
-        registry=registry,
-    )
+class Metrics:
+    """The API's registry: counters of webhook traffic, gauges set at each scrape."""
 
-    @app.middleware("http")
-    async def count_webhooks(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        path = request.url.path
-        if path.startswith("/webhooks/"):
-            # Only the routes that exist name a series: a scan of made-up paths adds none.
-            source = path.removeprefix("/webhooks/").split("/", 1)[0]
-            webhooks.labels(
-                source=source if source in WEBHOOK_SOURCES else "other",
-                status=str(response.status_code),
-            ).inc()
-        return response
+    def __init__(self) -> None:
+        self.registry = registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "postmortem_webhook_requests",
+            "Webhook requests by source and HTTP status",
+            ["source", "status"],
+            registry=registry,
+        )
+        self.open_by_phase = Gauge(
+            "postmortem_open", "Post-mortems not yet closed, by phase", ["phase"], registry=registry
+        )
+        self.overdue_by_team = Gauge(
+            "postmortem_overdue_actions",
+            "Overdue corrective actions by team",
+            ["team"],
+            registry=registry,
+        )
+        self.late_reviews = Gauge(
+            "postmortem_late_reviews",
+            "Post-mortems whose review window has closed without findings",
+            registry=registry,
+        )
+        self.unrouted = Gauge(
+            "postmortem_unrouted",
+            "Running post-mortems still with the triage team (no mapping named their team)",
+            registry=registry,
+        )
+        self.actions = Gauge(
+            "postmortem_actions",
+            "Corrective actions by state (visibility, retention applies)",
+            ["state"],
+            registry=registry,
+        )
 
-    @app.get("/metrics", response_class=Response, include_in_schema=False)
-    async def metrics(request: Request) -> Response:
-        require(request, settings, Role.VIEWER)
-        count = readmodel.Counter(client())
-        now = datetime.now(UTC)
-        routing = load_routing(settings.teams_file)
-        teams = sorted(routing.teams)
-        phases = [p for p in Phase if not p.is_terminal]
-        # Unrouted: running post-mortems still with the triage team.
-        running = "ExecutionStatus = 'Running'"
-        triage = (
-            count(f"{engine.postmortem_query(team=routing.triage_team)} AND {running}")
-            if routing.triage_team
-            else None
-        )
-        by_phase = count.many(engine.postmortem_query(phase=p) for p in phases)
-        by_team = count.many(readmodel.actions_query(overdue=True, team=t) for t in teams)
-        late = count(readmodel.late_reviews_query(now))
-        states = list(ActionState)
-        ended = readmodel.actions_query(running=False)
-        by_state = count.many(
-            f"{ended} AND {sa.ACTION_STATE.name} = {readmodel.quote(s.value)}" for s in states
-        )
-        for phase, n in zip(phases, await by_phase, strict=True):
-            open_by_phase.labels(phase=phase.value).set(n)
-        overdue_by_team.clear()
-        for team, n in zip(teams, await by_team, strict=True):
-            overdue_by_team.labels(team=team).set(n)
-        late_reviews.set(await late)
-        unrouted.set(await triage if triage is not None else 0)
-        for state, n in zip(states, await by_state, strict=True):
-            actions.labels(state=state.value).set(n)
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+async def count_webhooks(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Middleware: each webhook request counted by source and status."""
+    response = await call_next(request)
+    path = request.url.path
+    if path.startswith("/webhooks/"):
+        # Only the routes that exist name a series: a scan of made-up paths adds none.
+        source = path.removeprefix("/webhooks/").split("/", 1)[0]
+        request.app.state.metrics.webhooks.labels(
+            source=source if source in WEBHOOK_SOURCES else "other",
+            status=str(response.status_code),
+        ).inc()
+    return response
+
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(
+    request: Request, _: Viewer, settings: SettingsDep, temporal: Temporal
+) -> Response:
+    m: Metrics = request.app.state.metrics
+    count = readmodel.Counter(temporal)
+    now = datetime.now(UTC)
+    routing = load_routing(settings.teams_file)
+    teams = sorted(routing.teams)
+    phases = [p for p in Phase if not p.is_terminal]
+    # Unrouted: running post-mortems still with the triage team.
+    running = "ExecutionStatus = 'Running'"
+    triage = (
+        count(f"{engine.postmortem_query(team=routing.triage_team)} AND {running}")
+        if routing.triage_team
+        else None
+    )
+    by_phase = count.many(engine.postmortem_query(phase=p) for p in phases)
+    by_team = count.many(readmodel.actions_query(overdue=True, team=t) for t in teams)
+    late = count(readmodel.late_reviews_query(now))
+    states = list(ActionState)
+    ended = readmodel.actions_query(running=False)
+    by_state = count.many(
+        f"{ended} AND {sa.ACTION_STATE.name} = {readmodel.quote(s.value)}" for s in states
+    )
+    for phase, n in zip(phases, await by_phase, strict=True):
+        m.open_by_phase.labels(phase=phase.value).set(n)
+    m.overdue_by_team.clear()
+    for team, n in zip(teams, await by_team, strict=True):
+        m.overdue_by_team.labels(team=team).set(n)
+    m.late_reviews.set(await late)
+    m.unrouted.set(await triage if triage is not None else 0)
+    for state, n in zip(states, await by_state, strict=True):
+        m.actions.labels(state=state.value).set(n)
+    return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from datetime import UTC, datetime
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from temporalio.client import Client, WorkflowQueryFailedError
 
 import engine
-from api.access import Role, require
-from config import Settings
+from api.deps import SettingsDep, Temporal, Viewer
 from domain.blameless import check_postmortem
 from domain.document import render_html
 from domain.invitation import review_event
@@ -37,54 +35,56 @@ async def state_of(client: Client, workflow_id: str) -> PostmortemState:
     return state
 
 
-def add_postmortem_routes(app: FastAPI, settings: Settings, client: Callable[[], Client]) -> None:
+router = APIRouter(tags=["post-mortem"])
 
-    @app.get(
-        "/postmortems/{workflow_id}/review.ics",
-        response_class=Response,
-        responses={
-            200: {"content": {"text/calendar": {}}, "description": "The review's event"},
-            404: {"description": "No such post-mortem"},
-            409: {"description": "No review scheduled yet"},
-        },
-    )
-    async def review_ics(workflow_id: str, request: Request) -> Response:
-        """The review as an iCalendar event: the same UID and SEQUENCE as the emailed one."""
-        require(request, settings, Role.VIEWER)
-        state = await state_of(client(), workflow_id)
-        if state.review is None:
-            return JSONResponse({"error": "the review is not scheduled yet"}, 409)
-        cancelled = state.phase is Phase.CANCELLED and state.findings is None
-        ics = review_event(
-            state,
-            method="CANCEL" if cancelled else "PUBLISH",
-            organizer=settings.smtp_from,
-            base_url=settings.public_url,
-            stamp=state.updated_at or datetime.now(UTC),
-        )
-        return Response(
-            ics,
-            media_type="text/calendar; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="{workflow_id}-review.ics"'},
-        )
 
-    @app.get(
-        "/postmortems/{workflow_id}/draft",
-        response_class=HTMLResponse,
-        responses={404: {"description": "No such post-mortem"}},
+@router.get(
+    "/postmortems/{workflow_id}/review.ics",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/calendar": {}}, "description": "The review's event"},
+        404: {"description": "No such post-mortem"},
+        409: {"description": "No review scheduled yet"},
+    },
+)
+async def review_ics(
+    workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal
+) -> Response:
+    """The review as an iCalendar event: the same UID and SEQUENCE as the emailed one."""
+    state = await state_of(temporal, workflow_id)
+    if state.review is None:
+        return JSONResponse({"error": "the review is not scheduled yet"}, 409)
+    cancelled = state.phase is Phase.CANCELLED and state.findings is None
+    ics = review_event(
+        state,
+        method="CANCEL" if cancelled else "PUBLISH",
+        organizer=settings.smtp_from,
+        base_url=settings.public_url,
+        stamp=state.updated_at or datetime.now(UTC),
     )
-    async def draft(workflow_id: str, request: Request) -> Response:
-        """The document as it stands, for the participants to read before the review, with
-        the blameless check's findings for the facilitator."""
-        require(request, settings, Role.VIEWER)
-        state = await state_of(client(), workflow_id)
-        # Before the review, the check runs here on the draft as it is; after, its record.
-        lexicon = load_lexicon(settings.blameless_language)
-        notes = state.blameless or check_postmortem(state, lexicon)
-        html = render_html(
-            state,  # the whole draft, private entries too: it is for the participants
-            rendered_at=datetime.now(UTC),
-            blameless=notes,
-            draft=True,
-        )
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+    return Response(
+        ics,
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{workflow_id}-review.ics"'},
+    )
+
+
+@router.get(
+    "/postmortems/{workflow_id}/draft",
+    response_class=HTMLResponse,
+    responses={404: {"description": "No such post-mortem"}},
+)
+async def draft(workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal) -> Response:
+    """The document as it stands, for the participants to read before the review, with
+    the blameless check's findings for the facilitator."""
+    state = await state_of(temporal, workflow_id)
+    # Before the review, the check runs here on the draft as it is; after, its record.
+    lexicon = load_lexicon(settings.blameless_language)
+    notes = state.blameless or check_postmortem(state, lexicon)
+    html = render_html(
+        state,  # the whole draft, private entries too: it is for the participants
+        rendered_at=datetime.now(UTC),
+        blameless=notes,
+        draft=True,
+    )
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})

@@ -135,9 +135,10 @@ async def test_generic_source_starts_one_post_mortem(api, dev_env: WorkflowEnvir
     first = await post(f"{base}/webhooks/generic", body, headers)
     assert first.status_code == 201, first.text
     assert first.json() == {
-        "workflow_id": f"postmortem-generic-{incident}",
+        "accepted": True,
         "started": True,
-        "skipped": None,
+        "workflow_id": f"postmortem-generic-{incident}",
+        "detail": "post-mortem started",
     }
     handle = dev_env.client.get_workflow_handle(f"postmortem-generic-{incident}")
     state: PostmortemState = await until(
@@ -159,9 +160,10 @@ async def test_generic_source_starts_one_post_mortem(api, dev_env: WorkflowEnvir
         again = await post(f"{base}/webhooks/generic", body, headers | {"x-delivery-id": delivery})
         assert again.status_code == 200, again.text
         assert again.json() == {
-            "workflow_id": f"postmortem-generic-{incident}",
+            "accepted": True,
             "started": False,
-            "skipped": None,
+            "workflow_id": f"postmortem-generic-{incident}",
+            "detail": "the post-mortem already exists",
         }
     state = await handle.query(PostmortemWorkflow.status)
     assert [e.text for e in state.timeline] == ["Alert fired"]
@@ -217,7 +219,12 @@ async def test_refusals_start_nothing(api, dev_env: WorkflowEnvironment):
     body = generic_body(incident)
     url = f"{base}/webhooks/generic"
     bad = await post(url, body, {"x-signature-256": "sha256=" + sign(body, "wrong")})
-    assert bad.status_code == 401 and bad.json() == {"error": "bad or missing X-Signature-256"}
+    assert bad.status_code == 401 and bad.json() == {
+        "accepted": False,
+        "started": False,
+        "workflow_id": None,
+        "detail": "bad or missing X-Signature-256",
+    }
     assert (await post(url, body, {})).status_code == 401
     pd = pagerduty_body("PX1", suffix)
     assert (
@@ -235,7 +242,7 @@ async def test_refusals_start_nothing(api, dev_env: WorkflowEnvironment):
     assert wrong_type.status_code == 415
     missing = generic_body(incident, team=None)
     answer = await post(url, missing, signed(missing))
-    assert answer.status_code == 422 and "team" in answer.json()["error"]
+    assert answer.status_code == 422 and "team" in answer.json()["detail"]
     odd_time = generic_body(incident, resolved_at="yesterday")
     assert (await post(url, odd_time, signed(odd_time))).status_code == 422
     huge = b"{" + b" " * (1024 * 1024) + b"}"
@@ -243,16 +250,16 @@ async def test_refusals_start_nothing(api, dev_env: WorkflowEnvironment):
     optional = generic_body(incident, severity="SEV4")
     answer = await post(url, optional, signed(optional))
     assert answer.status_code == 202
-    assert answer.json()["skipped"] == "SEV4 post-mortems are optional under the policy"
+    assert answer.json()["detail"] == "SEV4 post-mortems are optional under the policy"
     unknown = generic_body(incident, team="logistics")
     answer = await post(url, unknown, signed(unknown))
     # No such team and no triage team: the sender must retry (a 2xx would drop it).
-    assert answer.status_code == 503 and "not in the routing file" in answer.json()["error"]
+    assert answer.status_code == 503 and "not in the routing file" in answer.json()["detail"]
     other = pagerduty_body("PX2", suffix, "incident.acknowledged")
     answer = await post(
         f"{base}/webhooks/pagerduty", other, {"x-pagerduty-signature": f"v1={sign(other, SECRET)}"}
     )
-    assert answer.status_code == 202 and "not followed" in answer.json()["skipped"]
+    assert answer.status_code == 202 and "not followed" in answer.json()["detail"]
     # None of these started anything.
     query = f"WorkflowType = 'PostmortemWorkflow' AND IncidentId = '{incident}'"
     assert [e async for e in dev_env.client.list_workflows(query)] == []
@@ -349,7 +356,7 @@ async def test_incidentio_svix_signed_and_replay_refused(api, dev_env: WorkflowE
     body = incidentio_body(reference)
     now = int(datetime.now(UTC).timestamp())
     replayed = await post(f"{base}/webhooks/incidentio", body, svix_headers(body, now - 3600))
-    assert replayed.status_code == 401 and "5 minutes" in replayed.json()["error"]
+    assert replayed.status_code == 401 and "5 minutes" in replayed.json()["detail"]
     answer = await post(f"{base}/webhooks/incidentio", body, svix_headers(body, now))
     assert answer.status_code == 201, answer.text
     handle = dev_env.client.get_workflow_handle(f"postmortem-incidentio-{reference}")
@@ -359,7 +366,7 @@ async def test_incidentio_svix_signed_and_replay_refused(api, dev_env: WorkflowE
     assert state.incident.severity is Severity.SEV2 and state.incident.team == "platform"
     live = incidentio_body(reference, new="live", old="triage")
     ignored = await post(f"{base}/webhooks/incidentio", live, svix_headers(live, now, "msg_2"))
-    assert ignored.status_code == 202 and "does not resolve it" in ignored.json()["skipped"]
+    assert ignored.status_code == 202 and "does not resolve it" in ignored.json()["detail"]
 
 
 async def test_opsgenie_alertmanager_grafana(api, dev_env: WorkflowEnvironment):
@@ -462,6 +469,6 @@ async def test_opsgenie_alertmanager_grafana(api, dev_env: WorkflowEnvironment):
     ).encode()
     answer = await post(f"{base}/webhooks/grafana-oncall", grafana, {"authorization": SECRET})
     assert answer.status_code == 202  # warning -> SEV3: optional under the default policy
-    assert answer.json()["skipped"] == "SEV3 post-mortems are optional under the policy"
+    assert answer.json()["detail"] == "SEV3 post-mortems are optional under the policy"
     refused = await post(f"{base}/webhooks/grafana-oncall", grafana, {"authorization": "other"})
     assert refused.status_code == 401

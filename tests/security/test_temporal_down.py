@@ -76,7 +76,7 @@ async def test_temporal_stopped_mid_delivery_is_a_503_then_the_retry_starts_it(t
         body, headers = delivery(incident)
         down = await http.post(f"{base}/webhooks/generic", content=body, headers=headers)
         assert down.status_code == 503, down.text
-        assert "Temporal unavailable" in down.json()["error"]
+        assert "Temporal unavailable" in down.json()["detail"]
         assert time.monotonic() - started < 60
         # A reopening, a GitHub close, a Jira change: 503 each, never "nothing to do".
         reopened = json.dumps(

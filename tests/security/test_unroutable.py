@@ -120,7 +120,7 @@ async def test_without_a_triage_team_the_sender_retries_until_it_is_mapped(
     ):
         refused = await deliver(base, body)
         assert refused.status_code == 503, refused.text
-        assert "no triage_team" in refused.json()["error"]
+        assert "no triage_team" in refused.json()["detail"]
         gone = dev_env.client.get_workflow_handle(f"postmortem-pagerduty-{incident}")
         try:
             await gone.describe()
