@@ -36,6 +36,7 @@ from domain.findings import (
 from domain.messages import (
     AcknowledgeInput,
     ActionStateChange,
+    BeginInput,
     CancelInput,
     CompleteReviewInput,
     MoveDeadlineInput,
@@ -276,7 +277,7 @@ def start(
     if result.started and not policy.policy.for_severity(severity).required:
         typer.echo(
             f"note: the policy makes {severity} post-mortems optional; "
-            "incident webhooks skip them, this manual start runs it",
+            "incident webhooks record them without starting them, this manual start runs it",
             err=True,
         )
 
@@ -340,6 +341,11 @@ def status_text(s: PostmortemState) -> str:
         lines.append(f"Chair      {s.review.facilitator} (facilitates the review)")
     if s.review and s.review.participants:
         lines.append(f"Invited    {', '.join(s.review.participants)}")
+    if s.phase is Phase.OPTIONAL:
+        lines.append(
+            f"Optional   not started: the policy does not require one for {s.incident.severity} "
+            f"(`postmortem begin {s.workflow_id}` starts it)"
+        )
     if s.cancel_reason:
         lines.append(f"Cancelled  {s.cancel_reason}")
     for problem in s.problems:
@@ -600,7 +606,25 @@ def route(
     typer.echo(f"{workflow_id} routed to team {team}")
 
 
+@app.command()
+def begin(
+    workflow_id: str,
+    reason: Annotated[str, typer.Option(help="Why, for the record.")] = "",
+) -> None:
+    """Start an optional post-mortem (one its severity's policy does not require; incident
+    webhooks record those as "optional, not started"). See them with `list --phase optional`."""
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(
+            PostmortemWorkflow.begin, BeginInput(reason=reason)
+        )
+
+    run(go)
+    typer.echo(f"{workflow_id} begun: drafting now")
+
+
 class ListPhase(StrEnum):
+    optional = Phase.OPTIONAL.value
     drafting = Phase.DRAFTING.value
     review_scheduled = Phase.REVIEW_SCHEDULED.value
     in_review = Phase.IN_REVIEW.value

@@ -72,7 +72,7 @@ async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput
         memo={"title": incident.title},
         search_attributes=sa.initial(
             {
-                sa.PHASE: Phase.DRAFTING.value,
+                sa.PHASE: (Phase.OPTIONAL if inp.optional else Phase.DRAFTING).value,
                 sa.TEAM: incident.team,
                 sa.SEVERITY: incident.severity.value,
                 sa.INCIDENT_ID: incident.id,

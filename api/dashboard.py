@@ -25,8 +25,14 @@ from api.deps import Operator, SettingsDep, Temporal, Viewer
 from api.postmortems import state_of
 from config import Settings, load_routing
 from domain.export import spreadsheet_safe
-from domain.messages import AcknowledgeInput, CancelInput, RescheduleReviewInput
-from domain.models import Phase, PostmortemState, Severity
+from domain.messages import (
+    AcknowledgeInput,
+    BeginInput,
+    CancelInput,
+    RescheduleReviewInput,
+    RouteInput,
+)
+from domain.models import Name, Phase, PostmortemState, Severity
 from workflows.postmortem import PostmortemWorkflow
 
 PAGE = 50
@@ -304,6 +310,30 @@ async def api_acknowledge(
     """Operators only: keep the wording of blameless-check findings, with a note why."""
     arg = AcknowledgeInput(finding_ids=body.finding_ids, note=body.note)
     return await operated(temporal, workflow_id, PostmortemWorkflow.acknowledge_findings, arg)
+
+
+class RouteBody(BaseModel):
+    team: Name
+    reason: str = Field(default="", max_length=2000)
+
+
+class BeginBody(BaseModel):
+    reason: str = Field(default="", max_length=2000)
+
+
+@router.post("/postmortems/{workflow_id}/route", **OPERATED)
+async def api_route(_: Operator, temporal: Temporal, workflow_id: str, body: RouteBody) -> Done:
+    """Operators only: place the post-mortem with a team (an unrouted one, or a wrong guess);
+    its policy, owner and calendar apply from then on."""
+    arg = RouteInput(team=body.team, reason=body.reason)
+    return await operated(temporal, workflow_id, PostmortemWorkflow.route, arg)
+
+
+@router.post("/postmortems/{workflow_id}/begin", **OPERATED)
+async def api_begin(_: Operator, temporal: Temporal, workflow_id: str, body: BeginBody) -> Done:
+    """Operators only: start an optional post-mortem (recorded as "optional, not started")."""
+    arg = BeginInput(reason=body.reason)
+    return await operated(temporal, workflow_id, PostmortemWorkflow.begin, arg)
 
 
 @router.post("/postmortems/{workflow_id}/cancel", **OPERATED)

@@ -326,16 +326,20 @@ async def _reopened(event: IncidentEvent, temporal: Client) -> JSONResponse:
 async def _resolved(
     event: IncidentEvent, incident: Incident, routing: Routing, settings: Settings, temporal: Client
 ) -> JSONResponse:
-    if not routing.policy.for_severity(incident.severity).required:
-        return webhook_answer(
-            202, f"{incident.severity} post-mortems are optional under the policy"
-        )
-    started = await engine.start_postmortem(
-        temporal,
-        settings.task_queue,
-        PostmortemInput(incident=incident, timeline=list(event.timeline)),
-    )
+    # Optional under the policy: recorded (a workflow waiting in phase "optional", listed on
+    # the dashboard and by `postmortem list --phase optional`), not started.
+    optional = not routing.policy.for_severity(incident.severity).required
+    inp = PostmortemInput(incident=incident, timeline=list(event.timeline), optional=optional)
+    started = await engine.start_postmortem(temporal, settings.task_queue, inp)
     workflow_id = started.handle.id
+    if started.started and optional:
+        return webhook_answer(
+            202,
+            f"{incident.severity} post-mortems are optional under the policy: recorded, not "
+            f"started (`postmortem begin {workflow_id}` starts it)",
+            accepted=True,
+            workflow_id=workflow_id,
+        )
     if started.started:
         return webhook_answer(
             201, "post-mortem started", accepted=True, started=True, workflow_id=workflow_id

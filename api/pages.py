@@ -34,7 +34,13 @@ from api.dashboard import (
 from api.deps import PageOperator, PageViewer, SettingsDep, Temporal
 from api.postmortems import state_of
 from domain.findings import describe_validation_error
-from domain.messages import AcknowledgeInput, CancelInput, RescheduleReviewInput, RouteInput
+from domain.messages import (
+    AcknowledgeInput,
+    BeginInput,
+    CancelInput,
+    RescheduleReviewInput,
+    RouteInput,
+)
 from domain.models import Severity
 from workflows.postmortem import PostmortemWorkflow
 
@@ -161,7 +167,7 @@ async def postmortem_page(
     )
 
 
-Operation = Literal["schedule", "acknowledge", "cancel", "route"]
+Operation = Literal["schedule", "acknowledge", "cancel", "route", "begin"]
 
 
 @router.post("/postmortems/{workflow_id}/operate")
@@ -198,6 +204,8 @@ async def operate_form(
             arg = AcknowledgeInput(finding_ids=[finding_id], note=note)
         elif operation == "route":
             update, arg = PostmortemWorkflow.route, RouteInput(team=team.strip(), reason=reason)
+        elif operation == "begin":
+            update, arg = PostmortemWorkflow.begin, BeginInput(reason=reason)
         else:
             update, arg = PostmortemWorkflow.cancel, CancelInput(reason=reason)
     except ValidationError as exc:

@@ -32,6 +32,15 @@ class PostmortemInput(Model):
     # Continue as new past this many history events while following up (None: when Temporal
     # suggests it). Follow-ups of long-overdue actions keep signalling; history stays bounded.
     continue_after_events: int | None = Field(default=None, ge=20)
+    # The policy makes this severity's post-mortem optional: recorded and listed, not started
+    # until an operator begins it (the `begin` update).
+    optional: bool = False
+
+
+class BeginInput(Model):
+    """An operator starts an optional post-mortem."""
+
+    reason: str = Field(default="", max_length=2000)
 
 
 class CompleteReviewInput(Model):

@@ -21,6 +21,9 @@ class Severity(StrEnum):
 
 
 class Phase(StrEnum):
+    # Recorded, not started: the policy makes this severity's post-mortem optional. An
+    # operator starts it (`postmortem begin`); untouched, it ends after OPTIONAL_KEEP_DAYS.
+    OPTIONAL = "optional"
     DRAFTING = "drafting"
     REVIEW_SCHEDULED = "review_scheduled"
     IN_REVIEW = "in_review"

@@ -168,6 +168,7 @@ async def test_overview_counts_and_lists_match_what_was_seeded(api):
             ),
         )
         assert o["phases"] == {
+            "optional": 0,
             "drafting": 1,
             "review_scheduled": 2,  # one waiting, one late (its slot is after the window)
             "in_review": 1,

@@ -247,10 +247,10 @@ async def test_refusals_start_nothing(api, dev_env: WorkflowEnvironment):
     assert (await post(url, odd_time, signed(odd_time))).status_code == 422
     huge = b"{" + b" " * (1024 * 1024) + b"}"
     assert (await post(url, huge, signed(huge))).status_code == 413
-    optional = generic_body(incident, severity="SEV4")
+    optional = generic_body(f"{incident}-minor", severity="SEV4")
     answer = await post(url, optional, signed(optional))
-    assert answer.status_code == 202
-    assert answer.json()["detail"] == "SEV4 post-mortems are optional under the policy"
+    assert answer.status_code == 202 and answer.json()["accepted"] is True
+    assert answer.json()["detail"].startswith("SEV4 post-mortems are optional under the policy")
     unknown = generic_body(incident, team="logistics")
     answer = await post(url, unknown, signed(unknown))
     # No such team and no triage team: the sender must retry (a 2xx would drop it).
@@ -469,6 +469,6 @@ async def test_opsgenie_alertmanager_grafana(api, dev_env: WorkflowEnvironment):
     ).encode()
     answer = await post(f"{base}/webhooks/grafana-oncall", grafana, {"authorization": SECRET})
     assert answer.status_code == 202  # warning -> SEV3: optional under the default policy
-    assert answer.json()["detail"] == "SEV3 post-mortems are optional under the policy"
+    assert answer.json()["detail"].startswith("SEV3 post-mortems are optional under the policy")
     refused = await post(f"{base}/webhooks/grafana-oncall", grafana, {"authorization": "other"})
     assert refused.status_code == 401

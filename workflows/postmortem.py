@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         ActionProgress,
         ActionReopened,
         ActionStateChange,
+        BeginInput,
         CancelInput,
         ChildDeadlineMove,
         ChildStateChange,
@@ -92,6 +93,10 @@ REVIEW_INVITATION = "review-invitation"  # the emailed iCalendar invitation, rem
 # A review planned or moved to less than the reminder's lead time away gets no separate
 # "tomorrow" reminder right after its invitation: the invitation is the reminder.
 NO_REMINDER_BEHIND_INVITATION = "no-reminder-behind-invitation"
+# An optional post-mortem (its severity's policy does not require one) is recorded and waits
+# this long for an operator to begin it; then it ends as cancelled, saying so.
+OPTIONAL_POSTMORTEMS = "optional-postmortems"
+OPTIONAL_KEEP_DAYS = 30
 INVITATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=12,  # about 40 minutes; then a problem on status, the review goes on
@@ -121,14 +126,18 @@ class PostmortemWorkflow:
         self._invitation_due = False  # rescheduled: send the updated invitation
         self._visibility = sa.current_values()
         self._dashboard: bool | None = None  # the dashboard-attributes patch, asked once
+        self._optional = inp.optional and inp.resume is None
+        self._begin: BeginInput | None = None  # an operator began an optional post-mortem
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
         s = self._s
         if not s.phase_history:
-            self._set_phase(Phase.DRAFTING)
+            optional = self._optional and workflow.patched(OPTIONAL_POSTMORTEMS)
+            self._set_phase(Phase.OPTIONAL if optional else Phase.DRAFTING)
         self._sync_visibility()
         steps: dict[Phase, Callable[[], Awaitable[None]]] = {
+            Phase.OPTIONAL: self._await_begin,
             Phase.DRAFTING: self._draft,
             Phase.REVIEW_SCHEDULED: self._await_review,
             Phase.IN_REVIEW: self._await_review,
@@ -145,6 +154,21 @@ class PostmortemWorkflow:
         return s
 
     # -- phases -----------------------------------------------------------------------
+
+    async def _await_begin(self) -> None:
+        """Optional: nothing happens until an operator begins it, or it is cancelled; after
+        OPTIONAL_KEEP_DAYS untouched it ends, cancelled, with the reason."""
+        try:
+            await workflow.wait_condition(
+                lambda: self._begin is not None or self._cancel_reason is not None,
+                timeout=timedelta(days=OPTIONAL_KEEP_DAYS),
+            )
+        except TimeoutError:
+            self._cancel_reason = f"optional post-mortem not begun within {OPTIONAL_KEEP_DAYS} days"
+            return
+        if self._begin is not None:
+            why = f": {self._begin.reason}" if self._begin.reason.strip() else ""
+            self._set_phase(Phase.DRAFTING, f"begun by an operator{why}")
 
     async def _draft(self) -> None:
         s = self._s
@@ -870,6 +894,20 @@ class PostmortemWorkflow:
         self._refuse_when_finished()
         if request.team == self._s.incident.team and not self._s.incident.unrouted:
             raise ValueError(f"this post-mortem is already with team {request.team}")
+
+    @workflow.update
+    def begin(self, request: BeginInput) -> str:
+        """Start an optional post-mortem: from here it runs like any other."""
+        self._begin = request
+        self._wake()
+        return self._s.workflow_id
+
+    @begin.validator
+    def _check_begin(self, request: BeginInput) -> None:
+        if self._s.phase is not Phase.OPTIONAL or self._begin is not None:
+            raise ValueError(
+                f"only an optional post-mortem can be begun; this one is {self._s.phase}"
+            )
 
     @workflow.update
     async def cancel(self, request: CancelInput) -> str:

@@ -5,6 +5,7 @@ unrouted, until an operator routes it; without a triage team the sender is told 
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -106,6 +107,43 @@ async def test_an_unmapped_incident_starts_under_triage_and_is_routed(
 
         assert "payments" in await until(team_attribute, lambda t: "payments" in t)
         await until(unrouted_metric, lambda line: line.endswith(" 0.0"))
+
+
+async def test_an_operator_routes_it_from_the_dashboard(
+    tmp_path: Path, dev_env: WorkflowEnvironment
+):
+    settings = settings_for(tmp_path, 'triage_team = "triage"\n' + ROUTING + TRIAGE)
+    incident = f"PD{uuid.uuid4().hex[:8]}"
+    async with (
+        build_worker(dev_env.client, settings),
+        scenario.serving_api(settings, dev_env.client) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as browser,
+    ):
+        answer = await deliver(base, pagerduty_body(incident, "unmapped"))
+        assert answer.status_code == 201, answer.text
+        workflow_id = answer.json()["workflow_id"]
+        handle = dev_env.client.get_workflow_handle(workflow_id)
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+        page = await browser.get(f"/postmortems/{workflow_id}")
+        assert 'id="unrouted"' in page.text and 'id="route"' in page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        path, origin = f"/postmortems/{workflow_id}/operate", {"Origin": base}
+
+        async def route(team: str) -> str:
+            form = {"operation": "route", "team": team, "reason": "", "csrf": token.group(1)}
+            sent = await browser.post(path, data=form, headers=origin, follow_redirects=False)
+            assert sent.status_code == 303, sent.text
+            return str(sent.headers["location"])
+
+        assert "error=" in await route("nope")  # no such team: said on the page, nothing changed
+        assert "error=" in await route("   ")
+        assert (await handle.query(PostmortemWorkflow.status)).incident.team == "triage"
+        assert "done=route" in await route("payments")
+        state = await handle.query(PostmortemWorkflow.status)
+        assert (state.incident.team, state.incident.unrouted) == ("payments", "")
+        page = await browser.get(f"/postmortems/{workflow_id}")
+        assert 'id="unrouted"' not in page.text
 
 
 async def test_without_a_triage_team_the_sender_retries_until_it_is_mapped(
