@@ -323,6 +323,26 @@ async def test_a_reopened_ticket_reopens_its_action(dev_env, stack, emulators):
     first_run = (await child.describe()).run_id
     await until(child.describe, lambda d: d.status.name == "COMPLETED")
 
+    # A "reopened" the tracker does not confirm (stale, or forged with the secret): the
+    # post-mortem reads the ticket, finds it closed, and reopens nothing.
+    stale = await deliver("reopened")
+    assert stale.status_code == 200, stale.text
+
+    async def ticket_read_after_the_hint() -> bool:
+        events = list((await handle.fetch_history()).events)
+        hints = [
+            i
+            for i, e in enumerate(events)
+            if e.workflow_execution_signaled_event_attributes.signal_name == "action_reopened"
+        ]
+        return bool(hints) and any(
+            e.HasField("activity_task_completed_event_attributes") for e in events[hints[-1] :]
+        )
+
+    await until(ticket_read_after_the_hint, lambda read: read)
+    assert (await github_action()).state is ActionState.DONE
+    assert (await child.describe()).run_id == first_run
+
     github.reopen(1)
     reopened = await deliver("reopened")
     assert reopened.status_code == 200, reopened.text

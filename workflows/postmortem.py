@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ResolveContextInput,
         RoutingActivities,
     )
-    from activities.tracker import CommentInput, TrackerActivities
+    from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
     from domain import notices
     from domain.findings import check_actions, check_findings
     from domain.messages import (
@@ -96,6 +96,8 @@ NO_REMINDER_BEHIND_INVITATION = "no-reminder-behind-invitation"
 # An optional post-mortem (its severity's policy does not require one) is recorded and waits
 # this long for an operator to begin it; then it ends as cancelled, saying so.
 OPTIONAL_POSTMORTEMS = "optional-postmortems"
+# A ticket reopened after its follow-up ended: the tracker is read before the action reopens.
+VERIFY_REOPEN = "verify-reopen"
 OPTIONAL_KEEP_DAYS = 30
 INVITATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
@@ -128,6 +130,7 @@ class PostmortemWorkflow:
         self._dashboard: bool | None = None  # the dashboard-attributes patch, asked once
         self._optional = inp.optional and inp.resume is None
         self._begin: BeginInput | None = None  # an operator began an optional post-mortem
+        self._reopen_claims: list[ActionReopened] = []  # webhook hints, to read before acting
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
@@ -368,7 +371,35 @@ class PostmortemWorkflow:
 
     # -- work shared by the phases --------------------------------------------------------
 
+    async def _confirm_reopenings(self) -> None:
+        """Each webhook's "reopened" is checked against the tracker: a ticket the tracker says
+        is still closed reopens nothing (a stale or forged delivery). When the tracker cannot
+        be read, the action reopens anyway: its new follow-up reads the ticket at once and
+        closes it again if need be, while a real reopening is never lost."""
+        claims, self._reopen_claims = self._reopen_claims, []
+        for claim in claims:
+            action = self._s.action(claim.action_id)
+            if action is None or action.ticket is None or not action.state.is_terminal:
+                continue
+            try:
+                status = await workflow.execute_activity_method(
+                    TrackerActivities.ticket_status,
+                    TicketStatusInput(team=action.team, ref=action.ticket),
+                    start_to_close_timeout=TRACKER_TIMEOUT,
+                    retry_policy=TRACKER_RETRY,
+                )
+            except ActivityError:
+                workflow.logger.warning("ticket unreadable; reopening", extra={"action": action.id})
+            else:
+                if status.done:
+                    workflow.logger.info("reopening not confirmed", extra={"action": action.id})
+                    continue
+            if action.state.is_terminal:  # unchanged while the tracker was read
+                self._reopen(action, claim.reason)
+
     async def _file_pending_actions(self) -> None:
+        if self._reopen_claims:
+            await self._confirm_reopenings()
         pending = [
             a
             for a in self._s.actions
@@ -929,12 +960,16 @@ class PostmortemWorkflow:
             return
         if self._s.phase.is_terminal or self._cancel_reason is not None:
             return
+        if workflow.patched(VERIFY_REOPEN):
+            # A hint: the tracker is read first (_confirm_reopenings), then the action reopens.
+            self._reopen_claims.append(event)
+            self._wake()
+            return
+        self._reopen(action, event.reason)
+
+    def _reopen(self, action: CorrectiveAction, reason: str) -> None:
         now = workflow.now()
-        action.state, action.state_reason, action.completed_at = (
-            ActionState.OPEN,
-            event.reason,
-            None,
-        )
+        action.state, action.state_reason, action.completed_at = ActionState.OPEN, reason, None
         action.overdue, action.escalation_level = now >= action.due, 0
         self._reopened.append(action.id)
         self._sync_visibility()
