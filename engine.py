@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
@@ -69,7 +69,9 @@ async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput
         # a closed post-mortem is not started again for the same incident.
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        memo={"title": incident.title},
+        # The resolution it started from: a redelivery of it is recognised without asking
+        # the workflow (which needs a worker).
+        memo={"title": incident.title, "resolved_at": incident.resolved_at.isoformat()},
         search_attributes=sa.initial(
             {
                 sa.PHASE: (Phase.OPTIONAL if inp.optional else Phase.DRAFTING).value,
@@ -220,11 +222,19 @@ class ActionRow(BaseModel):
     last_reminder_at: datetime | None
 
 
+# How long a page or a command waits for a workflow to answer (a query, an update): with no
+# worker running it would wait for one.
+WORKER_WAIT = timedelta(seconds=10)
+
+
 async def postmortem_state(client: Client, workflow_id: str) -> PostmortemState | None:
     """The post-mortem's whole state, asked of its workflow; None when there is none."""
     handle = client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
     try:
-        state: PostmortemState = await handle.query(PostmortemWorkflow.status)
+        # Bounded: with no worker running, a query would wait for one (the callers answer 503).
+        state: PostmortemState = await handle.query(
+            PostmortemWorkflow.status, rpc_timeout=WORKER_WAIT
+        )
     except RPCError as exc:
         if exc.status is RPCStatusCode.NOT_FOUND:
             return None

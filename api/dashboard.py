@@ -15,7 +15,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
@@ -183,7 +187,9 @@ async def act(temporal: Client, workflow_id: str, update: Any, arg: Any) -> None
     """Run an operator's update on a post-mortem, or raise OperationRefused saying why not."""
     handle = temporal.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
     try:
-        await handle.execute_update(update, arg)
+        await handle.execute_update(update, arg, rpc_timeout=engine.WORKER_WAIT)
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        raise OperationRefused(503, "the post-mortem is not answering; try again") from None
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         raise OperationRefused(409, str(getattr(cause, "message", cause))) from None
@@ -280,7 +286,7 @@ async def api_actions(
 
 
 OPERATED: dict[str, Any] = {
-    "responses": {404: {"model": Problem}, 409: {"model": Problem}},
+    "responses": {404: {"model": Problem}, 409: {"model": Problem}, 503: {"model": Problem}},
     "response_model": Done,
     "tags": ["operations"],
 }

@@ -10,12 +10,17 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -38,6 +43,10 @@ from workflows.postmortem import PostmortemWorkflow
 log = logging.getLogger("postmortem.api.incidents")
 
 router = APIRouter(prefix="/webhooks", tags=["incident webhooks"])
+
+# How long a delivery waits for a post-mortem to take a timeline entry: well inside the
+# vendors' deadlines (PagerDuty: 5 s). Past it the entry was not recorded: 503, retry.
+UPDATE_WAIT = timedelta(seconds=4)
 
 Parse = Callable[[dict[str, Any], SourceMapping], IncidentEvent]
 
@@ -344,6 +353,13 @@ async def _resolved(
         return webhook_answer(
             201, "post-mortem started", accepted=True, started=True, workflow_id=workflow_id
         )
+    # The same resolution again (a retry, a replay): nothing to do, and nothing asked of the
+    # workflow, so a redelivery is answered at once even while no worker runs.
+    memo = await (await started.handle.describe()).memo()
+    if memo.get("resolved_at") == incident.resolved_at.isoformat():
+        return webhook_answer(
+            200, "the post-mortem already exists", accepted=True, workflow_id=workflow_id
+        )
     # Resolved again after a reopening (a new delivery, not a retry): on the timeline, once
     # however often the same resolution is delivered.
     entry = TimelineEntry(
@@ -366,8 +382,14 @@ async def record(temporal: Client, workflow_id: str, entry: TimelineEntry) -> st
     cannot answer."""
     try:
         await temporal.get_workflow_handle(workflow_id).execute_update(
-            PostmortemWorkflow.add_timeline_entry, entry
+            PostmortemWorkflow.add_timeline_entry, entry, rpc_timeout=UPDATE_WAIT
         )
+    except WorkflowUpdateRPCTimeoutOrCancelledError:
+        # No worker took it in time (an outage): not confirmed, so the sender retries; a
+        # retry is safe, since the workflow refuses an entry it already has.
+        raise Refused(
+            503, "the post-mortem is not answering (its worker is down?): retry later"
+        ) from None
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         if isinstance(cause, ApplicationError) and cause.type == ALREADY_RECORDED:

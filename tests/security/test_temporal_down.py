@@ -124,3 +124,47 @@ async def test_temporal_stopped_mid_delivery_is_a_503_then_the_retry_starts_it(t
             assert retried.json()["workflow_id"] == f"postmortem-generic-{incident}"
         finally:
             await environment.shutdown()
+
+
+async def test_with_no_worker_a_redelivery_is_answered_and_news_is_retried(
+    tmp_path: Path, dev_env: WorkflowEnvironment
+):
+    """Temporal up, every worker down (an outage): a vendor's retry of a delivery is answered
+    at once from the workflow's memo; news that the workflow must take (resolved again at
+    another time) is a 503 within the vendor's deadline, not a request that hangs."""
+    teams = tmp_path / "teams.toml"
+    teams.write_text(ROUTING)
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        teams_file=teams,
+        task_queue=f"no-worker-{uuid.uuid4().hex[:8]}",  # nobody polls it
+        api_port=free_port(),
+        webhook_secret_generic=SecretStr(SECRET),
+    )
+    incident = f"NW-{uuid.uuid4().hex[:8]}"
+    body, headers = delivery(incident)
+    async with (
+        scenario.serving_api(settings, dev_env.client) as base,
+        httpx.AsyncClient(base_url=base, timeout=60) as http,
+    ):
+        first = await http.post("/webhooks/generic", content=body, headers=headers)
+        assert first.status_code == 201, first.text
+        handle = dev_env.client.get_workflow_handle(first.json()["workflow_id"])
+        events = len((await handle.fetch_history()).events)
+        for _ in range(3):
+            again = await http.post("/webhooks/generic", content=body, headers=headers)
+            assert again.status_code == 200, again.text
+            assert again.json()["workflow_id"] == handle.id
+        later = json.loads(body) | {"resolved_at": "2026-11-21T10:00:00Z"}
+        raw = json.dumps(later).encode()
+        mac = hmac.new(SECRET.encode(), raw, hashlib.sha256).hexdigest()
+        news = await http.post(
+            "/webhooks/generic", content=raw, headers=headers | {"x-signature-256": f"sha256={mac}"}
+        )
+        assert news.status_code == 503, news.text
+        assert "not answering" in news.json()["detail"]
+        # An operator's action waits a bounded time for the workflow, then says so.
+        cancel = await http.post(f"/api/postmortems/{handle.id}/cancel", json={"reason": "x"})
+        assert cancel.status_code == 503 and "not answering" in cancel.json()["error"]
+        assert len((await handle.fetch_history()).events) == events  # nothing written meanwhile
+        await handle.terminate("test over")
