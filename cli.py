@@ -273,7 +273,7 @@ def start(
 
     result = run(go)
     typer.echo(result.handle.id)
-    typer.echo("started" if result.started else "already running", err=True)
+    typer.echo("started" if result.started else "already exists", err=True)
     if result.started and not policy.policy.for_severity(severity).required:
         typer.echo(
             f"note: the policy makes {severity} post-mortems optional; "

@@ -113,6 +113,17 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_from: str = "postmortem@localhost"
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: Any, info: Any) -> Any:
+        """`PM_WEBHOOK_SECRET_X=` (a line uncommented without a value) means not set: an
+        empty secret would let anyone sign (an HMAC with an empty key) or match."""
+        secret = cls.model_fields[info.field_name].annotation == (SecretStr | None)
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if secret and isinstance(text, str) and not text.strip():
+            return None
+        return value
+
     @property
     def access_configured(self) -> bool:
         return bool(self.viewer_tokens or self.operator_tokens or self.auth_user_header)

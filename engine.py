@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -60,29 +61,37 @@ class Started:
 async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput) -> Started:
     """Start the incident's post-mortem, or find the one already there (same workflow id)."""
     incident = inp.incident
-    handle = await client.start_workflow(
-        PostmortemWorkflow.run,
-        inp,
-        id=incident.workflow_id,
-        task_queue=task_queue,
-        # A webhook delivered twice, or a manual start after one, reaches the same workflow;
-        # a closed post-mortem is not started again for the same incident.
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        # The resolution it started from: a redelivery of it is recognised without asking
-        # the workflow (which needs a worker).
-        memo={"title": incident.title, "resolved_at": incident.resolved_at.isoformat()},
-        search_attributes=sa.initial(
-            {
-                sa.PHASE: (Phase.OPTIONAL if inp.optional else Phase.DRAFTING).value,
-                sa.TEAM: incident.team,
-                sa.SEVERITY: incident.severity.value,
-                sa.INCIDENT_ID: incident.id,
-                sa.OPEN_ACTIONS: 0,
-                sa.OVERDUE_ACTIONS: 0,
-            }
-        ),
-    )
+    try:
+        handle = await client.start_workflow(
+            PostmortemWorkflow.run,
+            inp,
+            id=incident.workflow_id,
+            task_queue=task_queue,
+            # A webhook delivered twice, or a manual start after one, reaches the same workflow;
+            # a closed post-mortem is not started again for the same incident.
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+            # The resolution it started from: a redelivery of it is recognised without asking
+            # the workflow (which needs a worker).
+            memo={"title": incident.title, "resolved_at": incident.resolved_at.isoformat()},
+            search_attributes=sa.initial(
+                {
+                    sa.PHASE: (Phase.OPTIONAL if inp.optional else Phase.DRAFTING).value,
+                    sa.TEAM: incident.team,
+                    sa.SEVERITY: incident.severity.value,
+                    sa.INCIDENT_ID: incident.id,
+                    sa.OPEN_ACTIONS: 0,
+                    sa.OVERDUE_ACTIONS: 0,
+                }
+            ),
+        )
+    except WorkflowAlreadyStartedError:
+        # Closed already (done, cancelled, an optional one never begun): not started again.
+        return Started(
+            handle=client.get_workflow_handle_for(PostmortemWorkflow.run, incident.workflow_id),
+            started=False,
+        )
+
     # The SDK keeps the server's answer, whose `started` says whether this call created it.
     response = getattr(handle, "_start_workflow_response", None)
     return Started(handle=handle, started=bool(getattr(response, "started", True)))

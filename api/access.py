@@ -104,6 +104,9 @@ def session_cookie(settings: Settings, role: Role, now: float | None = None) -> 
 
 
 def session_role(settings: Settings, value: str, now: float | None = None) -> Role | None:
+    if not (_tokens(settings.operator_tokens) or _tokens(settings.viewer_tokens)):
+        # No tokens, no sessions (sign-in needs a token): a key made of nothing is public.
+        return None
     try:
         role_text, expires_text, mac_text = value.split(".")
         role, expires = Role(int(role_text)), int(expires_text)
@@ -142,8 +145,12 @@ def same_origin(request: Request) -> bool | None:
     origin = request.headers.get("origin") or request.headers.get("referer")
     if not origin:
         return None
-    # "null" (a sandboxed frame, a file: page) has no host: never this one.
-    return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+    # "null" (a sandboxed frame, a file: page) has no host: never this one; nor has a value
+    # that is not a URL at all (`http://[bad`).
+    try:
+        return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
+    except ValueError:
+        return False
 
 
 def require_csrf(request: Request, supplied: str) -> None:
@@ -217,7 +224,10 @@ def allowed_hosts(settings: Settings) -> set[str]:
 
 def host_allowed(request: Request, settings: Settings) -> bool:
     host = request.headers.get("host", "")
-    name = urlsplit(f"//{host}").hostname or ""
+    try:
+        name = urlsplit(f"//{host}").hostname or ""
+    except ValueError:  # `Host: [::1` is no name of ours
+        return False
     return name.lower() in allowed_hosts(settings)
 
 

@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from temporalio.client import Client
@@ -22,12 +23,14 @@ from temporalio.service import RPCError
 import engine
 import readmodel
 from api import dashboard, incidents, metrics, pages, postmortems, trackers
-from api.answers import Refused, refusal
+from api.answers import WEBHOOKS, Refused, refusal
 from api.browser import browser_guard
 from api.deps import PageRefused
 from config import Settings
 
 log = logging.getLogger("postmortem.api")
+
+DASHBOARD_BODY = 64 * 1024  # the largest form or JSON body an operator sends
 
 
 def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
@@ -62,20 +65,18 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
         fresh=timedelta(seconds=settings.overview_cache_seconds),
     )
 
-    for router in (
-        incidents.router,
-        trackers.router,
-        dashboard.router,
-        dashboard.exports,
-        postmortems.router,
-        pages.router,
-        metrics.router,
-    ):
-        app.include_router(router)
+    for router in (incidents.router, trackers.router):
+        app.include_router(router)  # bodies read by api/bodies.py, 1 MiB as they stream
+    # The dashboard's forms and JSON bodies are small: FastAPI reads a body before the role
+    # check runs, so an unauthenticated sender may make it read this much, no more.
+    for router in (dashboard.router, dashboard.exports, postmortems.router, pages.router):
+        app.include_router(router, max_body_size=DASHBOARD_BODY)
+    app.include_router(metrics.router, max_body_size=0)
 
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(PageRefused, _page_refused)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(RPCError, _temporal_error)
     app.add_exception_handler(Exception, _unexpected)
     app.middleware("http")(metrics.count_webhooks)
@@ -97,6 +98,20 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     # The same body as every other refusal of this API.
     assert isinstance(exc, StarletteHTTPException)
     return refusal(request, exc.status_code, str(exc.detail), dict(exc.headers or {}))
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    """A body or parameter the route refuses: the reason in words (`error`) and by field
+    (`detail`), without echoing the input back."""
+    assert isinstance(exc, RequestValidationError)
+    detail = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+        for e in exc.errors()[:20]
+    ]
+    words = "; ".join(f"{'.'.join(map(str, d['loc']))}: {d['msg']}" for d in detail)
+    if request.url.path.startswith(WEBHOOKS):
+        return refusal(request, 422, words)
+    return JSONResponse({"error": words, "detail": detail}, status_code=422)
 
 
 async def _page_refused(request: Request, exc: Exception) -> Response:

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from temporalio.client import Client, WorkflowExecutionDescription, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+import engine
 from api.answers import Refused, WebhookAnswer, webhook_answer, webhook_responses
 from api.bodies import BodyRefused, parse_json
 from api.deps import RawBody, SettingsDep, Temporal, signed_body
@@ -125,9 +126,12 @@ async def hint(
 async def _signal_follow_up(
     temporal: Client, tracker: str, key: str, status: TrackerStatusSignal
 ) -> JSONResponse:
+    try:
+        literal = engine.quote(sa.ticket_key(tracker, key))
+    except engine.BadFilter:  # quotes, backslashes, control characters: no key we filed
+        return webhook_answer(202, f"{tracker} ticket {key[:60]!r} is not one this engine filed")
     query = (
-        f"WorkflowType = '{ActionFollowUpWorkflow.__name__}' AND "
-        f"{sa.TICKET_KEY.name} = '{sa.ticket_key(tracker, key).replace(chr(39), '')}'"
+        f"WorkflowType = '{ActionFollowUpWorkflow.__name__}' AND {sa.TICKET_KEY.name} = {literal}"
     )
     found = [execution async for execution in temporal.list_workflows(query, limit=1)]
     if not found:

@@ -10,12 +10,40 @@ from domain.models import CorrectiveAction
 from domain.policy import FollowUpPolicy
 
 
-def next_escalation(action: CorrectiveAction, policy: FollowUpPolicy) -> datetime:
-    """The first escalation comes a grace period after the deadline, then one per repeat."""
-    return action.due + policy.escalation_grace + action.escalation_level * policy.escalation_repeat
+def next_escalation(
+    action: CorrectiveAction, policy: FollowUpPolicy, *, from_now: bool = False
+) -> datetime:
+    """The first escalation comes a grace period after the deadline, then one per repeat.
+
+    `from_now` (the rule since the notices-from-now patch): the next one comes a repeat after
+    the last one *sent*, never sooner, so a deadline long past (a backfilled incident, a
+    worker back from an outage, a date moved into the past) gives one notice now, not one per
+    missed interval."""
+    first = action.due + policy.escalation_grace
+    if from_now:
+        if action.last_escalation_at is None:
+            return first
+        return max(first, action.last_escalation_at + policy.escalation_repeat)
+    return first + action.escalation_level * policy.escalation_repeat
 
 
-def next_wake(action: CorrectiveAction, policy: FollowUpPolicy, last_poll: datetime) -> datetime:
+def next_review_notice(
+    window_end: datetime, repeat: timedelta, sent: int, last_sent: datetime | None
+) -> datetime:
+    """When a late review's next notice to the manager is due: at the window's close, then
+    a repeat after the last one sent (never a burst for the intervals already missed)."""
+    if last_sent is None or sent == 0:
+        return window_end
+    return max(window_end, last_sent + repeat)
+
+
+def next_wake(
+    action: CorrectiveAction,
+    policy: FollowUpPolicy,
+    last_poll: datetime,
+    *,
+    from_now: bool = False,
+) -> datetime:
     """The earliest of: the next status poll, the next reminder, the deadline (while not
     overdue) or the next escalation (once overdue)."""
     candidates = [last_poll + policy.status_poll_interval]
@@ -24,7 +52,7 @@ def next_wake(action: CorrectiveAction, policy: FollowUpPolicy, last_poll: datet
     if not action.overdue:
         candidates.append(action.due)
     else:
-        candidates.append(next_escalation(action, policy))
+        candidates.append(next_escalation(action, policy, from_now=from_now))
     return min(candidates)
 
 

@@ -290,6 +290,7 @@ class PostmortemState(Model):
     review: ReviewSlot | None = None
     review_reminder_sent: bool = False
     review_escalations: int = 0
+    review_escalated_at: AwareDatetime | None = None  # the last late-review notice sent
     timeline: list[TimelineEntry] = Field(default_factory=list)
     findings: ReviewOutcome | None = None
     actions: list[CorrectiveAction] = Field(default_factory=list)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from domain.invitation import review_links
 from domain.models import BlamelessNote, CorrectiveAction, Incident, PostmortemState, ReviewSlot
@@ -89,10 +89,19 @@ def review_reminder(state: PostmortemState) -> str:
     )
 
 
-def review_late(slot: ReviewSlot, manager: str, count: int) -> str:
+def ago(then: datetime, now: datetime | None) -> str:
+    """How late, for a notice: `(57 days ago)` when `now` is a day or more after `then`."""
+    if now is None or now - then < timedelta(days=1):
+        return ""
+    days = (now - then).days
+    return f" ({days} day{'s' if days != 1 else ''} ago)"
+
+
+def review_late(slot: ReviewSlot, manager: str, count: int, now: datetime | None = None) -> str:
     return (
-        f"@{manager}: the review window closed {when(slot.window_end)} and no findings have "
-        f"been recorded yet (notice {count}). The team may need time or help to hold the review."
+        f"@{manager}: the review window closed {when(slot.window_end)}{ago(slot.window_end, now)}"
+        f" and no findings have been recorded yet (notice {count}). The team may need time or "
+        "help to hold the review."
     )
 
 
@@ -103,11 +112,13 @@ def action_reminder(action: CorrectiveAction) -> str:
     )
 
 
-def action_escalation(action: CorrectiveAction, manager: str, level: int) -> str:
+def action_escalation(
+    action: CorrectiveAction, manager: str, level: int, now: datetime | None = None
+) -> str:
     return (
         f"@{manager} @{action.owner}: this corrective action passed its due date "
-        f"{when(action.due)} (notice {level}). What is in the way: time, priority or "
-        "ownership? Move the date with a reason, or drop the action with one."
+        f"{when(action.due)}{ago(action.due, now)} (notice {level}). What is in the way: time, "
+        "priority or ownership? Move the date with a reason, or drop the action with one."
     )
 
 

@@ -175,7 +175,7 @@ async def test_a_post_mortem_from_the_command_line(
     workflow_id = first.stdout.strip()
     assert workflow_id == f"postmortem-manual-{incident}"
     again = await asyncio.to_thread(cli, dev_settings, *start)
-    assert again.stdout.strip() == workflow_id and again.stderr.strip() == "already running"
+    assert again.stdout.strip() == workflow_id and again.stderr.strip() == "already exists"
 
     # Status: text and JSON with the documented keys.
     async def phase() -> str:

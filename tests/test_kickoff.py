@@ -19,6 +19,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from config import Settings
 from domain.intake import EventKind
+from domain.messages import CancelInput
 from domain.models import PostmortemState, Severity
 from integrations import pagerduty
 from integrations.timestamps import parse_timestamp
@@ -177,6 +178,16 @@ async def test_generic_source_starts_one_post_mortem(api, dev_env: WorkflowEnvir
         assert answer.status_code == 200 and answer.json()["started"] is False
     state = await handle.query(PostmortemWorkflow.status)
     assert [e.text for e in state.timeline] == ["Alert fired", "Resolved again in generic"]
+    # Closed (here: cancelled), the post-mortem is not started again, and a redelivery of
+    # either resolution is answered as done, not a 500 (found by a review).
+    await handle.execute_update(PostmortemWorkflow.cancel, CancelInput(reason="duplicate"))
+    await handle.result()
+    for raw in (body, later):
+        closed = await post(
+            f"{base}/webhooks/generic", raw, {"x-signature-256": "sha256=" + sign(raw, SECRET)}
+        )
+        assert closed.status_code == 200, closed.text
+        assert closed.json()["workflow_id"] == f"postmortem-generic-{incident}"
 
 
 async def test_pagerduty_resolved_with_rotated_secrets_and_mapping(

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from domain.followup_timing import next_escalation, next_wake, reminders_due, reminders_passed
+from domain.followup_timing import (
+    next_escalation,
+    next_review_notice,
+    next_wake,
+    reminders_due,
+    reminders_passed,
+)
 from domain.models import ActionType, CorrectiveAction
+from domain.notices import ago
 from domain.policy import FollowUpPolicy
 
 DUE = datetime(2027, 3, 10, 17, tzinfo=UTC)
@@ -95,3 +105,66 @@ def test_after_a_deadline_moves_only_passed_reminders_count_as_sent():
     assert reminders_passed(DUE, offsets, DUE - 2 * DAY) == 1
     assert reminders_passed(DUE, offsets, DUE - DAY) == 2
     assert reminders_passed(DUE, [], DUE) == 0
+
+
+# -- notices from now (the notices-from-now patch) ---------------------------------------------
+
+
+def test_from_now_the_first_escalation_is_a_grace_after_the_deadline():
+    assert next_escalation(action(overdue=True), POLICY, from_now=True) == DUE + 2 * DAY
+
+
+def test_from_now_the_next_escalation_is_a_repeat_after_the_last_one_sent():
+    # Backfilled: the first notice went out 300 days after the deadline; the next is a week
+    # after that, not the 40 intervals already missed.
+    late = DUE + 300 * DAY
+    sent = action(overdue=True, escalation_level=1, last_escalation_at=late)
+    assert next_escalation(sent, POLICY, from_now=True) == late + 7 * DAY
+    assert next_escalation(sent, POLICY) == DUE + 9 * DAY  # the old rule: a burst
+
+
+def test_from_now_a_deadline_moved_into_the_past_waits_for_the_interval():
+    last = DUE + 3 * DAY  # escalated, then the date was moved back (level reset to 0)
+    moved = action(due=DUE - 30 * DAY, overdue=True, escalation_level=0, last_escalation_at=last)
+    assert next_escalation(moved, POLICY, from_now=True) == last + 7 * DAY
+
+
+def test_a_late_reviews_notices_come_at_the_close_then_a_repeat_after_the_last():
+    close, week = DUE, 7 * DAY
+    assert next_review_notice(close, week, 0, None) == close
+    assert next_review_notice(close, week, 1, close + 400 * DAY) == close + 407 * DAY
+    assert next_review_notice(close, week, 2, close + week) == close + 2 * week
+
+
+def test_a_notice_says_how_late_from_a_day_on():
+    assert ago(DUE, None) == "" and ago(DUE, DUE + 23 * HOUR) == ""
+    assert ago(DUE, DUE + DAY) == " (1 day ago)"
+    assert ago(DUE, DUE + 57 * DAY + HOUR) == " (57 days ago)"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    due_offset=st.integers(min_value=-600, max_value=60),  # days from the first wake
+    wakes=st.lists(st.integers(min_value=1, max_value=60 * 24), min_size=1, max_size=60),
+)
+def test_escalations_never_burst_whatever_the_wakes(due_offset: int, wakes: list[int]):
+    """The follow-up wakes at arbitrary moments (hours apart: polls, or weeks: an outage):
+    never two escalations within a repeat, none before the grace, and at most 1 + span/repeat
+    over any span."""
+    start = datetime(2027, 1, 1, tzinfo=UTC)
+    current = action(due=start + due_offset * DAY, overdue=True)
+    moment, sent = start, []
+    for gap in wakes:
+        moment += gap * HOUR
+        if moment >= next_escalation(current, POLICY, from_now=True):
+            sent.append(moment)
+            current = current.model_copy(
+                update={
+                    "escalation_level": current.escalation_level + 1,
+                    "last_escalation_at": moment,
+                }
+            )
+    assert all(b - a >= POLICY.escalation_repeat for a, b in itertools.pairwise(sent))
+    assert all(s >= current.due + POLICY.escalation_grace for s in sent)
+    span = moment - start
+    assert len(sent) <= 1 + span / POLICY.escalation_repeat

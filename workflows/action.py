@@ -10,6 +10,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, FailureError
 
+from workflows.patches import DASHBOARD_ATTRIBUTES, NOTICES_FROM_NOW, VERIFY_TRACKER_HINTS
 from workflows.timing import wait_until
 
 with workflow.unsafe.imports_passed_through():
@@ -31,8 +32,6 @@ with workflow.unsafe.imports_passed_through():
 # Name of the post-mortem's signal: by name, since the parent module imports this one.
 ACTION_PROGRESS_SIGNAL = "action_progress"
 
-# Patches: workflows recorded before a change replay the old way (tests/histories/).
-VERIFY_TRACKER_HINTS = "verify-tracker-hints"  # a webhook makes the follow-up read the ticket
 HINT_GAP = timedelta(seconds=10)
 
 # Also how long a call lost with a crashed worker waits before its retry: keep it tight.
@@ -61,9 +60,11 @@ class ActionFollowUpWorkflow:
         self._dashboard: bool | None = None  # the patch, asked once per run
         self._opened_at = inp.opened_at or workflow.info().start_time
         self._hinted = False  # a tracker webhook said the ticket changed: read it
+        self._from_now: bool | None = None  # the notices-from-now patch, asked once per run
 
     @workflow.run
     async def run(self, inp: ActionFollowUpInput) -> CorrectiveAction:
+        self._from_now = workflow.patched(NOTICES_FROM_NOW)
         self._sync_visibility()
         turns = 0
         try:
@@ -142,7 +143,9 @@ class ActionFollowUpWorkflow:
     # -- the loop ---------------------------------------------------------------------
 
     def _next_event(self) -> datetime:
-        moment = followup_timing.next_wake(self._action, self._inp.policy, self._last_poll)
+        moment = followup_timing.next_wake(
+            self._action, self._inp.policy, self._last_poll, from_now=bool(self._from_now)
+        )
         return min(moment, self._last_poll + HINT_GAP) if self._hinted else moment
 
     async def _sleep_until(self, moment: datetime) -> None:
@@ -171,11 +174,18 @@ class ActionFollowUpWorkflow:
         if not action.overdue and now >= action.due:
             action.overdue = True
             workflow.logger.info("corrective action overdue", extra={"action": action.id})
-        if action.overdue and now >= followup_timing.next_escalation(action, policy):
+        if action.overdue and now >= followup_timing.next_escalation(
+            action, policy, from_now=bool(self._from_now)
+        ):
             action.escalation_level += 1
             action.last_escalation_at = now
             await self._comment(
-                notices.action_escalation(action, self._inp.manager, action.escalation_level)
+                notices.action_escalation(
+                    action,
+                    self._inp.manager,
+                    action.escalation_level,
+                    now if self._from_now else None,  # the first says how late
+                )
             )
         self._sync_visibility()
 
@@ -265,7 +275,7 @@ class ActionFollowUpWorkflow:
             sa.NEXT_ACTION_DUE.name: action.due if is_open else None,
         }
         if self._dashboard is None:
-            self._dashboard = workflow.patched(sa.DASHBOARD_ATTRIBUTES)
+            self._dashboard = workflow.patched(DASHBOARD_ATTRIBUTES)
         if self._dashboard:
             values |= {
                 # The due date stays after the action ends: completion by due date counts it.

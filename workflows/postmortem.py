@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         RoutingActivities,
     )
     from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
-    from domain import notices
+    from domain import followup_timing, notices
     from domain.findings import check_actions, check_findings
     from domain.messages import (
         ALREADY_RECORDED,
@@ -73,6 +73,15 @@ with workflow.unsafe.imports_passed_through():
 import contextlib
 
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
+from workflows.patches import (
+    BLAMELESS_CHECK,
+    DASHBOARD_ATTRIBUTES,
+    NO_REMINDER_BEHIND_INVITATION,
+    NOTICES_FROM_NOW,
+    OPTIONAL_POSTMORTEMS,
+    REVIEW_INVITATION,
+    VERIFY_REOPEN,
+)
 from workflows.timing import wait_until
 
 QUICK_TIMEOUT = timedelta(seconds=10)  # routing reads: local and fast
@@ -87,17 +96,8 @@ FILING_RETRY = RetryPolicy(
     non_retryable_error_types=["TrackerRejected", "ConfigurationError"],
 )
 
-# Patches: workflows recorded before a change replay the old way (tests/histories/).
-BLAMELESS_CHECK = "blameless-check"  # the check at the review, and the publication gate
-REVIEW_INVITATION = "review-invitation"  # the emailed iCalendar invitation, reminder, cancel
-# A review planned or moved to less than the reminder's lead time away gets no separate
-# "tomorrow" reminder right after its invitation: the invitation is the reminder.
-NO_REMINDER_BEHIND_INVITATION = "no-reminder-behind-invitation"
-# An optional post-mortem (its severity's policy does not require one) is recorded and waits
-# this long for an operator to begin it; then it ends as cancelled, saying so.
-OPTIONAL_POSTMORTEMS = "optional-postmortems"
-# A ticket reopened after its follow-up ended: the tracker is read before the action reopens.
-VERIFY_REOPEN = "verify-reopen"
+# An optional post-mortem waits this long for an operator to begin it; then it ends as
+# cancelled, saying so.
 OPTIONAL_KEEP_DAYS = 30
 INVITATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
@@ -130,6 +130,7 @@ class PostmortemWorkflow:
         self._dashboard: bool | None = None  # the dashboard-attributes patch, asked once
         self._optional = inp.optional and inp.resume is None
         self._begin: BeginInput | None = None  # an operator began an optional post-mortem
+        self._from_now: bool | None = None  # the notices-from-now patch, asked once
         self._reopen_claims: list[ActionReopened] = []  # webhook hints, to read before acting
 
     @workflow.run
@@ -254,7 +255,7 @@ class PostmortemWorkflow:
         while s.findings is None and self._cancel_reason is None:
             review, now = s.review, workflow.now()
             reminder_at = review.start - s.follow_up.review_reminder_before
-            late_at = review.window_end + s.review_escalations * s.follow_up.escalation_repeat
+            late_at = self._review_late_at()
             moments = [late_at]
             if s.phase is Phase.REVIEW_SCHEDULED:
                 moments.append(review.start)
@@ -281,14 +282,32 @@ class PostmortemWorkflow:
                     await self._send_invitation("reminder")
             if s.phase is Phase.REVIEW_SCHEDULED and now >= review.start:
                 self._set_phase(Phase.IN_REVIEW)
-            if now >= review.window_end + s.review_escalations * s.follow_up.escalation_repeat:
+            if now >= self._review_late_at():
                 s.review_escalations += 1
+                s.review_escalated_at = now if self._from_now else None
                 assert s.team is not None
                 await self._comment_tracking(
-                    notices.review_late(review, s.team.manager, s.review_escalations)
+                    notices.review_late(
+                        review,
+                        s.team.manager,
+                        s.review_escalations,
+                        now if self._from_now else None,  # the first says how late
+                    )
                 )
         if s.findings is not None:
             self._set_phase(Phase.ACTIONS_FILED)
+
+    def _review_late_at(self) -> datetime:
+        s = self._s
+        assert s.review is not None and s.follow_up is not None
+        repeat = s.follow_up.escalation_repeat
+        if self._from_now is None:
+            self._from_now = workflow.patched(NOTICES_FROM_NOW)
+        if self._from_now:
+            return followup_timing.next_review_notice(
+                s.review.window_end, repeat, s.review_escalations, s.review_escalated_at
+            )
+        return s.review.window_end + s.review_escalations * repeat
 
     async def _file_actions(self) -> None:
         await self._file_pending_actions()
@@ -561,7 +580,7 @@ class PostmortemWorkflow:
         open_actions = s.open_actions
         values: dict[str, object] = {}
         if self._dashboard is None:
-            self._dashboard = workflow.patched(sa.DASHBOARD_ATTRIBUTES)
+            self._dashboard = workflow.patched(DASHBOARD_ATTRIBUTES)
         if self._dashboard:
             awaiting = s.phase.awaits_review and s.review is not None and s.findings is None
             values[sa.REVIEW_DUE.name] = s.review.window_end if awaiting and s.review else None

@@ -43,8 +43,6 @@ ALL = (
     ESCALATION_LEVEL,
 )
 
-# The patch under which workflows keep the dashboard's attributes (and the follow-up's memo).
-DASHBOARD_ATTRIBUTES = "dashboard-attributes"
 
 _TYPE_NAMES = {
     "KEYWORD": "Keyword",

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from api.access import check_binding
+from api.access import Role, check_binding, session_cookie
 from config import ConfigError, Settings
 from domain.messages import PostmortemInput
 from domain.models import Phase
@@ -38,7 +38,18 @@ async def running(dev_env, dev_settings: Settings, dev_worker) -> AsyncIterator[
     )
     handle = started.handle
     await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+    await until(lambda: idle(handle), lambda quiet: quiet)
     yield handle
+
+
+async def idle(handle: Any) -> bool:
+    """Waiting on its timer with no activity in flight (the invitation sent, say): from here
+    its history grows only if something reaches it, so tests can count on that."""
+    described = await handle.describe()
+    if described.raw_description.pending_activities:
+        return False
+    last = (await handle.fetch_history()).events[-1]
+    return bool(last.HasField("timer_started_event_attributes"))
 
 
 async def phase_of(handle: Any) -> Phase:
@@ -70,6 +81,13 @@ async def test_a_user_header_counts_only_from_the_proxy(dev_env, dev_settings, r
             headers={"X-Forwarded-Email": "dana@example.com", "X-Auth-Proxy-Secret": "guess"},
         )
         assert wrong.status_code == 401
+        # With no tokens configured there are no sessions: a cookie signed with a key made of
+        # no tokens (which anyone can compute) is no operator. (Found by a review.)
+        forged = session_cookie(settings, Role.OPERATOR)
+        cookie = await http.post(
+            url, json={"reason": "forged"}, headers={"cookie": f"pm_session={forged}"}
+        )
+        assert cookie.status_code == 401, cookie.text
         assert await phase_of(running) is not Phase.CANCELLED
         # Through the proxy (its secret): the operator acts. (A program, keeping no cookie;
         # a browser would send the page's X-CSRF-Token as well.)
@@ -81,6 +99,14 @@ async def test_a_user_header_counts_only_from_the_proxy(dev_env, dev_settings, r
         )
         assert proxied.status_code == 200, proxied.text
     await until(lambda: phase_of(running), lambda p: p is Phase.CANCELLED)
+
+
+def test_a_blank_secret_is_no_secret():
+    """`PM_WEBHOOK_SECRET_GENERIC=` uncommented without a value: unset (the webhook is then
+    refused, 403), never an empty key anyone can sign with."""
+    blank = Settings(webhook_secret_generic="", webhook_token_grafana=SecretStr("  "))
+    assert blank.webhook_secret_generic is None and blank.webhook_token_grafana is None
+    assert Settings(webhook_secret_generic="s").webhook_secret_generic is not None
 
 
 def test_unsafe_configurations_refuse_to_start():

@@ -187,6 +187,71 @@ def test_made_up_webhook_paths_add_no_metric_series(api: str):
     assert 'source="other",status="404"' in metrics
 
 
+def test_dashboard_bodies_are_cut_off_before_anyone_is_asked_who_sent_them(api: str):
+    """FastAPI reads a JSON or form body before the role check runs: the dashboard's routes
+    take at most 64 KiB, declared or chunked, so nobody can make the API read more."""
+    big = json.dumps({"reason": "x" * 100_000}).encode()
+    with httpx.Client(base_url=api, timeout=60) as client:
+        declared = client.post(
+            "/api/postmortems/postmortem-x-1/cancel",
+            content=big,
+            headers={"content-type": "application/json"},
+        )
+        assert declared.status_code == 413, declared.text
+
+        def chunks() -> Iterator[bytes]:
+            for _ in range(32):  # 2 MiB
+                yield b" " * 65536
+
+        chunked = client.post(
+            "/api/postmortems/postmortem-x-1/cancel",
+            content=chunks(),
+            headers={"content-type": "application/json"},
+        )
+        assert chunked.status_code == 413, chunked.text
+        form = client.post("/login", data={"token": "t" * 100_000})
+        assert form.status_code == 413, form.text
+        client.cookies.clear()  # a script, not the browser the responses set cookies for
+        small = client.post("/api/postmortems/postmortem-x-1/cancel", json={"reason": "x"})
+        assert small.status_code == 404, small.text  # read, and answered on its merits
+
+
+def test_headers_that_are_not_urls_are_refused_not_500(api: str):
+    with httpx.Client(base_url=api, timeout=30) as client:
+        host = client.get("/healthz", headers={"host": "[::1"})
+        assert host.status_code == 400 and "unknown Host" in host.json()["error"]
+        origin = client.post(
+            "/api/postmortems/postmortem-x-1/cancel",
+            json={"reason": "x"},
+            headers={"origin": "http://[bad"},
+        )
+        assert origin.status_code == 403 and "cross-site" in origin.json()["error"]
+        referer = client.post("/login", data={"token": "x"}, headers={"referer": "http://[::"})
+        assert referer.status_code == 403
+
+
+def test_a_ticket_key_no_query_can_hold_is_not_followed(api: str):
+    """A signed Jira delivery whose key ends in a backslash (or holds a quote) would break the
+    visibility query: answered 202, not a 503 that the sender retries forever."""
+    for key in ("PAY-1\\", "PAY-1'", "PAY-1\u0007"):
+        body = json.dumps(
+            {
+                "webhookEvent": "jira:issue_updated",
+                "issue": {"key": key, "fields": {"status": {"statusCategory": {"key": "done"}}}},
+                "changelog": {"items": [{"field": "status"}]},
+            }
+        ).encode()
+        mac = hmac.new(SECRETS["webhook_secret_jira"].encode(), body, hashlib.sha256).hexdigest()
+        with httpx.Client(timeout=30) as client:
+            answer = client.post(
+                f"{api}/webhooks/jira",
+                content=body,
+                headers={"content-type": "application/json", "x-hub-signature": f"sha256={mac}"},
+            )
+        assert answer.status_code == 202, answer.text
+        assert "not one this engine filed" in answer.json()["detail"]
+
+
 async def test_nothing_started_by_any_of_it(api: str, dev_env: WorkflowEnvironment):
     """Runs last in this module: every request above was refused, and visibility (caught up
     by a sentinel) shows that nothing was started on the API's task queue."""

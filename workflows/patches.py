@@ -1,0 +1,22 @@
+"""Every `workflow.patched` id, in one place. A workflow recorded before a change replays the
+old way (tests/histories/ hold such recordings); the ids never change once released."""
+
+# The dashboard's search attributes (and the follow-up's memo) on both workflows.
+DASHBOARD_ATTRIBUTES = "dashboard-attributes"
+# The blameless check at the review, and the publication gate.
+BLAMELESS_CHECK = "blameless-check"
+# The emailed iCalendar invitation, its reminder and its cancellation.
+REVIEW_INVITATION = "review-invitation"
+# A review planned or moved to less than the reminder's lead time away gets no separate
+# "tomorrow" reminder right after its invitation: the invitation is the reminder.
+NO_REMINDER_BEHIND_INVITATION = "no-reminder-behind-invitation"
+# A tracker webhook makes the follow-up read the ticket instead of believing the webhook.
+VERIFY_TRACKER_HINTS = "verify-tracker-hints"
+# An optional post-mortem (its severity's policy does not require one) is recorded and waits
+# for an operator to begin it.
+OPTIONAL_POSTMORTEMS = "optional-postmortems"
+# A ticket reopened after its follow-up ended: the tracker is read before the action reopens.
+VERIFY_REOPEN = "verify-reopen"
+# Escalations and late-review notices count from the last one sent, not from the deadline:
+# a backfilled incident or a worker back from an outage sends one notice, not a burst.
+NOTICES_FROM_NOW = "notices-from-now"
