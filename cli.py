@@ -33,6 +33,7 @@ from domain.findings import (
     parse_findings,
     resolve_relative_dues,
 )
+from domain.intake import check_times
 from domain.messages import (
     AcknowledgeInput,
     ActionStateChange,
@@ -265,6 +266,12 @@ def start(
         raise CliError("; ".join(problems)) from None
     if incident.started_at and incident.started_at > incident.resolved_at:
         raise CliError("--started-at is after --resolved-at")
+    try:
+        check_times(datetime.now(UTC), incident.resolved_at, incident.started_at)
+    except ValueError as exc:
+        raise CliError(
+            str(exc).replace("resolved_at", "--resolved-at").replace("started_at", "--started-at")
+        ) from None
 
     async def go() -> engine.Started:
         return await engine.start_postmortem(

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -31,7 +31,14 @@ from api.deps import SettingsDep, Temporal, signed_body
 from api.signatures import pagerduty_signature_ok, sha256_signature_ok, shared_secret_ok
 from config import ConfigError, Routing, Settings, load_routing
 from domain.findings import describe_validation_error
-from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event, normalise
+from domain.intake import (
+    EventKind,
+    IncidentEvent,
+    SourceMapping,
+    check_times,
+    map_event,
+    normalise,
+)
 from domain.messages import ALREADY_RECORDED, PostmortemInput
 from domain.models import Incident, TimelineEntry
 from integrations import alerting, incidentio, pagerduty
@@ -293,6 +300,10 @@ async def kickoff(event: IncidentEvent, settings: Settings, temporal: Client) ->
     if event.kind is EventKind.OTHER:
         return webhook_answer(202, event.detail or "not a resolution")
     event = normalise(event)  # fitted to our models: clipped, never refused for length
+    try:
+        check_times(datetime.now(UTC), event.resolved_at, event.started_at)
+    except ValueError as exc:
+        raise Refused(422, f"not an incident we can record: {exc}") from None
     routing = _routing(settings)
     try:
         mapped = map_event(

@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -101,6 +101,28 @@ def normalise(event: IncidentEvent) -> IncidentEvent:
             timeline = (full, *timeline)
         title = title[: TITLE_LIMIT - 1].rstrip() + "…"
     return dataclasses.replace(event, incident_id=incident_id, title=title or "", timeline=timeline)
+
+
+# When an incident can have happened, for a sender's word to be believed: after this floor,
+# and no later than a little clock skew past now. Outside it a date is a mistake (1900, the
+# year 9999), refused with the reason at every boundary rather than carried into arithmetic.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+CLOCK_SKEW = timedelta(minutes=10)
+
+
+def check_times(
+    now: datetime, resolved_at: datetime | None, started_at: datetime | None = None
+) -> None:
+    """ValueError with the reason when a time is outside what an incident can have."""
+    for name, value in (("resolved_at", resolved_at), ("started_at", started_at)):
+        if value is None:
+            continue
+        if value < EARLIEST:
+            raise ValueError(f"{name} {value.isoformat()} is before {EARLIEST.year}")
+        if value > now + CLOCK_SKEW:
+            raise ValueError(f"{name} {value.isoformat()} is in the future (now {now.isoformat()})")
+    if resolved_at and started_at and started_at > resolved_at:
+        raise ValueError("started_at is after resolved_at")
 
 
 def _stable_id(raw: str) -> str:

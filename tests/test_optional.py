@@ -24,6 +24,7 @@ from integrations.local import LocalTracker
 from tests import scenario
 from tests.scenario import until
 from tests.test_kickoff import SECRET, api, generic_body, post, sign  # noqa: F401 (fixture)
+from tests.test_lifecycle import record
 from workflows.postmortem import OPTIONAL_KEEP_DAYS, PostmortemWorkflow
 
 
@@ -69,6 +70,7 @@ async def test_begin_starts_it_once_and_cancel_ends_it(env, client, settings, wo
     assert state.phase_history[1].note == "begun by an operator: a near miss"
     again = await scenario.refused(handle, PostmortemWorkflow.begin, BeginInput())
     assert "only an optional post-mortem" in again
+    await record("optional-begun", handle)
 
     other = PostmortemInput(incident=scenario.incident(now, severity="SEV5"), optional=True)
     dropped = (await engine.start_postmortem(client, settings.task_queue, other)).handle

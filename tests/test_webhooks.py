@@ -356,3 +356,4 @@ async def test_a_reopened_ticket_reopens_its_action(dev_env, stack, emulators):
     assert (await deliver("closed")).status_code == 200
     await until(github_action, lambda a: a.state is ActionState.DONE)
     assert (await handle.query(PostmortemWorkflow.phase)) is Phase.FOLLOWING_UP  # Jira still open
+    await record("reopened", handle)

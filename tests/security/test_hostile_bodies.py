@@ -187,6 +187,33 @@ def test_made_up_webhook_paths_add_no_metric_series(api: str):
     assert 'source="other",status="404"' in metrics
 
 
+@pytest.mark.parametrize(
+    ("resolved", "words"),
+    [
+        ("9999-12-31T00:00:00Z", "in the future"),
+        ("2030-01-01T00:00:00Z", "in the future"),
+        ("1900-01-01T00:00:00Z", "is before 2000"),
+    ],
+)
+def test_dates_no_incident_can_have_are_refused_with_the_reason(
+    api: str, resolved: str, words: str
+):
+    """The year 9999 once made drafting retry an OverflowError forever; 1900 would have sent
+    thousands of notices. Refused at the door, with the reason, and nothing started."""
+    body = json.dumps(
+        {
+            "incident_id": f"DATE-{uuid.uuid4().hex[:6]}",
+            "title": "Checkout errors",
+            "severity": "SEV2",
+            "team": "payments",
+            "resolved_at": resolved,
+        }
+    ).encode()
+    with httpx.Client(timeout=30) as client:
+        answer = client.post(f"{api}/webhooks/generic", content=body, headers=signed(body))
+    refused_with_reason(answer, 422, words)
+
+
 def test_dashboard_bodies_are_cut_off_before_anyone_is_asked_who_sent_them(api: str):
     """FastAPI reads a JSON or form body before the role check runs: the dashboard's routes
     take at most 64 KiB, declared or chunked, so nobody can make the API read more."""
