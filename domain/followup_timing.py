@@ -28,11 +28,11 @@ def next_escalation(
 
 
 def next_review_notice(
-    window_end: datetime, repeat: timedelta, sent: int, last_sent: datetime | None
+    window_end: datetime, repeat: timedelta, last_sent: datetime | None
 ) -> datetime:
     """When a late review's next notice to the manager is due: at the window's close, then
     a repeat after the last one sent (never a burst for the intervals already missed)."""
-    if last_sent is None or sent == 0:
+    if last_sent is None:
         return window_end
     return max(window_end, last_sent + repeat)
 

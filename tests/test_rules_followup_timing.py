@@ -129,11 +129,20 @@ def test_from_now_a_deadline_moved_into_the_past_waits_for_the_interval():
     assert next_escalation(moved, POLICY, from_now=True) == last + 7 * DAY
 
 
+def test_from_now_the_follow_up_wakes_for_the_next_escalation_not_a_missed_one():
+    late = DUE + 300 * DAY
+    sent = action(overdue=True, reminders_sent=2, escalation_level=1, last_escalation_at=late)
+    poll = late + 7 * DAY  # the next poll comes 6 h after the escalation is due
+    assert next_wake(sent, POLICY, poll, from_now=True) == late + 7 * DAY
+    assert next_wake(sent, POLICY, poll) == DUE + 9 * DAY  # the old rule: at once
+
+
 def test_a_late_reviews_notices_come_at_the_close_then_a_repeat_after_the_last():
     close, week = DUE, 7 * DAY
-    assert next_review_notice(close, week, 0, None) == close
-    assert next_review_notice(close, week, 1, close + 400 * DAY) == close + 407 * DAY
-    assert next_review_notice(close, week, 2, close + week) == close + 2 * week
+    assert next_review_notice(close, week, None) == close
+    assert next_review_notice(close, week, close + 400 * DAY) == close + 407 * DAY
+    assert next_review_notice(close, week, close + week) == close + 2 * week
+    assert next_review_notice(close, week, close - 30 * DAY) == close  # moved: not before it
 
 
 def test_a_notice_says_how_late_from_a_day_on():

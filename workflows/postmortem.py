@@ -305,7 +305,7 @@ class PostmortemWorkflow:
             self._from_now = workflow.patched(NOTICES_FROM_NOW)
         if self._from_now:
             return followup_timing.next_review_notice(
-                s.review.window_end, repeat, s.review_escalations, s.review_escalated_at
+                s.review.window_end, repeat, s.review_escalated_at
             )
         return s.review.window_end + s.review_escalations * repeat
 
