@@ -147,3 +147,27 @@ async def refused(handle: WorkflowHandle[Any, Any], update: Any, arg: Any) -> st
         await handle.execute_update(update, arg)
     cause = caught.value.cause
     return str(getattr(cause, "message", cause))
+
+
+async def idle(handle: WorkflowHandle[Any, Any]) -> bool:
+    """Nothing in flight: every activity scheduled has ended and no workflow task is pending,
+    so its history grows only if something reaches it. From history alone: describe() cannot
+    read the time-skipping server's dates."""
+    from temporalio.api.enums.v1 import EventType
+
+    events = (await handle.fetch_history()).events
+    scheduled = sum(e.HasField("activity_task_scheduled_event_attributes") for e in events)
+    ended = sum(
+        e.HasField("activity_task_completed_event_attributes")
+        or e.HasField("activity_task_failed_event_attributes")
+        or e.HasField("activity_task_timed_out_event_attributes")
+        or e.HasField("activity_task_canceled_event_attributes")
+        for e in events
+    )
+    # A workflow task scheduled or running: the workflow is still at work.
+    busy = events[-1].event_type in (
+        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
+        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
+    )
+    waiting = not busy
+    return scheduled == ended and waiting

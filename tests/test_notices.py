@@ -13,11 +13,9 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from temporalio.api.enums.v1 import EventType
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
@@ -28,7 +26,7 @@ from engine import start_postmortem
 from integrations.local import LocalTracker
 from tests import scenario
 from tests.conftest import CLOCK_SPEC, ROUTING, binary, skip_to
-from tests.scenario import until
+from tests.scenario import idle, until
 from tests.test_lifecycle import record
 from worker import build_worker, register_search_attributes
 from workflows.postmortem import PostmortemWorkflow
@@ -42,27 +40,6 @@ EXAMPLES = settings(
     derandomize=True,  # the same cases every run
     suppress_health_check=list(HealthCheck),
 )
-
-
-async def idle(handle: Any) -> bool:
-    """Nothing in flight: every activity scheduled has ended and no workflow task is pending.
-    From history alone: describe() cannot read this server's dates."""
-    events = (await handle.fetch_history()).events
-    scheduled = sum(e.HasField("activity_task_scheduled_event_attributes") for e in events)
-    ended = sum(
-        e.HasField("activity_task_completed_event_attributes")
-        or e.HasField("activity_task_failed_event_attributes")
-        or e.HasField("activity_task_timed_out_event_attributes")
-        or e.HasField("activity_task_canceled_event_attributes")
-        for e in events
-    )
-    # A workflow task scheduled or running: the workflow is still at work.
-    busy = events[-1].event_type in (
-        EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED,
-        EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED,
-    )
-    waiting = not busy
-    return scheduled == ended and waiting
 
 
 class Looks:

@@ -38,18 +38,8 @@ async def running(dev_env, dev_settings: Settings, dev_worker) -> AsyncIterator[
     )
     handle = started.handle
     await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
-    await until(lambda: idle(handle), lambda quiet: quiet)
+    await until(lambda: scenario.idle(handle), lambda quiet: quiet)
     yield handle
-
-
-async def idle(handle: Any) -> bool:
-    """Waiting on its timer with no activity in flight (the invitation sent, say): from here
-    its history grows only if something reaches it, so tests can count on that."""
-    described = await handle.describe()
-    if described.raw_description.pending_activities:
-        return False
-    last = (await handle.fetch_history()).events[-1]
-    return bool(last.HasField("timer_started_event_attributes"))
 
 
 async def phase_of(handle: Any) -> Phase:
