@@ -31,7 +31,7 @@ from domain.findings import TeamCalendar, describe_validation_error
 from domain.intake import SourceMapping
 from domain.models import Priority, Severity, TeamInfo
 from domain.policy import DEFAULT_SEVERITY_POLICIES, FollowUpPolicy, SeverityPolicy
-from domain.scheduling import WorkingHours
+from domain.scheduling import WEEKEND, WorkingHours
 
 
 class Settings(BaseSettings):
@@ -349,6 +349,16 @@ def _public_holidays(country: str, subdivision: str | None, year: int) -> frozen
     return frozenset(found)
 
 
+@functools.cache
+def country_weekend(country: str, subdivision: str | None) -> frozenset[int]:
+    found = holidays.country_holidays(country.upper(), subdiv=subdivision, years=[2026])
+    return frozenset(found.weekend) or WEEKEND
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
 def public_holidays(country: str, subdivision: str | None, years: Iterable[int]) -> set[date]:
     days: set[date] = set()
     for year in years:
@@ -370,6 +380,9 @@ class TeamConfig(BaseModel):
     # a subdivision ("BY"); added to the explicit `holidays` above.
     country: str | None = None
     subdivision: str | None = None
+    # The days off each week, when they are not the country's (or Saturday and Sunday
+    # without a country): ["fri", "sat"].
+    weekend: list[Weekday] | None = Field(default=None, max_length=6)
     # Days no review is held (a freeze, an offsite): "2026-12-24" or "2026-12-21..2027-01-01".
     blackout: list[DateRange] = Field(default_factory=list)
     # Who facilitates reviews, in turn; never one of the incident's responders if another can.
@@ -423,6 +436,15 @@ class TeamConfig(BaseModel):
         if self.country:
             public_holidays(self.country, self.subdivision, [2026])  # raises with the reason
         return self
+
+    def weekend_days(self) -> frozenset[int]:
+        """The days off each week (date.weekday() numbers): set here, else the country's
+        from the `holidays` package, else Saturday and Sunday."""
+        if self.weekend is not None:
+            return frozenset(WEEKDAYS.index(day) for day in self.weekend)
+        if self.country:
+            return country_weekend(self.country, self.subdivision)
+        return WEEKEND
 
     def days_off(self, years: Iterable[int], extra_blackout: Iterable[DateRange] = ()) -> set[date]:
         """Holidays (explicit and public) and blackout days: no review on these days."""

@@ -91,6 +91,7 @@ class RoutingActivities:
             window_business_days=request.window_business_days,
             hours=WorkingHours.parse(team.working_hours),
             holidays=team.days_off(years, routing.blackout),
+            weekend=team.weekend_days(),
         )
         facilitator, note = None, ""
         if team.facilitators and request.workflow_id:

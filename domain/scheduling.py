@@ -29,24 +29,37 @@ class WorkingHours:
         return cls(start, end)
 
 
-def is_business_day(day: date, holidays: Collection[date] = ()) -> bool:
-    return day.weekday() < 5 and day not in holidays
+# Saturday and Sunday (date.weekday() numbers); a team's country may have others
+# (Friday and Saturday in Israel, Friday alone in Iran), from the `holidays` package.
+WEEKEND: frozenset[int] = frozenset({5, 6})
 
 
-def next_business_day(day: date, holidays: Collection[date] = ()) -> date:
+def is_business_day(
+    day: date, holidays: Collection[date] = (), weekend: Collection[int] = WEEKEND
+) -> bool:
+    return day.weekday() not in weekend and day not in holidays
+
+
+def next_business_day(
+    day: date, holidays: Collection[date] = (), weekend: Collection[int] = WEEKEND
+) -> date:
     """The first business day strictly after `day`."""
+    if len(set(weekend)) >= 7:
+        raise ValueError("a week with no working day has no business day")
     day += timedelta(days=1)
-    while not is_business_day(day, holidays):
+    while not is_business_day(day, holidays, weekend):
         day += timedelta(days=1)
     return day
 
 
-def add_business_days(day: date, count: int, holidays: Collection[date] = ()) -> date:
+def add_business_days(
+    day: date, count: int, holidays: Collection[date] = (), weekend: Collection[int] = WEEKEND
+) -> date:
     """The `count`-th business day after `day` (count >= 0; 0 gives `day` itself)."""
     if count < 0:
         raise ValueError("count must not be negative")
     for _ in range(count):
-        day = next_business_day(day, holidays)
+        day = next_business_day(day, holidays, weekend)
     return day
 
 
@@ -72,6 +85,7 @@ def plan_review(
     window_business_days: int,
     hours: WorkingHours = WorkingHours(),
     holidays: Collection[date] = (),
+    weekend: Collection[int] = WEEKEND,
 ) -> ReviewSlot:
     """The first review slot: the start of the first business day after the resolution,
     never in the past, and the window's end (close of the N-th business day after it).
@@ -81,11 +95,11 @@ def plan_review(
     """
     resolved_day = resolved_at.astimezone(tz).date()
     window_end = local_instant(
-        add_business_days(resolved_day, window_business_days, holidays), hours.end, tz
+        add_business_days(resolved_day, window_business_days, holidays, weekend), hours.end, tz
     )
-    slot = local_instant(next_business_day(resolved_day, holidays), hours.start, tz)
+    slot = local_instant(next_business_day(resolved_day, holidays, weekend), hours.start, tz)
     if slot <= now:
-        slot = _first_slot_after(now, tz, hours, holidays)
+        slot = _first_slot_after(now, tz, hours, holidays, weekend)
     if slot > window_end:
         return ReviewSlot(
             start=slot,
@@ -102,10 +116,15 @@ def plan_review(
 
 
 def _first_slot_after(
-    now: datetime, tz: ZoneInfo, hours: WorkingHours, holidays: Collection[date]
+    now: datetime,
+    tz: ZoneInfo,
+    hours: WorkingHours,
+    holidays: Collection[date],
+    weekend: Collection[int],
 ) -> datetime:
     # Give people at least the rest of today: the next business day's opening.
-    return local_instant(next_business_day(now.astimezone(tz).date(), holidays), hours.start, tz)
+    day = next_business_day(now.astimezone(tz).date(), holidays, weekend)
+    return local_instant(day, hours.start, tz)
 
 
 def same_person(a: str, b: str) -> bool:

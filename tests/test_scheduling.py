@@ -4,7 +4,9 @@ from datetime import UTC, date, datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
+from pydantic import ValidationError
 
+from config import TeamConfig
 from domain.scheduling import (
     WorkingHours,
     add_business_days,
@@ -106,3 +108,39 @@ def test_window_already_over_gives_first_slot_after_now_and_says_so():
     assert slot.outside_window
     assert slot.start == datetime(2026, 11, 26, 8, tzinfo=UTC)
     assert "3-business-day review window ended" in slot.reason
+
+
+JERUSALEM = ZoneInfo("Asia/Jerusalem")
+
+
+def test_a_team_s_weekend_is_its_country_s():
+    """Israel rests Friday and Saturday: a Thursday-evening resolution is reviewed on
+    Sunday, and the window counts Sunday to Thursday."""
+    weekend = team_config(country="IL").weekend_days()
+    assert weekend == {4, 5}
+    resolved = datetime(2026, 11, 26, 17, tzinfo=UTC)  # Thursday 19:00 in Jerusalem
+    slot = plan_review(
+        resolved_at=resolved, now=resolved, tz=JERUSALEM, window_business_days=3, weekend=weekend
+    )
+    assert slot.start == datetime(2026, 11, 29, 7, tzinfo=UTC)  # Sunday 09:00
+    assert slot.window_end == datetime(2026, 12, 1, 15, tzinfo=UTC)  # Tuesday 17:00
+    # A Monday-to-Friday week would have put it on Friday, a day off there.
+    friday = plan_review(resolved_at=resolved, now=resolved, tz=JERUSALEM, window_business_days=3)
+    assert friday.start == datetime(2026, 11, 27, 7, tzinfo=UTC)
+
+
+def test_the_weekend_comes_from_the_country_unless_the_team_sets_it():
+    assert team_config().weekend_days() == {5, 6}  # no country: Saturday and Sunday
+    assert team_config(country="DE").weekend_days() == {5, 6}
+    assert team_config(country="IR").weekend_days() == {4}  # Friday alone
+    assert team_config(country="IL", weekend=["sat", "sun"]).weekend_days() == {5, 6}
+    assert not is_business_day(date(2026, 11, 27), weekend={4, 5})  # a Friday in Israel
+    assert is_business_day(date(2026, 11, 29), weekend={4, 5})  # a Sunday there
+    with pytest.raises(ValueError, match="no business day"):
+        next_business_day(date(2026, 11, 27), weekend=range(7))
+    with pytest.raises(ValidationError):
+        team_config(weekend=["someday"])
+
+
+def team_config(**fields: object) -> TeamConfig:
+    return TeamConfig.model_validate({"manager": "lee@example.com", **fields})
