@@ -356,7 +356,7 @@ def status_text(s: PostmortemState) -> str:
     if s.cancel_reason:
         lines.append(f"Cancelled  {s.cancel_reason}")
     for problem in s.problems:
-        lines.append(f"Problem    {problem}")
+        lines.append(f"Problem    {problem.describe()}")
     if s.publication_held:
         lines.append(f"Held       publication waits for {len(s.blameless_open)} finding(s) below")
     lines += ["", "Timeline"]
@@ -559,6 +559,18 @@ def publish(workflow_id: str) -> None:
 
 
 @app.command()
+def retry(workflow_id: str) -> None:
+    """Run a failed step again (drafting stopped by an error no retry fixes), after the fix
+    its problem names."""
+
+    async def go() -> None:
+        await (await handle_of(workflow_id)).execute_update(PostmortemWorkflow.retry)
+
+    run(go)
+    typer.echo(f"{workflow_id}: the failed step runs again; `postmortem status` shows how")
+
+
+@app.command()
 def schedule(
     workflow_id: str,
     at: Annotated[str, typer.Option(help="The new review time (ISO 8601 with zone).")],
@@ -756,7 +768,8 @@ def action_drop(
 
 @action_app.command("retry")
 def action_retry(workflow_id: str, action_id: str) -> None:
-    """File an action's ticket again after the tracker refused it and the cause was fixed."""
+    """File an action's ticket again after the tracker refused it and the cause was fixed,
+    or start its follow-up again when that is what failed."""
 
     async def go() -> None:
         await (await handle_of(workflow_id)).execute_update(

@@ -11,10 +11,8 @@ from typing import Any
 import structlog
 from temporalio import activity, workflow
 
-# postmortem-<source>-<incident>[/action-<id>]; a source may hold a dash (grafana-oncall).
-_WORKFLOW_ID = re.compile(
-    r"^postmortem-(?P<source>grafana-oncall|[a-z0-9]+)-(?P<incident>[^/]+)(?:/action-(?P<action>.+))?$"
-)
+from domain.models import parse_workflow_id
+
 _SECRET_KEY = re.compile(r"(token|secret|password|passwd|api_key|apikey|authorization)", re.I)
 
 
@@ -33,12 +31,13 @@ def _temporal_context(_: Any, __: str, event: MutableMapping[str, Any]) -> Mutab
         event.setdefault("activity_type", info_.activity_type)
         event.setdefault("attempt", info_.attempt)
     # The incident (and action) every line is about, read off the workflow id.
-    match = _WORKFLOW_ID.match(str(event.get("workflow_id") or ""))
-    if match:
-        event.setdefault("incident", match["incident"])
-        event.setdefault("source", match["source"])
-        if match["action"]:
-            event.setdefault("action", match["action"])
+    parsed = parse_workflow_id(str(event.get("workflow_id") or ""))
+    if parsed:
+        source, incident, action = parsed
+        event.setdefault("incident", incident)
+        event.setdefault("source", source)
+        if action:
+            event.setdefault("action", action)
     return event
 
 

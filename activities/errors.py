@@ -33,6 +33,17 @@ INVALID_INPUT = "InvalidInput"
 PUBLISH_FAILED = "PublishFailed"
 DELIVERY_FAILED = "DeliveryFailed"
 SOURCE_REJECTED = "SourceRejected"
+# A bug or impossible data (a ValueError, an OverflowError, a model that does not validate):
+# the same input fails the same way on every retry, so none is made. The workflow shows it
+# as a problem and waits for `postmortem retry` after the fix.
+UNEXPECTED = "UnexpectedError"
+
+# What no retry fixes, in the error types above, for the workflows' retry policies.
+NEVER_RETRIED = [CONFIGURATION, INVALID_INPUT, TRACKER_REJECTED, UNEXPECTED]
+
+# Exceptions of these kinds are deterministic in their input: retrying repeats them. Network
+# and OS errors (OSError and its kin) stay retryable: the other side may come back.
+_DETERMINISTIC = (ArithmeticError, LookupError, TypeError, ValueError, AttributeError)
 
 
 def to_application_error(exc: Exception) -> ApplicationError | None:
@@ -51,6 +62,12 @@ def to_application_error(exc: Exception) -> ApplicationError | None:
         return ApplicationError(str(exc), type=PUBLISH_FAILED)
     if isinstance(exc, DeliveryFailed):
         return ApplicationError(str(exc), type=DELIVERY_FAILED)
+    if isinstance(exc, _DETERMINISTIC) and not isinstance(exc, OSError):
+        # Only the kind and the first line: a message may quote the input at length.
+        first = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return ApplicationError(
+            f"unexpected {type(exc).__name__}: {first}", type=UNEXPECTED, non_retryable=True
+        )
     return None
 
 

@@ -19,13 +19,13 @@ from domain.document import (
     redact_model,
     render,
 )
-from domain.models import PostmortemState
+from domain.models import PostmortemDocument
 from integrations.errors import ConfigurationError
 from integrations.publishing import Document, IndexEntry, Publisher
 
 
 class PublishInput(BaseModel):
-    state: PostmortemState
+    state: PostmortemDocument
     rendered_at: datetime
 
 

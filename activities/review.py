@@ -12,12 +12,12 @@ from temporalio import activity
 from activities.errors import maps_integration_errors
 from domain.blameless import Lexicon, check_postmortem
 from domain.invitation import Method, invitation_message, is_address, review_event
-from domain.models import BlamelessNote, PostmortemState
+from domain.models import BlamelessNote, PostmortemDocument
 from integrations.email import Attachment, Mailer
 
 
 class BlamelessCheckInput(BaseModel):
-    state: PostmortemState
+    state: PostmortemDocument
 
 
 class BlamelessReport(BaseModel):
@@ -35,6 +35,7 @@ class BlamelessActivities:
         self._enforced = enforced
 
     @activity.defn(name="blameless.check")
+    @maps_integration_errors
     def check(self, request: BlamelessCheckInput) -> BlamelessReport:
         findings = check_postmortem(request.state, self._lexicon())
         notes = {f.id: f for f in findings}  # one per sentence and rule
@@ -46,7 +47,7 @@ InvitationKind = Literal["request", "cancel", "reminder"]
 
 
 class InvitationInput(BaseModel):
-    state: PostmortemState
+    state: PostmortemDocument
     kind: InvitationKind
     now: datetime
 

@@ -40,7 +40,7 @@ from domain.intake import (
     normalise,
 )
 from domain.messages import ALREADY_RECORDED, PostmortemInput
-from domain.models import Incident, TimelineEntry
+from domain.models import Incident, TimelineEntry, postmortem_workflow_id
 from integrations import alerting, incidentio, pagerduty
 from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.generic import GenericIncident, to_event
@@ -328,7 +328,7 @@ async def kickoff(event: IncidentEvent, settings: Settings, temporal: Client) ->
 
 async def _reopened(event: IncidentEvent, temporal: Client) -> JSONResponse:
     """Recorded on the post-mortem if there is one; nothing starts."""
-    workflow_id = f"postmortem-{event.source}-{event.incident_id}"
+    workflow_id = postmortem_workflow_id(event.source, event.incident_id)
     if event.occurred_at is None:
         return webhook_answer(202, "the event carries no time")
     entry = TimelineEntry(

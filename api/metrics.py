@@ -20,7 +20,7 @@ import engine
 import readmodel
 from api.deps import SettingsDep, Temporal, Viewer
 from config import load_routing
-from domain.models import ActionState, Phase
+from domain.models import ActionState, Phase, ProblemKind
 from workflows import search_attributes as sa
 
 WEBHOOK_SOURCES = frozenset(
@@ -59,6 +59,12 @@ class Metrics:
         self.unrouted = Gauge(
             "postmortem_unrouted",
             "Running post-mortems still with the triage team (no mapping named their team)",
+            registry=registry,
+        )
+        self.problems = Gauge(
+            "postmortem_problems",
+            "Running post-mortems with a problem of this kind (what the engine could not do)",
+            ["kind"],
             registry=registry,
         )
         self.actions = Gauge(
@@ -113,6 +119,10 @@ async def metrics(
     by_state = count.many(
         f"{ended} AND {sa.ACTION_STATE.name} = {readmodel.quote(s.value)}" for s in states
     )
+    kinds = list(ProblemKind)
+    by_kind = count.many(
+        f"{running} AND {sa.PROBLEM_KINDS.name} = {readmodel.quote(k.value)}" for k in kinds
+    )
     for phase, n in zip(phases, await by_phase, strict=True):
         m.open_by_phase.labels(phase=phase.value).set(n)
     m.overdue_by_team.clear()
@@ -122,4 +132,6 @@ async def metrics(
     m.unrouted.set(await triage if triage is not None else 0)
     for state, n in zip(states, await by_state, strict=True):
         m.actions.labels(state=state.value).set(n)
+    for kind, n in zip(kinds, await by_kind, strict=True):
+        m.problems.labels(kind=kind.value).set(n)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from domain.models import BlamelessNote, PostmortemState
+from domain import limits
+from domain.models import BlamelessNote, PostmortemDocument
 
 
 class People(BaseModel):
@@ -67,9 +68,9 @@ def _finding(
         rule=rule,
         kind=kind,
         field=field,
-        sentence=sentence,
-        reason=reason,
-        suggestion=hint,
+        sentence=limits.clip(sentence, limits.SENTENCE),  # the id keeps the whole sentence
+        reason=limits.clip(reason, limits.NOTE_TEXT),
+        suggestion=limits.clip(hint, limits.NOTE_TEXT),
     )
 
 
@@ -155,7 +156,7 @@ def check_document(text: str, lexicon: Lexicon, names: Iterable[str] = ()) -> li
     return findings
 
 
-def check_postmortem(state: PostmortemState, lexicon: Lexicon) -> list[BlamelessNote]:
+def check_postmortem(state: PostmortemDocument, lexicon: Lexicon) -> list[BlamelessNote]:
     """Every free-text field of a post-mortem, with its people's names as possible subjects."""
     people = [*state.incident.responders, *(a.owner for a in state.actions)]
     if state.owner:

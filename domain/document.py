@@ -21,7 +21,7 @@ from domain.models import (
     CorrectiveAction,
     FactorCategory,
     Phase,
-    PostmortemState,
+    PostmortemDocument,
 )
 
 CATEGORY_TITLES: dict[FactorCategory, str] = {
@@ -69,13 +69,13 @@ def slug(text: str, limit: int = 60) -> str:
     return words[:limit].rstrip("-") or "postmortem"
 
 
-def document_name(state: PostmortemState) -> str:
+def document_name(state: PostmortemDocument) -> str:
     """`<year>/<incident id>-<slug>` without extension: stable across republication."""
     incident = state.incident
     return f"{incident.resolved_at:%Y}/{slug(incident.id, 40)}-{slug(incident.title)}"
 
 
-def public_view(state: PostmortemState) -> PostmortemState:
+def public_view(state: PostmortemDocument) -> PostmortemDocument:
     """What may leave the engine: timeline entries the team marked private are left out."""
     return state.model_copy(update={"timeline": [e for e in state.timeline if not e.private]})
 
@@ -87,7 +87,7 @@ class Rendered:
 
 
 def render(
-    state: PostmortemState,
+    state: PostmortemDocument,
     *,
     rendered_at: datetime,
     team_dir: Path | None = None,
@@ -102,11 +102,11 @@ def render(
     )
 
 
-def render_markdown(state: PostmortemState, *, rendered_at: datetime) -> str:
+def render_markdown(state: PostmortemDocument, *, rendered_at: datetime) -> str:
     return render(state, rendered_at=rendered_at).markdown
 
 
-def render_html(state: PostmortemState, *, rendered_at: datetime, **options: Any) -> str:
+def render_html(state: PostmortemDocument, *, rendered_at: datetime, **options: Any) -> str:
     return render(state, rendered_at=rendered_at, **options).html
 
 
@@ -121,7 +121,7 @@ def _render(team_dir: Path | None, html: bool, name: str, context: dict[str, Any
 
 
 def _context(
-    state: PostmortemState,
+    state: PostmortemDocument,
     rendered_at: datetime,
     blameless: Sequence[BlamelessNote],
     draft: bool,
@@ -150,7 +150,7 @@ def _context(
     }
 
 
-def _closing(state: PostmortemState) -> dict[str, Any] | None:
+def _closing(state: PostmortemDocument) -> dict[str, Any] | None:
     """How the corrective actions ended, once the post-mortem is closed."""
     if state.phase is not Phase.CLOSED:
         return None

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from domain import limits
 from domain.models import IDENTIFIER, Incident, Severity, TimelineEntry
 
 
@@ -79,9 +80,9 @@ class SourceMapping(BaseModel):
     default_team: str | None = None
 
 
-TITLE_LIMIT = 200  # Incident.title (Name)
+TITLE_LIMIT = limits.NAME  # Incident.title (Name)
 ID_LIMIT = 100  # Incident.id (Identifier)
-TEXT_LIMIT = 20_000  # TimelineEntry.text (Text)
+TEXT_LIMIT = limits.TEXT  # TimelineEntry.text (Text)
 
 
 def normalise(event: IncidentEvent) -> IncidentEvent:
@@ -174,10 +175,11 @@ def map_event(
         team=team,
         resolved_at=event.resolved_at,
         started_at=event.started_at,
-        summary=event.summary,
-        url=event.url,
-        external_id=event.external_id,
-        responders=list(event.responders),
+        # What a tool sends beyond our limits is clipped, never a reason to refuse it.
+        summary=limits.clip(event.summary, limits.TEXT),
+        url=event.url if event.url and len(event.url) <= limits.URL else None,
+        external_id=event.external_id if len(event.external_id or "") <= 200 else None,
+        responders=[limits.clip(r, limits.NAME) for r in event.responders[: limits.RESPONDERS]],
         private=event.private,
         unrouted=unrouted,
     )

@@ -10,7 +10,7 @@ from typing import Literal
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
-from domain.models import PostmortemState, ReviewSlot
+from domain.models import PostmortemDocument, ReviewSlot
 
 Method = Literal["REQUEST", "CANCEL", "PUBLISH"]
 PRODID = "-//postmortem-engine//review invitation//EN"
@@ -42,7 +42,7 @@ def review_links(base_url: str, workflow_id: str) -> dict[str, str]:
     }
 
 
-def describe(state: PostmortemState, slot: ReviewSlot, draft_link: str) -> str:
+def describe(state: PostmortemDocument, slot: ReviewSlot, draft_link: str) -> str:
     incident = state.incident
     lines = [
         f"Blameless post-mortem review of incident {incident.id} ({incident.severity}): "
@@ -62,7 +62,7 @@ def describe(state: PostmortemState, slot: ReviewSlot, draft_link: str) -> str:
 
 
 def review_event(
-    state: PostmortemState,
+    state: PostmortemDocument,
     *,
     method: Method,
     organizer: str,
@@ -113,7 +113,7 @@ def review_event(
     return bytes(calendar.to_ical())
 
 
-def invitation_message(state: PostmortemState, kind: str, base_url: str) -> tuple[str, str]:
+def invitation_message(state: PostmortemDocument, kind: str, base_url: str) -> tuple[str, str]:
     """Subject and text of the email carrying the event: the invitation ("request"), its
     cancellation ("cancel") or the reminder the day before ("reminder")."""
     slot, incident = state.review, state.incident

@@ -7,8 +7,17 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from domain import limits
 from domain.policy import FollowUpPolicy, SeverityPolicy
 
 
@@ -107,8 +116,19 @@ def _action_id(value: str) -> str:
 # Identifiers end up in workflow ids, labels and file names: keep them to a safe alphabet.
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_identifier)]
 ActionId = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_action_id)]
-Text = Annotated[str, StringConstraints(min_length=1, max_length=20_000, strip_whitespace=True)]
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
+# The limits are in domain/limits.py (and the README); each is checked where text comes in.
+Text = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.TEXT, strip_whitespace=True)
+]
+Name = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.NAME, strip_whitespace=True)
+]
+LongText = Annotated[str, StringConstraints(max_length=limits.TEXT, strip_whitespace=True)]
+Note = Annotated[str, StringConstraints(max_length=limits.NOTE, strip_whitespace=True)]
+Item = Annotated[
+    str, StringConstraints(min_length=1, max_length=limits.NOTE, strip_whitespace=True)
+]
+Responder = Annotated[str, StringConstraints(max_length=limits.NAME)]
 
 
 class Model(BaseModel):
@@ -119,8 +139,8 @@ class Model(BaseModel):
 class TimelineEntry(Model):
     at: AwareDatetime
     text: Text
-    known: str = Field(default="", description="What responders knew at this point")
-    source: str = "manual"
+    known: Note = Field(default="", description="What responders knew at this point")
+    source: str = Field(default="manual", max_length=limits.SOURCE)
     # Kept out of every published document (customer names, internal hosts...).
     private: bool = False
     # What an incident tool's event added (a reopening, a resolution after one): "" otherwise.
@@ -135,10 +155,11 @@ class Incident(Model):
     team: Name
     resolved_at: AwareDatetime
     started_at: AwareDatetime | None = None
-    summary: str = ""
-    url: str | None = None
-    external_id: str | None = None  # the source's own id for API calls, where it differs
-    responders: list[str] = Field(default_factory=list)
+    summary: LongText = ""
+    url: str | None = Field(default=None, max_length=limits.URL)
+    # The source's own id for API calls, where it differs.
+    external_id: str | None = Field(default=None, max_length=200)
+    responders: list[Responder] = Field(default_factory=list, max_length=limits.RESPONDERS)
     private: bool = False
     # Why the routing could not place it (it started under the triage team); "" once routed.
     unrouted: str = ""
@@ -148,6 +169,7 @@ class Incident(Model):
         return postmortem_workflow_id(self.source, self.id)
 
 
+# The workflow ids, defined here only: postmortem-<source>-<incident>[/action-<id>].
 def postmortem_workflow_id(source: str, incident_id: str) -> str:
     return f"postmortem-{source}-{incident_id}"
 
@@ -156,15 +178,28 @@ def action_workflow_id(postmortem_id: str, action_id: str) -> str:
     return f"{postmortem_id}/action-{action_id}"
 
 
+# A source may hold a dash (grafana-oncall); an incident id holds no slash.
+_WORKFLOW_ID = re.compile(
+    r"^postmortem-(?P<source>grafana-oncall|[a-z0-9]+)-(?P<incident>[^/]+)"
+    r"(?:/action-(?P<action>.+))?$"
+)
+
+
+def parse_workflow_id(workflow_id: str) -> tuple[str, str, str | None] | None:
+    """(source, incident id, action id or None) of one of our ids; None for another."""
+    match = _WORKFLOW_ID.match(workflow_id)
+    return (match["source"], match["incident"], match["action"]) if match else None
+
+
 class ContributingFactor(Model):
     category: FactorCategory
     description: Text
 
 
 class TicketRef(Model):
-    tracker: str
-    key: str
-    url: str
+    tracker: str = Field(max_length=limits.TICKET_TRACKER)
+    key: str = Field(max_length=limits.TICKET_KEY)
+    url: str = Field(max_length=limits.TICKET_URL)
 
 
 class ActionSpec(Model):
@@ -172,7 +207,7 @@ class ActionSpec(Model):
 
     id: ActionId | None = None
     title: Name
-    description: str = ""
+    description: Note = ""
     type: ActionType
     priority: Priority = Priority.P2
     owner: Name
@@ -207,16 +242,18 @@ class CorrectiveAction(Model):
 class Findings(Model):
     """What the review produced. Proximate and root cause are separate on purpose."""
 
-    summary: str = ""
-    impact: str = ""
-    timeline_corrections: list[TimelineEntry] = Field(default_factory=list)
-    contributing_factors: list[ContributingFactor] = Field(min_length=1)
+    summary: LongText = ""
+    impact: LongText = ""
+    timeline_corrections: list[TimelineEntry] = Field(
+        default_factory=list, max_length=limits.CORRECTIONS
+    )
+    contributing_factors: list[ContributingFactor] = Field(min_length=1, max_length=limits.FACTORS)
     proximate_cause: Text
     root_cause: Text
-    went_well: list[str] = Field(default_factory=list)
-    went_badly: list[str] = Field(default_factory=list)
-    got_lucky: list[str] = Field(default_factory=list)
-    actions: list[ActionSpec] = Field(default_factory=list)
+    went_well: list[Item] = Field(default_factory=list, max_length=limits.LIST_ITEMS)
+    went_badly: list[Item] = Field(default_factory=list, max_length=limits.LIST_ITEMS)
+    got_lucky: list[Item] = Field(default_factory=list, max_length=limits.LIST_ITEMS)
+    actions: list[ActionSpec] = Field(default_factory=list, max_length=limits.ACTIONS)
 
 
 class ReviewOutcome(Model):
@@ -273,43 +310,115 @@ class BlamelessNote(Model):
     note: str = ""
 
 
+class ProblemKind(StrEnum):
+    """What went wrong, and so what fixes it."""
+
+    TRACKING_TICKET = "tracking_ticket"  # the post-mortem's own ticket was not filed
+    FILING = "filing"  # an action's ticket was refused: fix, then `action retry`
+    FOLLOW_UP = "follow_up"  # an action's follow-up did not start: `action retry`
+    TIMELINE_IMPORT = "timeline_import"  # the incident tool's log was not (all) imported
+    PUBLICATION = "publication"  # not published: fix, then `postmortem publish`
+    INVITATION = "invitation"  # the review's email was not sent
+    BLAMELESS_CHECK = "blameless_check"  # the check could not run on the text
+    STEP_FAILED = "step_failed"  # an unexpected error no retry fixes: `postmortem retry`
+    OTHER = "other"
+
+
+class Problem(Model):
+    """Something the engine could not do, until what fixes it happens."""
+
+    kind: ProblemKind
+    message: str
+    action_id: str | None = None
+    since: AwareDatetime | None = None
+
+    def __str__(self) -> str:
+        return self.message
+
+    def describe(self) -> str:
+        """One line, the same wherever it is shown (CLI, dashboard)."""
+        where = f" {self.action_id}" if self.action_id else ""
+        since = f" (since {self.since:%Y-%m-%d %H:%M} UTC)" if self.since else ""
+        return f"[{self.kind.value}{where}] {self.message}{since}"
+
+
+_LEGACY_ACTION = re.compile(r"^action ([a-z0-9][a-z0-9-]*)(:| \()")
+
+
+def _legacy_problem(text: str) -> dict[str, object]:
+    """A problem recorded as text by an earlier version, typed from its wording."""
+    kind, action_id = ProblemKind.OTHER, None
+    match = _LEGACY_ACTION.match(text)
+    if match:
+        action_id = match.group(1)
+        kind = ProblemKind.FOLLOW_UP if "follow-up not started" in text else ProblemKind.FILING
+    elif text.startswith("tracking ticket not filed"):
+        kind = ProblemKind.TRACKING_TICKET
+    elif text.startswith("timeline not imported"):
+        kind = ProblemKind.TIMELINE_IMPORT
+    elif text.startswith("not published:"):
+        kind = ProblemKind.PUBLICATION
+    elif text.startswith("review ") and "not emailed" in text:
+        kind = ProblemKind.INVITATION
+    return {"kind": kind, "message": text, "action_id": action_id}
+
+
 class PhaseChange(Model):
     phase: Phase
     at: AwareDatetime
     note: str = ""
 
 
-class PostmortemState(Model):
+class PostmortemDocument(Model):
+    """What a document, an invitation and the blameless check read of a post-mortem: its
+    record, without the engine's bookkeeping. Activities get this, never the whole state
+    (a state passed where a document is declared is sent as one)."""
+
+    # An activity scheduled before documents existed was given the whole state: read it.
+    model_config = ConfigDict(extra="ignore")
+
     workflow_id: str
     incident: Incident
     phase: Phase = Phase.DRAFTING
     owner: str | None = None
     team: TeamInfo | None = None
-    policy: SeverityPolicy | None = None
-    follow_up: FollowUpPolicy | None = None
     review: ReviewSlot | None = None
-    review_reminder_sent: bool = False
-    review_escalations: int = 0
-    review_escalated_at: AwareDatetime | None = None  # the last late-review notice sent
     timeline: list[TimelineEntry] = Field(default_factory=list)
     findings: ReviewOutcome | None = None
     actions: list[CorrectiveAction] = Field(default_factory=list)
-    tracking_ticket: TicketRef | None = None
-    published_url: str | None = None
-    problems: list[str] = Field(default_factory=list)
     phase_history: list[PhaseChange] = Field(default_factory=list)
     cancel_reason: str | None = None
+    published_url: str | None = None
+    # Where people reach the API (links to the draft and the invitation), from the worker.
+    public_url: str | None = None
+
+
+class PostmortemState(PostmortemDocument):
+    model_config = ConfigDict(extra="forbid")
+
+    policy: SeverityPolicy | None = None
+    follow_up: FollowUpPolicy | None = None
+    review_reminder_sent: bool = False
+    review_escalations: int = 0
+    review_escalated_at: AwareDatetime | None = None  # the last late-review notice sent
+    tracking_ticket: TicketRef | None = None
+    problems: list[Problem] = Field(default_factory=list)
     updated_at: datetime | None = None
     # The blameless check's findings on the review's text; with `blameless_enforced`, the
     # document is published once each is fixed (gone from the text) or acknowledged.
     blameless: list[BlamelessNote] = Field(default_factory=list)
     blameless_enforced: bool = True
     publication_held: bool = False
-    # Where people reach the API (links to the draft and the invitation), from the worker.
-    public_url: str | None = None
     invitation_sent: bool = False
     published_locations: list[str] = Field(default_factory=list)
     publication_note: str = ""  # why it was not published, or what was redacted
+
+    @field_validator("problems", mode="before")
+    @classmethod
+    def _typed_problems(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [_legacy_problem(p) if isinstance(p, str) else p for p in value]
+        return value
 
     @property
     def blameless_open(self) -> list[BlamelessNote]:
@@ -330,3 +439,10 @@ class PostmortemState(Model):
 
     def action(self, action_id: str) -> CorrectiveAction | None:
         return next((a for a in self.actions if a.id == action_id), None)
+
+    def document(self) -> PostmortemDocument:
+        """The record alone, for an activity or a renderer."""
+        return PostmortemDocument(**{name: getattr(self, name) for name in _DOCUMENT_FIELDS})
+
+
+_DOCUMENT_FIELDS = tuple(PostmortemDocument.model_fields)

@@ -309,6 +309,7 @@ async def test_metrics_of_the_api(api):
         assert 'postmortem_webhook_requests_total{source="github",status="403"} 1.0' in text
         assert 'postmortem_open{phase="following_up"}' in text
         assert "postmortem_late_reviews " in text and 'postmortem_actions{state="done"}' in text
+        assert 'postmortem_problems{kind="filing"}' in text
 
 
 async def test_worker_metrics_count_actions_and_carry_the_sdk_metrics(dev_env, dev_settings):

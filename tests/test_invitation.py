@@ -161,10 +161,10 @@ async def test_an_unreachable_smtp_server_is_a_problem_not_a_stop(env, client, s
         await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
         await env.sleep(timedelta(hours=1))  # the retries (about 40 minutes) run out
         state = await until(
-            status_of(handle), lambda s: any("not emailed" in p for p in s.problems)
+            status_of(handle), lambda s: any("not emailed" in p.message for p in s.problems)
         )
         assert state.phase is Phase.REVIEW_SCHEDULED and not state.invitation_sent
-        problem = next(p for p in state.problems if "not emailed" in p)
+        problem = next(p.message for p in state.problems if "not emailed" in p.message)
         assert (
             "review request not emailed: DeliveryFailed: cannot send mail through 127.0.0.1:"
             in problem

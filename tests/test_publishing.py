@@ -15,7 +15,15 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.publishing import PublishingActivities, PublishInput, TeamPublishing
 from domain.messages import CompleteReviewInput
-from domain.models import Findings, Incident, Phase, PostmortemState, Severity, TimelineEntry
+from domain.models import (
+    Findings,
+    Incident,
+    Phase,
+    PostmortemState,
+    ProblemKind,
+    Severity,
+    TimelineEntry,
+)
 from integrations.github import GitHubTarget
 from integrations.publishing import FolderPublisher, GitHubPublisher, Publisher
 from tests import scenario
@@ -244,16 +252,17 @@ async def test_a_broken_team_template_is_a_problem_until_fixed_and_republished(
             CompleteReviewInput(findings=Findings.model_validate(scenario.findings(now))),
         )
         state = await until(
-            status_of(handle), lambda s: any(p.startswith("not published") for p in s.problems)
+            status_of(handle),
+            lambda s: any(p.message.startswith("not published") for p in s.problems),
         )
         assert state.phase is Phase.FOLLOWING_UP and state.published_url is None
-        problem = next(p for p in state.problems if p.startswith("not published"))
+        problem = next(p.message for p in state.problems if p.message.startswith("not published"))
         assert "team 'payments': template postmortem.md.j2: 'no_such_thing' is undefined" in problem
 
         (templates / "postmortem.md.j2").write_text("# {{ incident.title }}\n")
         await handle.execute_update(PostmortemWorkflow.republish)
         state = await until(status_of(handle), lambda s: s.published_url is not None)
-        assert not any(p.startswith("not published") for p in state.problems)
+        assert not any(p.kind is ProblemKind.PUBLICATION for p in state.problems)
         assert state.published_url is not None
         md = Path(state.published_url.removeprefix("file://")).with_suffix(".md")
         assert md.read_text() == "# Checkout errors\n"

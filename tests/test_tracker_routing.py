@@ -13,7 +13,7 @@ from temporalio.worker import Worker
 import engine
 from config import ConfigError, Settings, load_routing, read_secret
 from domain.messages import PostmortemInput, RetryFilingInput
-from domain.models import Phase, PostmortemState
+from domain.models import Phase, PostmortemState, ProblemKind
 from tests import scenario
 from tests.fakes.github import GitHubEmulator
 from tests.fakes.jira import JiraEmulator
@@ -115,8 +115,12 @@ async def test_refused_ticket_is_surfaced_then_filed_after_the_fix(
         f"jira (jira-{suffix}, {jira.base_url}): HTTP 400: project: valid project is required"
         in (in_jira.filing_error)
     )
-    assert state.problems == [
-        f"action in-jira (jira-{suffix}): ticket not filed: {in_jira.filing_error}"
+    assert [(p.kind, p.action_id, p.message) for p in state.problems] == [
+        (
+            ProblemKind.FILING,
+            "in-jira",
+            f"action in-jira (jira-{suffix}): ticket not filed: {in_jira.filing_error}",
+        )
     ]
 
     async def listed_problems() -> list[str]:
@@ -125,12 +129,17 @@ async def test_refused_ticket_is_surfaced_then_filed_after_the_fix(
         ]
         return rows[0].problems if rows else []
 
-    assert await until(listed_problems, lambda p: len(p) == 1) == state.problems
+    assert await until(listed_problems, lambda p: len(p) == 1) == [
+        p.message for p in state.problems
+    ]
     refused = [
         r.workflow_id
         async for r in engine.list_postmortems(client, engine.problems_query(team=team))
     ]
     assert refused == [handle.id]
+    # Its kind is searchable: the metrics count post-mortems by problem kind this way.
+    by_kind = f"{engine.postmortem_query(team=team)} AND ProblemKinds = 'filing'"
+    assert (await client.count_workflows(by_kind)).count == 1
 
     # The routing is fixed; a retry files it, with the team's extra fields; the problem clears.
     settings.teams_file.write_text(routing(suffix, jira, github, project="PAY"))
@@ -142,6 +151,7 @@ async def test_refused_ticket_is_surfaced_then_filed_after_the_fix(
     assert state.problems == []
     assert jira.state.issues["PAY-1"]["fields"]["components"] == [{"name": "checkout"}]
     assert await until(listed_problems, lambda p: p == []) == []
+    assert (await client.count_workflows(by_kind)).count == 0
 
 
 def test_missing_token_names_the_variable_not_a_value(setup, monkeypatch):

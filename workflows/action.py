@@ -14,6 +14,7 @@ from workflows.patches import DASHBOARD_ATTRIBUTES, NOTICES_FROM_NOW, VERIFY_TRA
 from workflows.timing import wait_until
 
 with workflow.unsafe.imports_passed_through():
+    from activities.errors import NEVER_RETRIED, TICKET_NOT_FOUND
     from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
     from domain import followup_timing, notices
     from domain.messages import (
@@ -41,7 +42,7 @@ TRACKER_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=10,
-    non_retryable_error_types=["TrackerRejected", "TicketNotFound", "ConfigurationError"],
+    non_retryable_error_types=[*NEVER_RETRIED, TICKET_NOT_FOUND],
 )
 
 

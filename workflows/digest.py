@@ -9,6 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.digest import DeliverInput, DigestActivities, GatherInput
+    from activities.errors import NEVER_RETRIED
     from domain.digest import Digest
     from domain.messages import DigestInput
 
@@ -32,7 +33,7 @@ class DigestWorkflow:
             retry_policy=RetryPolicy(
                 maximum_interval=timedelta(minutes=10),
                 maximum_attempts=20,
-                non_retryable_error_types=["ConfigurationError", "TrackerRejected"],
+                non_retryable_error_types=NEVER_RETRIED,
             ),
         )
         return ", ".join(delivered.channels) or "no channel configured"

@@ -20,3 +20,7 @@ VERIFY_REOPEN = "verify-reopen"
 # Escalations and late-review notices count from the last one sent, not from the deadline:
 # a backfilled incident or a worker back from an outage sends one notice, not a burst.
 NOTICES_FROM_NOW = "notices-from-now"
+# Bounded state: typed problems (one per kind and action, the newest kept), capped phase
+# history, filing in batches with continue-as-new between them, failed steps held for
+# `postmortem retry`, and input refused beyond the record's limit.
+BOUNDED_STATE = "bounded-state"

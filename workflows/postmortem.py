@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.errors import INVALID_INPUT
+    from activities.errors import INVALID_INPUT, NEVER_RETRIED
     from activities.incidents import ImportTimelineInput, IncidentSourceActivities
     from activities.publishing import Publication, PublishingActivities, PublishInput
     from activities.review import (
@@ -31,8 +32,7 @@ with workflow.unsafe.imports_passed_through():
         RoutingActivities,
     )
     from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
-    from domain import followup_timing, notices
-    from domain.findings import check_actions, check_findings
+    from domain import followup_timing, limits, notices, updates
     from domain.messages import (
         ALREADY_RECORDED,
         AcknowledgeInput,
@@ -61,6 +61,8 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         PhaseChange,
         PostmortemState,
+        Problem,
+        ProblemKind,
         ReviewOutcome,
         ReviewSlot,
         TicketRef,
@@ -75,6 +77,7 @@ import contextlib
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
 from workflows.patches import (
     BLAMELESS_CHECK,
+    BOUNDED_STATE,
     DASHBOARD_ATTRIBUTES,
     NO_REMINDER_BEHIND_INVITATION,
     NOTICES_FROM_NOW,
@@ -84,16 +87,18 @@ from workflows.patches import (
 )
 from workflows.timing import wait_until
 
+T = TypeVar("T")
+
 QUICK_TIMEOUT = timedelta(seconds=10)  # routing reads: local and fast
 QUICK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
-    non_retryable_error_types=["ConfigurationError", INVALID_INPUT],
+    non_retryable_error_types=NEVER_RETRIED,
 )
 # Filing must eventually happen: retry a tracker outage for as long as it lasts.
 FILING_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=10),
-    non_retryable_error_types=["TrackerRejected", "ConfigurationError"],
+    non_retryable_error_types=NEVER_RETRIED,
 )
 
 # An optional post-mortem waits this long for an operator to begin it; then it ends as
@@ -102,7 +107,11 @@ OPTIONAL_KEEP_DAYS = 30
 INVITATION_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=12,  # about 40 minutes; then a problem on status, the review goes on
-    non_retryable_error_types=["ConfigurationError"],
+    non_retryable_error_types=NEVER_RETRIED,
+)
+PUBLISH_RETRY = RetryPolicy(
+    maximum_interval=timedelta(minutes=10),
+    non_retryable_error_types=NEVER_RETRIED,
 )
 
 
@@ -132,10 +141,13 @@ class PostmortemWorkflow:
         self._begin: BeginInput | None = None  # an operator began an optional post-mortem
         self._from_now: bool | None = None  # the notices-from-now patch, asked once
         self._reopen_claims: list[ActionReopened] = []  # webhook hints, to read before acting
+        self._bounded: bool | None = None  # the bounded-state patch, asked once
+        self._retry_asked = False  # an operator asked a failed step to run again
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
         s = self._s
+        self._bounded_state()  # asked first: every later step of this run agrees
         if not s.phase_history:
             optional = self._optional and workflow.patched(OPTIONAL_POSTMORTEMS)
             self._set_phase(Phase.OPTIONAL if optional else Phase.DRAFTING)
@@ -176,12 +188,19 @@ class PostmortemWorkflow:
 
     async def _draft(self) -> None:
         s = self._s
-        context: PostmortemContext = await workflow.execute_activity_method(
-            RoutingActivities.resolve_context,
-            ResolveContextInput(team=s.incident.team, severity=s.incident.severity, owner=s.owner),
-            start_to_close_timeout=QUICK_TIMEOUT,
-            retry_policy=QUICK_RETRY,
+        context: PostmortemContext | None = await self._step(
+            "drafting stopped: the team's routing could not be read",
+            lambda: workflow.execute_activity_method(
+                RoutingActivities.resolve_context,
+                ResolveContextInput(
+                    team=s.incident.team, severity=s.incident.severity, owner=s.owner
+                ),
+                start_to_close_timeout=QUICK_TIMEOUT,
+                retry_policy=QUICK_RETRY,
+            ),
         )
+        if context is None:  # cancelled while it waited for a fix
+            return
         s.team, s.policy, s.follow_up, s.owner = (
             context.team,
             context.policy,
@@ -203,8 +222,14 @@ class PostmortemWorkflow:
             )
         )
         if error:
-            s.problems.append(f"tracking ticket not filed: {error}")
-        s.review = await self._plan_review(context.policy.review_within_business_days)
+            self._problem(ProblemKind.TRACKING_TICKET, f"tracking ticket not filed: {error}")
+        review = await self._step(
+            "drafting stopped: the review could not be planned",
+            lambda: self._plan_review(context.policy.review_within_business_days),
+        )
+        if review is None:
+            return
+        s.review = review
         self._reminder_covered_by_invitation()
         await self._comment_tracking(notices.review_scheduled(s))
         self._set_phase(Phase.REVIEW_SCHEDULED)
@@ -243,11 +268,23 @@ class PostmortemWorkflow:
                 retry_policy=TRACKER_RETRY,
             )
         except ActivityError as err:
-            s.problems.append(f"timeline not imported from {s.incident.source}: {err.cause}")
+            self._problem(
+                ProblemKind.TIMELINE_IMPORT,
+                f"timeline not imported from {s.incident.source}: {err.cause}",
+            )
             return
         seen = {(e.at, e.text) for e in s.timeline}
         fresh = [e for e in entries if (e.at, e.text) not in seen]
-        s.timeline = sorted([*s.timeline, *fresh], key=lambda e: e.at)
+        kept, left_out = limits.fitting_entries(s, fresh)
+        s.timeline = sorted([*s.timeline, *kept], key=lambda e: e.at)
+        if left_out:
+            self._problem(
+                ProblemKind.TIMELINE_IMPORT,
+                f"{left_out} of {len(fresh)} entries of the {s.incident.source} log left out: "
+                f"the timeline holds {limits.TIMELINE_ENTRIES} entries and the record "
+                f"{limits.RECORD_BYTES / 1e6:.1f} MB; the full log stays in "
+                f"{s.incident.source}",
+            )
 
     async def _await_review(self) -> None:
         s = self._s
@@ -349,21 +386,46 @@ class PostmortemWorkflow:
             if all(a.state.is_terminal for a in s.actions):
                 break
             if self._history_is_long():
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    PostmortemInput(
-                        incident=s.incident,
-                        resume=s,
-                        continue_after_events=self._continue_after_events,
-                    ),
-                    memo={"title": s.incident.title},
-                    search_attributes=workflow.info().typed_search_attributes,
-                )
+                await self._continue_as_new()
             await workflow.wait_condition(lambda: self._woken)
         if self._cancel_reason is None:
             self._set_phase(Phase.CLOSED, notices.closed(s))
             await self._publish_document()
             await self._comment_tracking(notices.closed(s))
+
+    async def _continue_as_new(self) -> None:
+        s = self._s
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            PostmortemInput(
+                incident=s.incident,
+                resume=s,
+                continue_after_events=self._continue_after_events,
+            ),
+            memo={"title": s.incident.title, "resolved_at": s.incident.resolved_at.isoformat()},
+            search_attributes=workflow.info().typed_search_attributes,
+        )
+
+    async def _step(self, what: str, call: Callable[[], Awaitable[T]]) -> T | None:
+        """A step whose failure no retry fixes (a bug, a configuration error) is shown as a
+        problem and waits for `postmortem retry` after the fix; None when cancelled."""
+        while True:
+            try:
+                return await call()
+            except ActivityError as err:
+                if not self._bounded_state():
+                    raise
+                cause = err.cause
+                self._problem(
+                    ProblemKind.STEP_FAILED, f"{what}: {getattr(cause, 'message', cause)}"
+                )
+                self._retry_asked = False
+                await workflow.wait_condition(
+                    lambda: self._retry_asked or self._cancel_reason is not None
+                )
+                self._clear(ProblemKind.STEP_FAILED)
+                if self._cancel_reason is not None:
+                    return None
 
     def _history_is_long(self) -> bool:
         info = workflow.info()
@@ -424,13 +486,31 @@ class PostmortemWorkflow:
             for a in self._s.actions
             if a.ticket is None and a.filing_error is None and a.state is ActionState.OPEN
         ]
-        await asyncio.gather(*(self._file_action(a) for a in pending))
+        if len(pending) <= limits.FILING_BATCH or not self._bounded_state():
+            await asyncio.gather(*(self._file_action(a) for a in pending))
+        else:
+            await self._file_in_batches(pending)
         reopened, self._reopened = self._reopened, []
         for action_id in reopened:
             action = self._s.action(action_id)
             if action is not None and action.state is ActionState.OPEN:
                 await self._start_follow_up(action)  # a new run of the same follow-up id
         self._sync_visibility()
+
+    async def _file_in_batches(self, pending: list[CorrectiveAction]) -> None:
+        """Within Temporal's limits on pending work: limits.FILING_BATCH tickets and follow-ups
+        at a time, and a fresh history between batches when this one grows long (the next
+        run files what is left: an action without a ticket is still pending)."""
+        for start in range(0, len(pending), limits.FILING_BATCH):
+            if self._cancel_reason is not None:
+                return
+            batch = pending[start : start + limits.FILING_BATCH]
+            await asyncio.gather(*(self._file_action(a) for a in batch))
+            self._sync_visibility()
+            left = start + limits.FILING_BATCH < len(pending)
+            quiet = not (self._reopened or self._reopen_claims or self._republish)
+            if left and quiet and self._history_is_long():
+                await self._continue_as_new()
 
     async def _file_action(self, action: CorrectiveAction) -> None:
         s = self._s
@@ -454,8 +534,12 @@ class PostmortemWorkflow:
             )
         )
         if ref is None:
-            action.filing_error = error
-            s.problems.append(f"action {action.id} ({action.team}): ticket not filed: {error}")
+            action.filing_error = limits.clip(error or "refused", limits.PROBLEM_TEXT)
+            self._problem(
+                ProblemKind.FILING,
+                f"action {action.id} ({action.team}): ticket not filed: {error}",
+                action.id,
+            )
             return
         action.ticket = ref
         await self._start_follow_up(action)
@@ -501,8 +585,13 @@ class PostmortemWorkflow:
                 ),
             )
         except FailureError as err:
-            s.problems.append(f"action {action.id}: follow-up not started: {err}")
+            self._problem(
+                ProblemKind.FOLLOW_UP,
+                f"action {action.id}: follow-up not started: {err}",
+                action.id,
+            )
             return
+        self._clear(ProblemKind.FOLLOW_UP, action.id)
         # Metrics are not history: replay does not count again.
         workflow.metric_meter().create_counter(
             "postmortem_actions_created", "Corrective actions filed and followed up"
@@ -539,27 +628,22 @@ class PostmortemWorkflow:
         try:
             publication: Publication = await workflow.execute_activity_method(
                 PublishingActivities.publish,
-                PublishInput(state=s, rendered_at=workflow.now()),
+                PublishInput(state=s.document(), rendered_at=workflow.now()),
                 start_to_close_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(
-                    maximum_interval=timedelta(minutes=10),
-                    non_retryable_error_types=["ConfigurationError", "TrackerRejected"],
-                ),
+                retry_policy=PUBLISH_RETRY,
             )
         except ActivityError as err:
             # A team's template or publisher configuration is wrong: said, then fixed and
             # published again with `postmortem publish`.
-            s.problems.append(f"not published: {err.cause}")
-            self._sync_visibility()
+            self._problem(ProblemKind.PUBLICATION, f"not published: {err.cause}", sync=True)
             return
-        stale = [p for p in s.problems if p.startswith("not published:")]
-        if stale:  # fixed since: the problem is gone
-            s.problems = [p for p in s.problems if p not in stale]
-            self._sync_visibility()
+        self._clear(ProblemKind.PUBLICATION)  # fixed since: the problem is gone
         first = s.published_url is None
         s.published_url = publication.location
-        s.publication_note = publication.note
-        s.published_locations = publication.locations
+        s.publication_note = limits.clip(publication.note, limits.PROBLEM_TEXT)
+        s.published_locations = [
+            limits.clip(loc, limits.LOCATION) for loc in publication.locations[: limits.LOCATIONS]
+        ]
         if first and publication.location is not None:
             await self._comment_tracking(notices.published(publication.locations))
 
@@ -570,7 +654,11 @@ class PostmortemWorkflow:
     def _set_phase(self, phase: Phase, note: str = "") -> None:
         s = self._s
         s.phase = phase
-        s.phase_history.append(PhaseChange(phase=phase, at=workflow.now(), note=note))
+        s.phase_history.append(
+            PhaseChange(phase=phase, at=workflow.now(), note=limits.clip(note, limits.PHASE_NOTE))
+        )
+        if len(s.phase_history) > limits.PHASE_CHANGES:  # the first and the newest are kept
+            s.phase_history = [s.phase_history[0], *s.phase_history[-limits.PHASE_CHANGES + 1 :]]
         s.updated_at = workflow.now()
         workflow.logger.info("post-mortem phase %s", phase.value)
         self._sync_visibility()
@@ -586,7 +674,9 @@ class PostmortemWorkflow:
             values[sa.REVIEW_DUE.name] = s.review.window_end if awaiting and s.review else None
         # Only once there is or was a problem: histories without one stay as they were.
         if s.problems or sa.TRACKER_PROBLEMS.name in self._visibility:
-            values[sa.TRACKER_PROBLEMS.name] = [p[:250] for p in s.problems[:5]] or None
+            values[sa.TRACKER_PROBLEMS.name] = [p.message[:250] for p in s.problems[:5]] or None
+        if self._bounded and (s.problems or sa.PROBLEM_KINDS.name in self._visibility):
+            values[sa.PROBLEM_KINDS.name] = sorted({p.kind.value for p in s.problems}) or None
         sa.upsert_changed(
             self._visibility,
             values
@@ -604,6 +694,50 @@ class PostmortemWorkflow:
     def _wake(self) -> None:
         self._s.updated_at = workflow.now()
         self._woken = True
+
+    def _bounded_state(self) -> bool:
+        if self._bounded is None:
+            self._bounded = workflow.patched(BOUNDED_STATE)
+        return self._bounded
+
+    def _problem(
+        self,
+        kind: ProblemKind,
+        message: str,
+        action_id: str | None = None,
+        *,
+        sync: bool = False,
+    ) -> None:
+        """Shown on status, the CLI, the dashboard and the metrics until what fixes it
+        happens; one per kind and action (the newest wording), at most limits.PROBLEMS."""
+        s = self._s
+        if not self._bounded_state():  # recorded before: appended, shown when it was then
+            s.problems.append(
+                Problem(kind=kind, message=message, action_id=action_id, since=workflow.now())
+            )
+            if sync:
+                self._sync_visibility()
+            return
+        earlier = [p for p in s.problems if (p.kind, p.action_id) == (kind, action_id)]
+        since = earlier[0].since if earlier and earlier[0].since else workflow.now()
+        others = [p for p in s.problems if (p.kind, p.action_id) != (kind, action_id)]
+        problem = Problem(
+            kind=kind,
+            message=limits.clip(message, limits.PROBLEM_TEXT),
+            action_id=action_id,
+            since=since,
+        )
+        s.problems = [*others, problem][-limits.PROBLEMS :]
+        self._sync_visibility()
+
+    def _clear(self, kind: ProblemKind, action_id: str | None = None) -> None:
+        s = self._s
+        if kind is not ProblemKind.PUBLICATION and not self._bounded_state():
+            return  # recorded before: only a publication's problem cleared itself
+        kept = [p for p in s.problems if (p.kind, p.action_id) != (kind, action_id)]
+        if len(kept) != len(s.problems):
+            s.problems = kept
+            self._sync_visibility()
 
     # -- the surface: query, updates, signal --------------------------------------------
 
@@ -624,20 +758,10 @@ class PostmortemWorkflow:
 
     @add_timeline_entry.validator
     def _check_timeline_entry(self, entry: TimelineEntry) -> None:
-        self._refuse_when_finished()
-        # A redelivered webhook (a replay, a retry with a new delivery id) adds nothing: a
-        # refused update leaves no trace in history.
-        incident = self._s.incident
-        # "Resolved again" at the incident's own resolution is that resolution, redelivered.
-        same_resolution = entry.event == "resolved_again" and entry.at == incident.resolved_at
-        if same_resolution or any(
-            (e.at, e.text, e.source) == (entry.at, entry.text, entry.source)
-            for e in self._s.timeline
-        ):
-            raise ApplicationError(
-                f"already on the timeline: {entry.text[:80]!r} at {entry.at.isoformat()}",
-                type=ALREADY_RECORDED,
-            )
+        try:
+            updates.timeline_entry(self._s, entry)
+        except updates.AlreadyRecorded as exc:  # the sender is told it is a repeat
+            raise ApplicationError(str(exc), type=ALREADY_RECORDED) from None
 
     @workflow.update
     async def schedule_review(self, request: RescheduleReviewInput) -> ReviewSlot:
@@ -664,18 +788,7 @@ class PostmortemWorkflow:
 
     @schedule_review.validator
     def _check_schedule(self, request: RescheduleReviewInput) -> None:
-        s = self._s
-        if not s.phase.awaits_review or s.review is None:
-            raise ValueError(
-                f"the review can only be rescheduled before findings; phase is {s.phase}"
-            )
-        if request.at <= workflow.now():
-            raise ValueError(f"the review time {request.at.isoformat()} is in the past")
-        if request.at > s.review.window_end and not request.reason.strip():
-            raise ValueError(
-                f"{request.at.isoformat()} is after the review window closes "
-                f"({s.review.window_end.isoformat()}); give a reason to schedule it anyway"
-            )
+        updates.schedule(self._s, request, workflow.now())
 
     @workflow.update
     async def complete_review(self, request: CompleteReviewInput) -> ReviewAccepted:
@@ -705,15 +818,7 @@ class PostmortemWorkflow:
 
     @complete_review.validator
     def _check_review(self, request: CompleteReviewInput) -> None:
-        s = self._s
-        if not s.phase.awaits_review or s.findings is not None:
-            raise ValueError(
-                f"findings are accepted while the review is scheduled or in progress; "
-                f"this post-mortem is {s.phase}"
-            )
-        problems = check_findings(request.findings, now=workflow.now())
-        if problems:
-            raise ValueError("; ".join(problems))
+        updates.review(self._s, request, workflow.now())
 
     @workflow.update
     async def revise_findings(self, request: ReviseFindingsInput) -> ReviewAccepted:
@@ -743,17 +848,7 @@ class PostmortemWorkflow:
 
     @revise_findings.validator
     def _check_revision(self, request: ReviseFindingsInput) -> None:
-        self._refuse_when_finished()
-        if self._s.findings is None:
-            raise ValueError("there are no findings to revise yet; record the review first")
-        if request.findings.actions:
-            raise ValueError(
-                "a revision rewords the findings; add actions with 'action add', "
-                "move or drop the existing ones"
-            )
-        problems = check_findings(request.findings, now=workflow.now())
-        if problems:
-            raise ValueError("; ".join(problems))
+        updates.revision(self._s, request, workflow.now())
 
     @workflow.update
     async def republish(self) -> str:
@@ -764,15 +859,7 @@ class PostmortemWorkflow:
 
     @republish.validator
     def _check_republish(self) -> None:
-        s = self._s
-        self._refuse_when_finished()
-        if s.phase is not Phase.FOLLOWING_UP:
-            waiting = (
-                "the blameless check's findings to be reworded or acknowledged"
-                if s.publication_held
-                else "the review's findings"
-            )
-            raise ValueError(f"this post-mortem is {s.phase}; publication waits for {waiting}")
+        updates.republish(self._s)
 
     @workflow.update
     async def acknowledge_findings(self, ack: AcknowledgeInput) -> list[BlamelessNote]:
@@ -785,17 +872,7 @@ class PostmortemWorkflow:
 
     @acknowledge_findings.validator
     def _check_acknowledgement(self, ack: AcknowledgeInput) -> None:
-        self._refuse_when_finished()
-        notes = {n.id: n for n in self._s.blameless}
-        unknown = [i for i in ack.finding_ids if i not in notes]
-        if unknown:
-            known = ", ".join(n.id for n in self._s.blameless_open) or "none open"
-            raise ValueError(
-                f"no blameless finding {', '.join(unknown)} on this post-mortem (open: {known})"
-            )
-        done = [i for i in ack.finding_ids if notes[i].acknowledged]
-        if done:
-            raise ValueError(f"already acknowledged: {', '.join(done)}")
+        updates.acknowledgement(self._s, ack)
 
     @workflow.update
     async def add_action(self, spec: ActionSpec) -> str:
@@ -807,14 +884,7 @@ class PostmortemWorkflow:
 
     @add_action.validator
     def _check_add_action(self, spec: ActionSpec) -> None:
-        self._refuse_when_finished()
-        if self._s.findings is None:
-            raise ValueError("actions come with the review's findings; add them after the review")
-        problems = check_actions(
-            [spec], now=workflow.now(), existing_action_ids=[a.id for a in self._s.actions]
-        )
-        if problems:
-            raise ValueError("; ".join(problems))
+        updates.add_action(self._s, spec, workflow.now())
 
     @workflow.update
     async def set_action_state(self, change: ActionStateChange) -> CorrectiveAction:
@@ -838,18 +908,7 @@ class PostmortemWorkflow:
 
     @set_action_state.validator
     def _check_action_state(self, change: ActionStateChange) -> None:
-        self._refuse_when_finished()
-        action = self._known_action(change.action_id)
-        if change.state is ActionState.OPEN:
-            raise ValueError("reopening an action is done in its tracker")
-        if action.state is change.state:
-            raise ValueError(f"action {action.id} is already {action.state}")
-        if action.state.is_terminal:
-            raise ValueError(
-                f"action {action.id} is {action.state}; it cannot become {change.state}"
-            )
-        if change.state is ActionState.DROPPED and not change.reason.strip():
-            raise ValueError("dropping an action needs a reason, so the record stays honest")
+        updates.action_state(self._s, change)
 
     @workflow.update
     async def move_deadline(self, move: MoveDeadlineInput) -> CorrectiveAction:
@@ -870,32 +929,31 @@ class PostmortemWorkflow:
 
     @move_deadline.validator
     def _check_move_deadline(self, move: MoveDeadlineInput) -> None:
-        self._refuse_when_finished()
-        action = self._known_action(move.action_id)
-        if action.state.is_terminal:
-            raise ValueError(f"action {action.id} is {action.state}; its deadline no longer runs")
-        if move.due <= workflow.now():
-            raise ValueError(f"the new due date {move.due.isoformat()} is in the past")
+        updates.move_deadline(self._s, move, workflow.now())
 
     @workflow.update
     async def retry_filing(self, request: RetryFilingInput) -> CorrectiveAction:
         """After a fix in routing or the tracker: file the refused ticket again."""
         action = self._s.action(request.action_id)
         assert action is not None
+        if self._bounded_state():
+            # Whichever step failed runs again: the filing, or the follow-up of a filed ticket.
+            if action.ticket is not None and action.state is ActionState.OPEN:
+                self._reopened.append(action.id)
+            action.filing_error = None
+            self._clear(ProblemKind.FILING, action.id)  # a follow-up's clears once it starts
+            self._wake()
+            return action
         action.filing_error = None
         prefix = f"action {action.id} ("
-        self._s.problems = [p for p in self._s.problems if not p.startswith(prefix)]
+        self._s.problems = [p for p in self._s.problems if not p.message.startswith(prefix)]
         self._sync_visibility()
         self._wake()
         return action
 
     @retry_filing.validator
     def _check_retry_filing(self, request: RetryFilingInput) -> None:
-        self._refuse_when_finished()
-        action = self._known_action(request.action_id)
-        if action.filing_error is None:
-            state = f"filed as {action.ticket.key}" if action.ticket else "waiting to be filed"
-            raise ValueError(f"action {action.id} has no refused ticket to retry ({state})")
+        updates.retry_filing(self._s, request)
 
     @workflow.update
     async def route(self, request: RouteInput) -> str:
@@ -941,9 +999,7 @@ class PostmortemWorkflow:
 
     @route.validator
     def _check_route(self, request: RouteInput) -> None:
-        self._refuse_when_finished()
-        if request.team == self._s.incident.team and not self._s.incident.unrouted:
-            raise ValueError(f"this post-mortem is already with team {request.team}")
+        updates.route(self._s, request)
 
     @workflow.update
     def begin(self, request: BeginInput) -> str:
@@ -954,10 +1010,18 @@ class PostmortemWorkflow:
 
     @begin.validator
     def _check_begin(self, request: BeginInput) -> None:
-        if self._s.phase is not Phase.OPTIONAL or self._begin is not None:
-            raise ValueError(
-                f"only an optional post-mortem can be begun; this one is {self._s.phase}"
-            )
+        updates.begin(self._s, begun=self._begin is not None)
+
+    @workflow.update
+    def retry(self) -> str:
+        """Run the failed step again (after the fix the problem names)."""
+        self._retry_asked = True
+        self._wake()
+        return self._s.workflow_id
+
+    @retry.validator
+    def _check_retry(self) -> None:
+        updates.retry(self._s)
 
     @workflow.update
     async def cancel(self, request: CancelInput) -> str:
@@ -967,9 +1031,7 @@ class PostmortemWorkflow:
 
     @cancel.validator
     def _check_cancel(self, request: CancelInput) -> None:
-        self._refuse_when_finished()
-        if self._cancel_reason is not None:
-            raise ValueError("this post-mortem is already being cancelled")
+        updates.cancel(self._s, cancelling=self._cancel_reason is not None)
 
     @workflow.signal
     def action_reopened(self, event: ActionReopened) -> None:
@@ -1037,14 +1099,25 @@ class PostmortemWorkflow:
         """Run the check on the text as it is now; acknowledgements of findings still present
         are kept (a finding's id is stable for the same sentence in the same field)."""
         s = self._s
-        report: BlamelessReport = await workflow.execute_activity_method(
-            BlamelessActivities.check,
-            BlamelessCheckInput(state=s),
-            start_to_close_timeout=QUICK_TIMEOUT,
-            retry_policy=QUICK_RETRY,
-        )
+        try:
+            report: BlamelessReport = await workflow.execute_activity_method(
+                BlamelessActivities.check,
+                BlamelessCheckInput(state=s.document()),
+                start_to_close_timeout=QUICK_TIMEOUT,
+                retry_policy=QUICK_RETRY,
+            )
+        except ActivityError as err:
+            if not self._bounded_state():
+                raise
+            # The findings stand; the check is said not to have run, and runs again with
+            # the next revision.
+            self._problem(
+                ProblemKind.BLAMELESS_CHECK, f"blameless check not run: {err.cause}", sync=True
+            )
+            return
+        self._clear(ProblemKind.BLAMELESS_CHECK)
         acknowledged = {n.id: n for n in s.blameless if n.acknowledged}
-        s.blameless = [acknowledged.get(n.id, n) for n in report.notes]
+        s.blameless = [acknowledged.get(n.id, n) for n in report.notes][: limits.BLAMELESS_NOTES]
         s.blameless_enforced = report.enforced
 
     async def _send_invitation(self, kind: InvitationKind) -> None:
@@ -1052,14 +1125,16 @@ class PostmortemWorkflow:
         try:
             delivery: Delivery = await workflow.execute_activity_method(
                 InvitationActivities.send_invitation,
-                InvitationInput(state=s, kind=kind, now=workflow.now()),
+                InvitationInput(state=s.document(), kind=kind, now=workflow.now()),
                 start_to_close_timeout=timedelta(minutes=1),
                 retry_policy=INVITATION_RETRY,
             )
         except ActivityError as err:
-            s.problems.append(f"review {kind} not emailed: {err.cause}")
-            self._sync_visibility()
+            self._problem(
+                ProblemKind.INVITATION, f"review {kind} not emailed: {err.cause}", sync=True
+            )
             return
+        self._clear(ProblemKind.INVITATION)
         if delivery.sent and kind == "request":
             s.invitation_sent = True
 
@@ -1069,14 +1144,3 @@ class PostmortemWorkflow:
         reminder_at = s.review.start - s.follow_up.review_reminder_before
         if workflow.now() >= reminder_at and workflow.patched(NO_REMINDER_BEHIND_INVITATION):
             s.review_reminder_sent = True
-
-    def _refuse_when_finished(self) -> None:
-        if self._s.phase.is_terminal:
-            raise ValueError(f"this post-mortem is {self._s.phase}")
-
-    def _known_action(self, action_id: str) -> CorrectiveAction:
-        action = self._s.action(action_id)
-        if action is None:
-            known = ", ".join(a.id for a in self._s.actions) or "none"
-            raise ValueError(f"no action {action_id!r} on this post-mortem (actions: {known})")
-        return action

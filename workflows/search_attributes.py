@@ -18,6 +18,8 @@ NEXT_ACTION_DUE = SearchAttributeKey.for_datetime("NextActionDue")
 TICKET_KEY = SearchAttributeKey.for_keyword("TicketKey")
 # Post-mortems: what a tracker refused ("team, tracker: what it said"), shown by `list`.
 TRACKER_PROBLEMS = SearchAttributeKey.for_keyword_list("TrackerProblems")
+# Post-mortems: the kinds of their problems (domain.models.ProblemKind), for the metrics.
+PROBLEM_KINDS = SearchAttributeKey.for_keyword_list("ProblemKinds")
 # For the dashboard's counts. SQL visibility allows 3 Int and 3 Datetime attributes per
 # namespace: all six are used.
 REVIEW_DUE = SearchAttributeKey.for_datetime("ReviewDue")  # post-mortems awaiting a review
@@ -36,6 +38,7 @@ ALL = (
     NEXT_ACTION_DUE,
     TICKET_KEY,
     TRACKER_PROBLEMS,
+    PROBLEM_KINDS,
     REVIEW_DUE,
     ACTION_OPENED_AT,
     ACTION_TYPE,

@@ -1,0 +1,231 @@
+"""What a post-mortem accepts: the update validators, as pure functions of its state, the
+request and the time. A ValueError refuses the update with its reason, and a refused update
+leaves no trace in the workflow's history. The workflow calls these; tests call them too."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from domain import limits
+from domain.findings import check_actions, check_findings
+from domain.messages import (
+    AcknowledgeInput,
+    ActionStateChange,
+    CompleteReviewInput,
+    MoveDeadlineInput,
+    RescheduleReviewInput,
+    RetryFilingInput,
+    ReviseFindingsInput,
+    RouteInput,
+)
+from domain.models import (
+    ActionSpec,
+    ActionState,
+    CorrectiveAction,
+    Findings,
+    Phase,
+    PostmortemState,
+    ProblemKind,
+    TimelineEntry,
+)
+
+
+class AlreadyRecorded(ValueError):
+    """The same entry again (a redelivered webhook): refused, and the sender told so."""
+
+
+def timeline_entry(s: PostmortemState, entry: TimelineEntry) -> None:
+    not_finished(s)
+    problem = limits.timeline_problem(s.timeline, [entry])
+    if problem:
+        raise ValueError(problem)
+    within_record(s, entry)
+    # A redelivered webhook (a replay, a retry with a new delivery id) adds nothing.
+    # "Resolved again" at the incident's own resolution is that resolution, redelivered.
+    same_resolution = entry.event == "resolved_again" and entry.at == s.incident.resolved_at
+    if same_resolution or any(
+        (e.at, e.text, e.source) == (entry.at, entry.text, entry.source) for e in s.timeline
+    ):
+        raise AlreadyRecorded(
+            f"already on the timeline: {entry.text[:80]!r} at {entry.at.isoformat()}"
+        )
+
+
+def schedule(s: PostmortemState, request: RescheduleReviewInput, now: datetime) -> None:
+    if not s.phase.awaits_review or s.review is None:
+        raise ValueError(f"the review can only be rescheduled before findings; phase is {s.phase}")
+    if request.at <= now:
+        raise ValueError(f"the review time {request.at.isoformat()} is in the past")
+    if request.at > s.review.window_end and not request.reason.strip():
+        raise ValueError(
+            f"{request.at.isoformat()} is after the review window closes "
+            f"({s.review.window_end.isoformat()}); give a reason to schedule it anyway"
+        )
+
+
+def review(s: PostmortemState, request: CompleteReviewInput, now: datetime) -> None:
+    if not s.phase.awaits_review or s.findings is not None:
+        raise ValueError(
+            f"findings are accepted while the review is scheduled or in progress; "
+            f"this post-mortem is {s.phase}"
+        )
+    _findings_hold(s, request.findings, now)
+    within_actions(s, len(request.findings.actions))
+    within_record(s, request.findings, len(request.findings.actions))
+
+
+def revision(s: PostmortemState, request: ReviseFindingsInput, now: datetime) -> None:
+    not_finished(s)
+    if s.findings is None:
+        raise ValueError("there are no findings to revise yet; record the review first")
+    if request.findings.actions:
+        raise ValueError(
+            "a revision rewords the findings; add actions with 'action add', "
+            "move or drop the existing ones"
+        )
+    _findings_hold(s, request.findings, now)
+    within_record(s, request.findings, replaced=s.findings)
+
+
+def republish(s: PostmortemState) -> None:
+    not_finished(s)
+    if s.phase is not Phase.FOLLOWING_UP:
+        waiting = (
+            "the blameless check's findings to be reworded or acknowledged"
+            if s.publication_held
+            else "the review's findings"
+        )
+        raise ValueError(f"this post-mortem is {s.phase}; publication waits for {waiting}")
+
+
+def acknowledgement(s: PostmortemState, ack: AcknowledgeInput) -> None:
+    not_finished(s)
+    notes = {n.id: n for n in s.blameless}
+    unknown = [i for i in ack.finding_ids if i not in notes]
+    if unknown:
+        known = ", ".join(n.id for n in s.blameless_open) or "none open"
+        raise ValueError(
+            f"no blameless finding {', '.join(unknown)} on this post-mortem (open: {known})"
+        )
+    done = [i for i in ack.finding_ids if notes[i].acknowledged]
+    if done:
+        raise ValueError(f"already acknowledged: {', '.join(done)}")
+    within_record(s, [ack.note] * len(ack.finding_ids))
+
+
+def add_action(s: PostmortemState, spec: ActionSpec, now: datetime) -> None:
+    not_finished(s)
+    if s.findings is None:
+        raise ValueError("actions come with the review's findings; add them after the review")
+    problems = check_actions([spec], now=now, existing_action_ids=[a.id for a in s.actions])
+    if problems:
+        raise ValueError("; ".join(problems))
+    within_actions(s, 1)
+    within_record(s, spec, 1)
+
+
+def action_state(s: PostmortemState, change: ActionStateChange) -> None:
+    not_finished(s)
+    action = known_action(s, change.action_id)
+    if change.state is ActionState.OPEN:
+        raise ValueError("reopening an action is done in its tracker")
+    if action.state is change.state:
+        raise ValueError(f"action {action.id} is already {action.state}")
+    if action.state.is_terminal:
+        raise ValueError(f"action {action.id} is {action.state}; it cannot become {change.state}")
+    if change.state is ActionState.DROPPED and not change.reason.strip():
+        raise ValueError("dropping an action needs a reason, so the record stays honest")
+    within_record(s, change.reason)
+
+
+def move_deadline(s: PostmortemState, move: MoveDeadlineInput, now: datetime) -> None:
+    not_finished(s)
+    action = known_action(s, move.action_id)
+    if action.state.is_terminal:
+        raise ValueError(f"action {action.id} is {action.state}; its deadline no longer runs")
+    if move.due <= now:
+        raise ValueError(f"the new due date {move.due.isoformat()} is in the past")
+
+
+def retry_filing(s: PostmortemState, request: RetryFilingInput) -> None:
+    not_finished(s)
+    action = known_action(s, request.action_id)
+    follow_up_failed = action.ticket is not None and any(
+        p.kind is ProblemKind.FOLLOW_UP and p.action_id == action.id for p in s.problems
+    )
+    if action.filing_error is None and not follow_up_failed:
+        state = f"filed as {action.ticket.key}" if action.ticket else "waiting to be filed"
+        raise ValueError(f"action {action.id} has no refused ticket to retry ({state})")
+
+
+def route(s: PostmortemState, request: RouteInput) -> None:
+    not_finished(s)
+    if request.team == s.incident.team and not s.incident.unrouted:
+        raise ValueError(f"this post-mortem is already with team {request.team}")
+
+
+def begin(s: PostmortemState, *, begun: bool) -> None:
+    if s.phase is not Phase.OPTIONAL or begun:
+        raise ValueError(f"only an optional post-mortem can be begun; this one is {s.phase}")
+
+
+def retry(s: PostmortemState) -> None:
+    not_finished(s)
+    if not any(p.kind is ProblemKind.STEP_FAILED for p in s.problems):
+        raise ValueError(
+            "no step of this post-mortem is waiting for a retry (a refused action's "
+            "ticket is retried with 'action retry')"
+        )
+
+
+def cancel(s: PostmortemState, *, cancelling: bool) -> None:
+    not_finished(s)
+    if cancelling:
+        raise ValueError("this post-mortem is already being cancelled")
+
+
+# -- the shared checks ------------------------------------------------------------------
+
+
+def _findings_hold(s: PostmortemState, findings: Findings, now: datetime) -> None:
+    """The method's rules on findings, and room on the timeline for their corrections."""
+    problems = check_findings(findings, now=now)
+    if problems:
+        raise ValueError("; ".join(problems))
+    problem = limits.timeline_problem(s.timeline, findings.timeline_corrections)
+    if problem:
+        raise ValueError(f"timeline_corrections: {problem}")
+
+
+def not_finished(s: PostmortemState) -> None:
+    if s.phase.is_terminal:
+        raise ValueError(f"this post-mortem is {s.phase}")
+
+
+def known_action(s: PostmortemState, action_id: str) -> CorrectiveAction:
+    action = s.action(action_id)
+    if action is None:
+        known = ", ".join(a.id for a in s.actions) or "none"
+        raise ValueError(f"no action {action_id!r} on this post-mortem (actions: {known})")
+    return action
+
+
+def within_record(
+    s: PostmortemState, added: object, new_actions: int = 0, replaced: object = None
+) -> None:
+    """Input that would take the record past limits.RECORD_BYTES is refused, whole."""
+    current = limits.json_bytes(s)
+    if replaced is not None:
+        current -= limits.json_bytes(replaced)
+    problem = limits.record_problem(current, limits.json_bytes(added), new_actions)
+    if problem:
+        raise ValueError(problem)
+
+
+def within_actions(s: PostmortemState, new_actions: int) -> None:
+    total = len(s.actions) + new_actions
+    if total > limits.ACTIONS:
+        raise ValueError(
+            f"a post-mortem holds at most {limits.ACTIONS} corrective actions; this would "
+            f"make {total}"
+        )
