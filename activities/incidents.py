@@ -10,10 +10,14 @@ from temporalio import activity
 
 from activities.errors import maps_integration_errors
 from domain.models import TimelineEntry
+from integrations.errors import SourceUnavailable
+from integrations.source_api import LogProgress
 
 
 class IncidentLog(Protocol):
-    def log_entries(self, incident_id: str) -> list[TimelineEntry]: ...
+    def log_entries(
+        self, incident_id: str, *, resume: LogProgress | None = None
+    ) -> list[TimelineEntry]: ...
 
 
 class ImportTimelineInput(BaseModel):
@@ -33,6 +37,24 @@ class IncidentSourceActivities:
         source = self._log_for(request.source)
         if source is None:
             return []
-        entries = source.log_entries(request.incident_id)
+        try:
+            entries = source.log_entries(request.incident_id, resume=_progress())
+        except SourceUnavailable as exc:
+            progress = getattr(exc, "progress", None)
+            if progress is not None:
+                # The next try starts from this page (heartbeat details outlive the attempt).
+                activity.heartbeat(progress.model_dump(mode="json"))
+            raise
         activity.logger.info("timeline imported", extra={"entries": len(entries)})
         return entries
+
+
+def _progress() -> LogProgress | None:
+    """Where the previous attempt stopped, if it said so."""
+    details = activity.info().heartbeat_details
+    if not details:
+        return None
+    try:
+        return LogProgress.model_validate(details[0])
+    except ValueError:  # from an older worker, or damaged: start over
+        return None

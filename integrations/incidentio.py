@@ -8,10 +8,12 @@ import hashlib
 import hmac
 from typing import Any
 
+from domain import limits
 from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
+from integrations.errors import SourceUnavailable
 from integrations.payload import items
-from integrations.source_api import get_json
+from integrations.source_api import LogProgress, clipped_note, get_json, interrupted
 from integrations.timestamps import parse_timestamp
 
 RESOLVED_CATEGORIES = {"learning", "closed"}
@@ -128,15 +130,24 @@ class IncidentIoClient:
     def incident(self, incident_id: str) -> dict[str, Any]:
         return _obj(self._get(f"/v2/incidents/{incident_id}", {}).get("incident"))
 
-    def log_entries(self, incident_id: str) -> list[TimelineEntry]:
-        """The incident's updates (status changes and their messages), oldest first."""
-        entries: list[TimelineEntry] = []
-        after: str | None = None
+    def log_entries(
+        self, incident_id: str, resume: LogProgress | None = None
+    ) -> list[TimelineEntry]:
+        """The incident's updates (status changes and their messages), oldest first; at
+        most limits.IMPORTED_ENTRIES, with a last entry saying what was left out."""
+        entries = list(resume.entries) if resume else []
+        after: str | None = (resume.cursor or None) if resume else None
         while True:
+            if len(entries) >= limits.IMPORTED_ENTRIES:
+                entries.sort(key=lambda e: e.at)
+                return [*entries, clipped_note("incident.io", entries, None)]
             params: dict[str, Any] = {"incident_id": incident_id, "page_size": 25}
             if after:
                 params["after"] = after
-            page = self._get("/v2/incident_updates", params)
+            try:
+                page = self._get("/v2/incident_updates", params)
+            except SourceUnavailable as exc:
+                raise interrupted(exc, LogProgress(cursor=after or "", entries=entries)) from None
             for update in items(page.get("incident_updates")):
                 entry = _update_entry(update)
                 if entry is not None:
@@ -188,7 +199,7 @@ def _update_entry(update: Any) -> TimelineEntry | None:
     who = _obj(_obj(update.get("updater")).get("user")).get("name")
     return TimelineEntry(
         at=parse_timestamp(update["created_at"]),
-        text=text or "update",
-        known=f"posted by {who}" if who else "",
+        text=limits.clip(text or "update", limits.TEXT),
+        known=limits.clip(f"posted by {who}", limits.NOTE) if who else "",
         source="incidentio",
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from domain import limits
 from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
+from integrations.errors import SourceUnavailable
 from integrations.payload import items
-from integrations.source_api import get_json
+from integrations.source_api import LogProgress, clipped_note, get_json, interrupted
 from integrations.timestamps import parse_timestamp
 
 KINDS = {"incident.resolved": EventKind.RESOLVED, "incident.reopened": EventKind.REOPENED}
@@ -64,6 +66,10 @@ def _time(value: Any) -> datetime | None:
     return parse_timestamp(value) if value else None
 
 
+# PagerDuty's classic pagination answers only while offset + limit <= 10,000.
+OFFSET_CAP = 10_000
+
+
 class PagerDutyClient:
     """The REST API calls the engine makes: an incident's log, for its timeline."""
 
@@ -72,15 +78,27 @@ class PagerDutyClient:
         self._token = token
         self._timeout = timeout
 
-    def log_entries(self, incident_id: str, limit: int = 100) -> list[TimelineEntry]:
-        """Every log entry of the incident, oldest first: who did what, and when."""
-        entries: list[TimelineEntry] = []
-        offset = 0
+    def log_entries(
+        self, incident_id: str, limit: int = 100, resume: LogProgress | None = None
+    ) -> list[TimelineEntry]:
+        """The incident's log entries, oldest first: who did what, and when. At most
+        limits.IMPORTED_ENTRIES, with a last entry saying what was left out; never past
+        PagerDuty's cap on classic pagination (offset + limit <= 10,000)."""
+        entries = list(resume.entries) if resume else []
+        offset = int(resume.cursor or 0) if resume else 0
+        total: int | None = None
         while True:
-            page = self._get(
-                f"/incidents/{incident_id}/log_entries",
-                {"limit": limit, "offset": offset, "is_overview": "false"},
-            )
+            if len(entries) >= limits.IMPORTED_ENTRIES or offset + limit > OFFSET_CAP:
+                entries.sort(key=lambda e: e.at)
+                return [*entries, clipped_note("pagerduty", entries, total)]
+            try:
+                page = self._get(
+                    f"/incidents/{incident_id}/log_entries",
+                    {"limit": limit, "offset": offset, "is_overview": "false", "total": "true"},
+                )
+            except SourceUnavailable as exc:
+                raise interrupted(exc, LogProgress(cursor=str(offset), entries=entries)) from None
+            total = page.get("total") if isinstance(page.get("total"), int) else total
             for item in items(page.get("log_entries")):
                 entry = _log_entry(item)
                 if entry is not None:
@@ -110,7 +128,7 @@ def _log_entry(item: Any) -> TimelineEntry | None:
     channel = _summary(item.get("channel"))
     return TimelineEntry(
         at=parse_timestamp(item["created_at"]),
-        text=summary,
-        known=f"via {channel}" if channel else "",
+        text=limits.clip(summary, limits.TEXT),
+        known=limits.clip(f"via {channel}", limits.NOTE) if channel else "",
         source="pagerduty",
     )

@@ -6,8 +6,38 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+from pydantic import BaseModel, Field
 
+from domain import limits
+from domain.models import TimelineEntry
 from integrations.errors import SourceRejected, SourceUnavailable
+
+
+class LogProgress(BaseModel):
+    """How far an import of an incident's log got: the next page's cursor (an offset, an
+    `after` id) and the entries read before it. A 429 or an outage mid-way carries it on
+    SourceUnavailable.progress; the next try starts from it, not from the first page."""
+
+    cursor: str = ""
+    entries: list[TimelineEntry] = Field(default_factory=list)
+
+
+def interrupted(exc: SourceUnavailable, progress: LogProgress) -> SourceUnavailable:
+    exc.progress = progress  # type: ignore[attr-defined]
+    return exc
+
+
+def clipped_note(source: str, entries: list[TimelineEntry], total: int | None) -> TimelineEntry:
+    """The last entry of a log imported in part: what was left out, and where it is."""
+    of = f"{total:,}" if total else "more"
+    return TimelineEntry(
+        at=max(e.at for e in entries),
+        text=(
+            f"The {source} log was imported in part: {len(entries):,} of {of} entries (an "
+            f"import takes at most {limits.IMPORTED_ENTRIES:,}); the rest is in {source}."
+        ),
+        source=source,
+    )
 
 
 def get_json(
@@ -43,5 +73,8 @@ def get_json(
         except (ValueError, AttributeError):
             message = ""
         raise SourceRejected(f"{where}: HTTP {response.status_code}: {message or 'refused'}")
-    body = response.json()
+    try:
+        body = response.json()
+    except ValueError:  # cut off on the way (a proxy, a restart): the next try may be whole
+        raise SourceUnavailable(f"{where}: the answer is not JSON") from None
     return body if isinstance(body, dict) else {}

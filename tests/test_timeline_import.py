@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
+import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from temporalio.testing import WorkflowEnvironment
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
+from activities.incidents import ImportTimelineInput, IncidentSourceActivities
 from config import Settings
+from domain import limits
 from domain.models import Phase, PostmortemState
 from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.incidentio import IncidentIoClient
@@ -96,7 +103,7 @@ async def test_a_pagerduty_post_mortem_starts_with_its_log(
             lambda: other.query(PostmortemWorkflow.status),
             lambda s: s.phase is Phase.REVIEW_SCHEDULED,
         )
-        assert state.timeline == [] and state.problems[0].startswith(
+        assert state.timeline == [] and state.problems[0].message.startswith(
             "timeline not imported from pagerduty"
         )
 
@@ -184,3 +191,98 @@ async def test_private_incident_is_fetched_started_and_given_its_updates(
         "Status: Fixing",
         "Status: Closed",
     ]
+
+
+def test_a_429_mid_log_resumes_from_the_page_it_stopped_at(pagerduty: PagerDutyEmulator):
+    client = PagerDutyClient(pagerduty.base_url, pagerduty.token)
+    pagerduty.inject(Fault(path=r".*/log_entries", status=429, retry_after=3, skip=1))
+    with pytest.raises(SourceUnavailable) as caught:
+        client.log_entries("PINC1", limit=2)
+    progress = caught.value.progress  # type: ignore[attr-defined]
+    assert progress.cursor == "2" and len(progress.entries) == 2
+    # The next try, through the activity's heartbeat details, reads from offset 2 on.
+    env = ActivityEnvironment()
+    env.info = dataclasses.replace(env.info, heartbeat_details=[progress.model_dump(mode="json")])
+    activities = IncidentSourceActivities(lambda source: client)
+    entries = env.run(
+        activities.import_timeline, ImportTimelineInput(source="pagerduty", incident_id="PINC1")
+    )
+    assert len(entries) == 5 and entries[-1].text == "Resolved by Sam"
+    assert pagerduty.pages_read == [0, 2, 4, 6][: len(pagerduty.pages_read)]
+    assert pagerduty.pages_read.count(0) == 1  # the first page was not read again
+
+
+def test_a_429_leaves_its_progress_in_the_heartbeat(pagerduty: PagerDutyEmulator):
+    pagerduty.logs["PLONG"] = long_log(250)
+    client = PagerDutyClient(pagerduty.base_url, pagerduty.token)
+    pagerduty.inject(Fault(path=r".*/log_entries", status=429, skip=1))
+    env = ActivityEnvironment()
+    beats: list[Any] = []
+    env.on_heartbeat = lambda *details: beats.extend(details)
+    activities = IncidentSourceActivities(lambda source: client)
+    with pytest.raises(ApplicationError, match="HTTP 429"):
+        env.run(
+            activities.import_timeline,
+            ImportTimelineInput(source="pagerduty", incident_id="PLONG"),
+        )
+    assert beats[-1]["cursor"] == "100" and len(beats[-1]["entries"]) == 100
+
+
+def long_log(count: int) -> list[dict[str, Any]]:
+    start = datetime(2026, 11, 20, 8, tzinfo=UTC)
+    return [
+        log_entry("annotate", (start + timedelta(seconds=n)).isoformat(), f"note {n}")
+        for n in range(count)
+    ]
+
+
+def test_a_huge_log_is_clipped_with_a_note_and_never_pages_past_10000(
+    pagerduty: PagerDutyEmulator, monkeypatch: pytest.MonkeyPatch
+):
+    pagerduty.logs["PHUGE"] = long_log(12_000)
+    client = PagerDutyClient(pagerduty.base_url, pagerduty.token)
+    entries = client.log_entries("PHUGE")
+    assert len(entries) == limits.IMPORTED_ENTRIES + 1
+    assert entries[-1].text == (
+        "The pagerduty log was imported in part: 1,000 of 12,000 entries (an import takes "
+        "at most 1,000); the rest is in pagerduty."
+    )
+    assert pagerduty.pages_read == list(range(0, 1_000, 100))
+    # Were the import to take more, the client stops at PagerDuty's cap, not at a 400.
+    monkeypatch.setattr(limits, "IMPORTED_ENTRIES", 50_000)
+    pagerduty.pages_read.clear()
+    entries = client.log_entries("PHUGE")
+    assert len(entries) == 10_001 and "10,000 of 12,000 entries" in entries[-1].text
+    assert max(pagerduty.pages_read) == 9_900
+
+
+async def test_after_a_429_the_import_goes_on_from_its_page_on_a_real_server(
+    tmp_path: Path, dev_env: WorkflowEnvironment, pagerduty: PagerDutyEmulator
+):
+    """On the dev server (it keeps an activity's heartbeat details through a failure): the
+    second page answers 429 once; the retry reads from that page, not from the first."""
+    pagerduty.logs["PLONG"] = long_log(250)
+    pagerduty.inject(Fault(path=r".*/log_entries", status=429, retry_after=1, skip=1))
+    teams = tmp_path / "teams.toml"
+    teams.write_text(ROUTING)
+    queue = f"pd-{uuid.uuid4().hex[:8]}"
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        teams_file=teams,
+        task_queue=queue,
+        pagerduty_api_url=pagerduty.base_url,
+        pagerduty_api_token=SecretStr(pagerduty.token),
+    )
+    async with build_worker(dev_env.client, settings):
+        now = datetime.now(UTC)
+        incident = scenario.incident(
+            now, f"PLONG{uuid.uuid4().hex[:6].upper()}", source="pagerduty"
+        )
+        incident = incident.model_copy(update={"external_id": "PLONG"})
+        handle = await scenario.start(dev_env.client, queue, incident)
+        state: PostmortemState = await until(
+            lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review
+        )
+    assert len(state.timeline) == 250 and state.problems == []
+    assert pagerduty.pages_read == [0, 100, 200]  # the 429 came at 100; page 0 read once
+    assert pagerduty.count("GET", r".*/log_entries") == 4

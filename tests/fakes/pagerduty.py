@@ -12,6 +12,7 @@ class PagerDutyEmulator(EmulatorServer):
         super().__init__()
         self.token = token
         self.logs: dict[str, list[dict[str, Any]]] = {}
+        self.pages_read: list[int] = []  # the offsets answered, in order
         self.route("GET", r"/incidents/(?P<id>[A-Z0-9]+)/log_entries", self._log_entries)
 
     def _log_entries(self, request: Request) -> Response:
@@ -21,6 +22,19 @@ class PagerDutyEmulator(EmulatorServer):
         if entries is None:
             return Response(404, {"error": {"message": "Not Found", "code": 2100}})
         limit, offset = int(request.arg("limit") or 25), int(request.arg("offset") or 0)
+        # As strict as PagerDuty: at most 100 a page, and classic pagination ends at 10,000.
+        if limit > 100 or offset + limit > 10_000:
+            return Response(
+                400,
+                {
+                    "error": {
+                        "message": "Invalid Input Provided",
+                        "code": 2001,
+                        "errors": ["Offset must be less than 10000."],
+                    }
+                },
+            )
+        self.pages_read.append(offset)
         page = entries[offset : offset + limit]
         return Response(
             200,
@@ -29,6 +43,7 @@ class PagerDutyEmulator(EmulatorServer):
                 "limit": limit,
                 "offset": offset,
                 "more": offset + limit < len(entries),
+                "total": len(entries) if request.arg("total") == "true" else None,
             },
         )
 

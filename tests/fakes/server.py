@@ -43,7 +43,8 @@ class Fault:
     """What to do to the next `times` requests matching `method` and `path` (a regex):
     answer `status` (with `retry_after`), wait `delay` seconds first, `reset` the connection
     without an answer, `lost`: do the work, then reset (the client never hears it), or
-    `hold`: do the work, then wait that many seconds before answering."""
+    `hold`: do the work, then wait that many seconds before answering. The first `skip`
+    matching requests are served as usual."""
 
     method: str = ".*"
     path: str = ".*"
@@ -54,6 +55,7 @@ class Fault:
     lost: bool = False
     hold: float = 0.0
     times: int = 1
+    skip: int = 0
 
     def matches(self, request: Request) -> bool:
         return bool(
@@ -128,6 +130,9 @@ class EmulatorServer:
         with self.lock:
             for fault in self.faults:
                 if fault.times > 0 and fault.matches(request):
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        continue
                     fault.times -= 1
                     return fault
         return None
