@@ -5,14 +5,16 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 RUN python -m venv /venv
-COPY pyproject.toml README.md ./
+# The exact versions of requirements.lock (no dev tools, no dev server), then the project.
+COPY pyproject.toml README.md requirements.lock ./
+RUN /venv/bin/pip install --no-cache-dir --disable-pip-version-check -r requirements.lock
 COPY cli.py config.py engine.py readmodel.py worker.py observability.py ./
 COPY domain ./domain
 COPY integrations ./integrations
 COPY activities ./activities
 COPY workflows ./workflows
 COPY api ./api
-RUN /venv/bin/pip install --no-cache-dir --disable-pip-version-check .
+RUN /venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 
 FROM python:3.11-slim
 RUN useradd --system --uid 10001 --create-home --home-dir /home/postmortem postmortem \

@@ -4,12 +4,22 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck compose browser clock unit bench clean mutation
+.PHONY: run test lint typecheck compose browser clock unit bench clean mutation lock
 
-$(STAMP): pyproject.toml
+# Installed from the lock file (exact versions), then the project itself without resolving.
+$(STAMP): pyproject.toml requirements-dev.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.lock
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# After a change to the dependencies in pyproject.toml: new lock files, then `make test`.
+# `make lock UPGRADE=--upgrade` moves every pin to the newest release allowed.
+LOCK := $(BIN)/uv pip compile pyproject.toml --python-version 3.11 \
+  --python-platform x86_64-manylinux_2_28 --quiet $(UPGRADE)
+lock: $(STAMP)
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra dev -o requirements-dev.lock
 
 teams.toml:
 	cp teams.example.toml teams.toml

