@@ -190,15 +190,24 @@ def emit_json(data: Any) -> None:
 
 
 @app.command()
-def up(port: Annotated[int, typer.Option(help="The dev server's gRPC port.")] = 7233) -> None:
+def up(
+    port: Annotated[
+        int | None,
+        typer.Option(help="The dev server's gRPC port (default: TEMPORAL_ADDRESS's, 7233)."),
+    ] = None,
+) -> None:
     """Run the embedded engine: Temporal dev server (SQLite under .data/) and the worker."""
     from observability import configure_logging
-    from worker import run_embedded
+    from worker import local_port, run_embedded
 
     current = settings()
     configure_logging(current.log_level, current.log_format)
     load_routing(current.teams_file)
-    run(lambda: run_embedded(current, port))
+    try:
+        chosen = port if port is not None else local_port(current.temporal_address)
+    except ConfigError as exc:
+        raise CliError(str(exc)) from None
+    run(lambda: run_embedded(current, chosen))
 
 
 @app.command()

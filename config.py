@@ -57,6 +57,12 @@ class Settings(BaseSettings):
     temporal_ui_port: int = 8233
     # The worker's Prometheus endpoint (the SDK's metrics and ours), e.g. 0.0.0.0:9464.
     worker_metrics_address: str | None = None
+    # The worker's health endpoint (GET /healthz: 200 while it polls and Temporal answers,
+    # 503 otherwise), e.g. 0.0.0.0:9465; off while unset.
+    worker_health_address: str | None = None
+    # On SIGTERM the worker stops taking work and gives in-flight activities this long to
+    # finish before cancelling them (compose's stop_grace_period is a little longer).
+    worker_shutdown_seconds: float = Field(default=30, ge=0, le=3600)
     log_level: str = "INFO"
     log_format: Literal["json", "console"] = "json"
     activity_threads: int = Field(default=16, ge=1, le=256)

@@ -52,6 +52,18 @@ async def connect(settings: Settings, *, worker: bool = False) -> Client:
     )
 
 
+HEALTH_WAIT = timedelta(seconds=3)
+
+
+async def temporal_answers(client: Client) -> str | None:
+    """None when Temporal answers its health check (within HEALTH_WAIT), else why not."""
+    try:
+        healthy = await client.service_client.check_health(timeout=HEALTH_WAIT)
+    except Exception as exc:  # unreachable, refused, timed out: all mean not ready
+        return f"Temporal unavailable: {type(exc).__name__}"
+    return None if healthy else "Temporal unavailable: not serving"
+
+
 @dataclass(frozen=True)
 class Started:
     handle: WorkflowHandle[PostmortemWorkflow, Any]

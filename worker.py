@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
+import json
 import logging
 import os
 import re
@@ -59,7 +60,7 @@ from config import (
     read_secret,
 )
 from domain.messages import DigestInput
-from engine import connect
+from engine import connect, temporal_answers
 from integrations.email import Mailer
 from integrations.errors import ConfigurationError
 from integrations.github import GitHubTarget, GitHubTracker
@@ -351,6 +352,7 @@ def build_worker(
         activities=activities_for(settings, client),
         activity_executor=ThreadPoolExecutor(settings.activity_threads),
         max_cached_workflows=settings.max_cached_workflows,
+        graceful_shutdown_timeout=timedelta(seconds=settings.worker_shutdown_seconds),
         **options,
     )
 
@@ -364,10 +366,56 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    async with worker:
+    async with worker, health_endpoint(settings.worker_health_address, client, worker):
         log.info("worker running", extra={"task_queue": settings.task_queue})
         await stop.wait()
+        log.info("worker stopping", extra={"grace_seconds": settings.worker_shutdown_seconds})
     log.info("worker stopped")
+
+
+@contextlib.asynccontextmanager
+async def health_endpoint(
+    address: str | None, client: Client, worker: Worker
+) -> AsyncIterator[None]:
+    """GET /healthz on `address` (host:port): 200 while the worker runs and Temporal answers,
+    503 with the reason otherwise. A tiny HTTP/1.0 server: nothing else is served."""
+    if not address:
+        yield
+        return
+    host, _, port = address.rpartition(":")
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), timeout=5)
+            path = line.split(b" ")[1] if line.count(b" ") >= 2 else b""
+            if path != b"/healthz":
+                status, body = "404 Not Found", {"status": "not found"}
+            else:
+                why = "the worker has stopped" if not worker.is_running else None
+                why = why or await temporal_answers(client)
+                status, body = (
+                    ("503 Service Unavailable", {"status": "unhealthy", "reason": why})
+                    if why
+                    else ("200 OK", {"status": "ok"})
+                )
+            data = json.dumps(body).encode()
+            writer.write(
+                f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                + data
+            )
+            await writer.drain()
+        except (TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(answer, host or "0.0.0.0", int(port))  # noqa: S104
+    try:
+        yield
+    finally:
+        server.close()
+        await server.wait_closed()
 
 
 # -- the embedded Temporal dev server -----------------------------------------------------
@@ -413,6 +461,26 @@ def dev_server_command(settings: Settings, port: int, ui_port: int | None) -> li
     ]
 
 
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux's PR_SET_PDEATHSIG)."""
+    if sys.platform == "linux":
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def local_port(address: str) -> int:
+    """The port of a local TEMPORAL_ADDRESS, for the dev server `postmortem up` starts."""
+    host, _, port = address.rpartition(":")
+    if host not in ("127.0.0.1", "localhost", "::1", "[::1]") or not port.isdigit():
+        raise ConfigError(
+            f"TEMPORAL_ADDRESS is {address}: `postmortem up` runs its own dev server on this "
+            "machine; unset TEMPORAL_ADDRESS, or give a local one (127.0.0.1:7233)"
+        )
+    return int(port)
+
+
 def port_in_use(host: str, port: int) -> bool:
     with socket.socket() as probe:
         probe.settimeout(0.5)
@@ -440,6 +508,8 @@ async def dev_server(settings: Settings, port: int, ui_port: int) -> AsyncIterat
         stdout=server_log,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # Ctrl-C reaches us; we stop the server in order
+        # Killed with us, even by SIGKILL: a next `make run` finds its port free.
+        preexec_fn=_die_with_parent,
     )
     address = f"127.0.0.1:{port}"
     try:

@@ -84,7 +84,21 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
+        """The process answers (liveness): nothing else is checked."""
         return {"status": "ok"}
+
+    @app.get(
+        "/readyz",
+        responses={503: {"description": "Temporal does not answer: send no traffic here"}},
+    )
+    async def readyz(request: Request) -> JSONResponse:
+        """Ready for traffic: Temporal answers (a load balancer's check)."""
+        client = request.app.state.client
+        why = "Temporal unavailable: not connected yet" if client is None else None
+        why = why or await engine.temporal_answers(client)
+        if why:
+            return JSONResponse({"status": "unready", "reason": why}, status_code=503)
+        return JSONResponse({"status": "ready"})
 
     return app
 

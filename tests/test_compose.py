@@ -48,14 +48,36 @@ def test_compose_config_passes_and_every_service_is_checked():
     services = config["services"]
     assert set(services) == {
         "postgresql",
+        "temporal-schema",
         "temporal",
         "temporal-ui",
         "search-attributes",
         "worker",
         "api",
     }
-    for name in ("postgresql", "temporal", "worker", "api"):
+    for name in ("postgresql", "worker", "api"):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no health check"
+    # Temporal's current images: the server sets up nothing; the admin tools make the schemas,
+    # then the namespace and search attributes once it answers.
+    assert services["temporal"]["image"].startswith("temporalio/server:")
+    assert not any("auto-setup" in str(sv.get("image")) for sv in services.values())
+    assert services["temporal"]["depends_on"]["temporal-schema"]["condition"] == (
+        "service_completed_successfully"
+    )
+    assert "update-schema" in services["temporal-schema"]["command"][0]
+    assert "namespace create" in services["search-attributes"]["command"][0]
+    assert "ports" not in services["temporal"]  # the compose network only
+    # The UI shows every history: loopback only, and read-only.
+    (ui_port,) = services["temporal-ui"]["ports"]
+    assert ui_port["host_ip"] == "127.0.0.1"
+    assert services["temporal-ui"]["environment"]["TEMPORAL_DISABLE_WRITE_ACTIONS"] == "true"
+    # The worker gets longer to stop than it gives its activities.
+    worker = services["worker"]
+    grace = float(worker["environment"]["PM_WORKER_SHUTDOWN_SECONDS"])
+    assert worker["stop_grace_period"] in ("40s", 40_000_000_000)
+    assert grace < 40
+    assert "9465/healthz" in " ".join(worker["healthcheck"]["test"])
+    assert "/readyz" in " ".join(services["api"]["healthcheck"]["test"])
     for name in ("worker", "api"):
         assert services[name]["build"]["dockerfile"] == "Dockerfile"
         assert services[name]["environment"]["TEMPORAL_ADDRESS"] == "temporal:7233"

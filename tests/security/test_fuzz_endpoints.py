@@ -28,6 +28,7 @@ VIEWER, OPERATOR = "viewer-token-7f3a9c", "operator-token-2b8e41"
 # Served to anyone: sign-in, health and the API's own description.
 PUBLIC = {
     ("GET", "/healthz"),
+    ("GET", "/readyz"),
     ("GET", "/login"),
     ("POST", "/login"),
     ("GET", "/openapi.json"),
