@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck compose browser clock unit bench clean mutation lock
+.PHONY: run test lint typecheck compose browser nginx clock unit bench clean mutation lock
 
 # Installed from the lock file (exact versions), then the project itself without resolving.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -39,14 +39,24 @@ compose: $(STAMP)
 	PM_ENV_FILE=.env.example $(BIN)/docker-compose -f docker-compose.yml --env-file .env.example config -q
 
 # The dashboard's browser tests drive Debian's Chromium (Playwright cannot download one here).
-browser:
-	@command -v chromium >/dev/null 2>&1 || { \
+# Debian packages some tests drive, installed as root with apt; elsewhere those tests are
+# skipped with the reason. $(1): the command, $(2): the package, $(3): what needs it.
+define debian_package
+	@command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Chromium from Debian for the browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    echo "Installing $(2) from Debian for $(3)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
 	  else \
-	    echo "Chromium is missing and needs root with apt to install: browser tests are skipped"; \
+	    echo "$(2) is missing and needs root with apt to install: $(3) are skipped"; \
 	  fi; }
+endef
+
+browser:
+	$(call debian_package,chromium,chromium,the browser tests)
+
+# The TLS tests put nginx (a TLS-terminating gRPC proxy) before the dev server.
+nginx:
+	$(call debian_package,nginx,nginx,the TLS tests)
 
 unit: $(STAMP)
 	$(BIN)/pytest -q
@@ -62,7 +72,7 @@ clock: $(STAMP)
 	  PM_TEST_CLOCK="$$moment" $(BIN)/pytest -q -p no:cacheprovider || exit 1; \
 	done
 
-test: lint typecheck compose browser clock unit
+test: lint typecheck compose browser nginx clock unit
 
 # Mutation testing of the functions that decide (README, "Mutation testing"); not in `test`.
 # `?` stands for mutmut's `ǁ` between a class and its method in a mutant's name.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -12,6 +13,7 @@ from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecution, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
@@ -34,19 +36,34 @@ def metrics_runtime(address: str) -> Runtime:
     return _runtimes[address]
 
 
+def connect_config(settings: Settings) -> dict[str, Any]:
+    """How to reach Temporal, the SDK's standard way (temporalio.envconfig): the profile
+    TEMPORAL_PROFILE names in the TOML file (TEMPORAL_CONFIG_FILE, or the default path), then
+    every TEMPORAL_* variable the SDK defines (TLS on/off, CA, client certificate and key,
+    server name, API key, gRPC metadata). Address, namespace and API key given to these
+    Settings (also as PM_TEMPORAL_*) win; the address defaults to localhost:7233."""
+    profile = ClientConfigProfile.load(profile=os.environ.get("TEMPORAL_PROFILE") or None)
+    config: dict[str, Any] = dict(profile.to_client_connect_config())
+    given = settings.model_fields_set
+    if "temporal_address" in given or "target_host" not in config:
+        config["target_host"] = settings.temporal_address
+    if "temporal_namespace" in given or "namespace" not in config:
+        config["namespace"] = settings.temporal_namespace
+    if settings.temporal_api_key is not None:
+        config["api_key"] = settings.temporal_api_key.get_secret_value()
+        config.setdefault("tls", True)  # an API key travels only over TLS
+    return config
+
+
 async def connect(settings: Settings, *, worker: bool = False) -> Client:
     """A client; a worker's client serves metrics when PM_WORKER_METRICS_ADDRESS is set."""
-    api_key = settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None
     runtime = (
         metrics_runtime(settings.worker_metrics_address)
         if worker and settings.worker_metrics_address
         else None
     )
     return await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        api_key=api_key,
-        tls=api_key is not None,
+        **connect_config(settings),
         data_converter=pydantic_data_converter,
         runtime=runtime,
     )
