@@ -27,6 +27,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import engine
 import readmodel
 from config import ConfigError, Routing, Settings, load_routing
+from domain import limits
 from domain.findings import (
     check_findings,
     describe_validation_error,
@@ -282,10 +283,13 @@ def start(
             str(exc).replace("resolved_at", "--resolved-at").replace("started_at", "--started-at")
         ) from None
 
+    inp = PostmortemInput(incident=incident, owner=owner)
+    problems = limits.start_problems(inp)
+    if problems:  # refused here, with the flags' names, before anything starts
+        raise CliError("; ".join(f"--{p}" for p in problems).replace("--responders", "--responder"))
+
     async def go() -> engine.Started:
-        return await engine.start_postmortem(
-            await client(), settings().task_queue, PostmortemInput(incident=incident, owner=owner)
-        )
+        return await engine.start_postmortem(await client(), settings().task_queue, inp)
 
     result = run(go)
     typer.echo(result.handle.id)

@@ -18,7 +18,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from config import Settings
+from config import ConfigError, Settings
+from domain import limits
 from domain.messages import PostmortemInput
 from domain.models import Phase, PostmortemState, Severity
 from workflows import search_attributes as sa
@@ -51,7 +52,10 @@ def connect_config(settings: Settings) -> dict[str, Any]:
         config["namespace"] = settings.temporal_namespace
     if settings.temporal_api_key is not None:
         config["api_key"] = settings.temporal_api_key.get_secret_value()
-        config.setdefault("tls", True)  # an API key travels only over TLS
+    if "api_key" in config:
+        if config.get("tls") is False:  # an API key travels only over TLS
+            raise ConfigError("an API key is set with TLS off (TEMPORAL_TLS=false): refused")
+        config.setdefault("tls", True)
     return config
 
 
@@ -88,7 +92,11 @@ class Started:
 
 
 async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput) -> Started:
-    """Start the incident's post-mortem, or find the one already there (same workflow id)."""
+    """Start the incident's post-mortem, or find the one already there (same workflow id).
+    ValueError with every reason when the input is past a limit (domain/limits.py)."""
+    problems = limits.start_problems(inp)
+    if problems:
+        raise ValueError("; ".join(problems))
     incident = inp.incident
     try:
         handle = await client.start_workflow(

@@ -373,6 +373,10 @@ async def run_worker(settings: Settings) -> None:
     log.info("worker stopped")
 
 
+HEALTH_CONNECTIONS = 8  # probes answered at once
+HEALTH_CACHE_SECONDS = 2.0  # Temporal is asked at most this often, however many probes
+
+
 @contextlib.asynccontextmanager
 async def health_endpoint(
     address: str | None, client: Client, worker: Worker
@@ -383,34 +387,51 @@ async def health_endpoint(
         yield
         return
     host, _, port = address.rpartition(":")
+    slots = asyncio.Semaphore(HEALTH_CONNECTIONS)
+    checked: list[tuple[float, str | None]] = []  # the last Temporal check: (when, why not)
+
+    async def temporal_health() -> str | None:
+        now = asyncio.get_running_loop().time()
+        if not checked or now - checked[-1][0] > HEALTH_CACHE_SECONDS:
+            checked[:] = [(now, await temporal_answers(client))]
+        return checked[-1][1]
 
     async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            line = await asyncio.wait_for(reader.readline(), timeout=5)
-            path = line.split(b" ")[1] if line.count(b" ") >= 2 else b""
-            if path != b"/healthz":
-                status, body = "404 Not Found", {"status": "not found"}
-            else:
-                why = "the worker has stopped" if not worker.is_running else None
-                why = why or await temporal_answers(client)
-                status, body = (
-                    ("503 Service Unavailable", {"status": "unhealthy", "reason": why})
-                    if why
-                    else ("200 OK", {"status": "ok"})
-                )
-            data = json.dumps(body).encode()
-            writer.write(
-                f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
-                + data
-            )
-            await writer.drain()
-        except (TimeoutError, ConnectionError):
-            pass
-        finally:
+        if slots.locked():  # enough probes at once: the next is closed unanswered
             writer.close()
+            return
+        async with slots:
+            try:
+                line = await asyncio.wait_for(reader.readline(), timeout=5)
+                path = line.split(b" ")[1] if line.count(b" ") >= 2 else b""
+                if path != b"/healthz":
+                    status, body = "404 Not Found", {"status": "not found"}
+                else:
+                    why = "the worker has stopped" if not worker.is_running else None
+                    why = why or await temporal_health()
+                    status, body = (
+                        ("503 Service Unavailable", {"status": "unhealthy", "reason": why})
+                        if why
+                        else ("200 OK", {"status": "ok"})
+                    )
+                data = json.dumps(body).encode()
+                writer.write(
+                    f"HTTP/1.0 {status}\r\nContent-Type: application/json\r\n"
+                    f"Content-Length: {len(data)}\r\nConnection: close\r\n\r\n".encode()
+                    + data
+                )
+                await writer.drain()
+            except (TimeoutError, ConnectionError, ValueError):  # slow, gone, or a line too long
+                pass
+            finally:
+                writer.close()
 
-    server = await asyncio.start_server(answer, host or "0.0.0.0", int(port))  # noqa: S104
+    server = await asyncio.start_server(  # a request line is at most 8 KiB
+        answer,
+        host or "0.0.0.0",  # noqa: S104 - the address the operator gave
+        int(port),
+        limit=8192,
+    )
     try:
         yield
     finally:

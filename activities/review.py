@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.errors import maps_integration_errors
+from domain import limits
 from domain.blameless import Lexicon, check_postmortem
 from domain.invitation import Method, invitation_message, is_address, review_event
 from domain.models import BlamelessNote, PostmortemDocument
@@ -40,7 +41,10 @@ class BlamelessActivities:
         findings = check_postmortem(request.state, self._lexicon())
         notes = {f.id: f for f in findings}  # one per sentence and rule
         activity.logger.info("blameless check", extra={"findings": len(notes)})
-        return BlamelessReport(notes=list(notes.values()), enforced=self._enforced)
+        # At most limits.BLAMELESS_NOTES, the first in the text: a report of any size fits a
+        # payload, and publication waits for these all the same.
+        kept = list(notes.values())[: limits.BLAMELESS_NOTES]
+        return BlamelessReport(notes=kept, enforced=self._enforced)
 
 
 InvitationKind = Literal["request", "cancel", "reminder"]

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
+from domain import limits
 from domain.models import ActionSpec, CorrectiveAction, Findings
 from domain.scheduling import WorkingHours, due_instant
 
@@ -88,7 +89,7 @@ def check_findings(
     `teams` is None where the routing is not at hand (the workflow's validator); the
     team checks then wait for the activity that has it.
     """
-    problems: list[str] = []
+    problems = limits.findings_problems(findings)
     if _same_text(findings.proximate_cause, findings.root_cause):
         problems.append(
             "root_cause: repeats the proximate cause; the root cause says what about the "
@@ -121,6 +122,7 @@ def check_actions(
             problems.append(
                 f"{where}: team {spec.team!r} is not in the routing file (known teams: {known})"
             )
+        problems += limits.too_long(f"{where}.description", spec.description, limits.NOTE)
         calendar = teams.get(spec.team) if teams is not None else None
         if _due_is_past(spec.due, now, calendar):
             problems.append(f"{where}: due date {spec.due} is in the past")

@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING
 import pydantic_core
 
 if TYPE_CHECKING:
-    from domain.models import PostmortemState, TimelineEntry
+    from domain.messages import PostmortemInput
+    from domain.models import Findings, PostmortemState, TimelineEntry
 
 NAME = 200  # a title, an owner, a team, a responder
 TEXT = 20_000  # a timeline entry, a cause, a contributing factor, a summary
@@ -184,3 +185,64 @@ def fitting_entries(
         room_bytes -= size
         kept.append(entry)
     return kept, len(entries) - len(kept)
+
+
+# -- the checks where input comes in (the models keep the limits they were released with,
+# so that recorded histories always decode) ---------------------------------------------
+
+
+def too_long(where: str, text: str | None, limit: int) -> list[str]:
+    if text is not None and len(text) > limit:
+        return [f"{where}: at most {limit:,} characters (this has {len(text):,})"]
+    return []
+
+
+def too_many(where: str, items: Sequence[object], limit: int) -> list[str]:
+    if len(items) > limit:
+        return [f"{where}: at most {limit:,} items (this has {len(items):,})"]
+    return []
+
+
+def entry_problems(entry: TimelineEntry, where: str = "entry") -> list[str]:
+    return [
+        *too_long(f"{where}.text", entry.text, TEXT),
+        *too_long(f"{where}.known", entry.known, NOTE),
+        *too_long(f"{where}.source", entry.source, SOURCE),
+    ]
+
+
+def findings_problems(findings: Findings) -> list[str]:
+    """Each list and text of a review's findings within its limit, every problem named."""
+    problems = [
+        *too_long("summary", findings.summary, TEXT),
+        *too_long("impact", findings.impact, TEXT),
+        *too_many("contributing_factors", findings.contributing_factors, FACTORS),
+        *too_many("timeline_corrections", findings.timeline_corrections, CORRECTIONS),
+        *too_many("actions", findings.actions, ACTIONS),
+    ]
+    for name in ("went_well", "went_badly", "got_lucky"):
+        items: list[str] = getattr(findings, name)
+        problems += too_many(name, items, LIST_ITEMS)
+        for index, item in enumerate(items[:LIST_ITEMS]):
+            problems += too_long(f"{name}[{index}]", item, NOTE)
+    for index, entry in enumerate(findings.timeline_corrections[:CORRECTIONS]):
+        problems += entry_problems(entry, f"timeline_corrections[{index}]")
+    return problems  # actions' descriptions: domain.findings.check_actions
+
+
+def start_problems(inp: PostmortemInput) -> list[str]:
+    """What an incident and its first timeline may hold when a post-mortem starts."""
+    incident = inp.incident
+    problems = [
+        *too_long("summary", incident.summary, TEXT),
+        *too_long("url", incident.url, URL),
+        *too_long("external_id", incident.external_id, 200),
+        *too_long("owner", inp.owner, NAME),
+        *too_many("responders", incident.responders, RESPONDERS),
+    ]
+    for index, who in enumerate(incident.responders[:RESPONDERS]):
+        problems += too_long(f"responders[{index}]", who, NAME)
+    for index, entry in enumerate(inp.timeline[:TIMELINE_ENTRIES]):
+        problems += entry_problems(entry, f"timeline[{index}]")
+    timeline = timeline_problem([], inp.timeline)
+    return [*problems, *([f"timeline: {timeline}"] if timeline else [])]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import AwareDatetime, Field
 
-from domain import limits
 from domain.models import (
     ActionId,
     ActionState,
@@ -18,17 +17,16 @@ from domain.models import (
     Name,
     PostmortemState,
     Severity,
+    Text,
     TimelineEntry,
 )
 from domain.policy import FollowUpPolicy
 
-Reason = Annotated[str, StringConstraints(max_length=limits.REASON, strip_whitespace=True)]
-
 
 class PostmortemInput(Model):
     incident: Incident
-    owner: str | None = Field(default=None, max_length=limits.NAME)
-    timeline: list[TimelineEntry] = Field(default_factory=list, max_length=limits.TIMELINE_ENTRIES)
+    owner: str | None = None
+    timeline: list[TimelineEntry] = Field(default_factory=list)
     # Set by continue-as-new: the state to carry on from.
     resume: PostmortemState | None = None
     # Continue as new past this many history events while following up (None: when Temporal
@@ -38,18 +36,11 @@ class PostmortemInput(Model):
     # until an operator begins it (the `begin` update).
     optional: bool = False
 
-    @model_validator(mode="after")
-    def _timeline_fits(self) -> PostmortemInput:
-        problem = limits.timeline_problem([], self.timeline)
-        if problem:
-            raise ValueError(f"timeline: {problem}")
-        return self
-
 
 class BeginInput(Model):
     """An operator starts an optional post-mortem."""
 
-    reason: Reason = ""
+    reason: str = Field(default="", max_length=2000)
 
 
 class CompleteReviewInput(Model):
@@ -70,31 +61,25 @@ class ReviseFindingsInput(Model):
 
 
 class AcknowledgeInput(Model):
-    finding_ids: list[Annotated[str, StringConstraints(max_length=100)]] = Field(
-        min_length=1, max_length=limits.BLAMELESS_NOTES
-    )
-    note: Annotated[
-        str, StringConstraints(min_length=1, max_length=limits.ACK_NOTE, strip_whitespace=True)
-    ]
+    finding_ids: list[str] = Field(min_length=1)
+    note: Text
 
 
 class RescheduleReviewInput(Model):
     at: AwareDatetime
-    reason: Reason = ""
+    reason: str = ""
 
 
 class ActionStateChange(Model):
     action_id: ActionId
     state: ActionState
-    reason: Reason = ""
+    reason: str = ""
 
 
 class MoveDeadlineInput(Model):
     action_id: ActionId
     due: AwareDatetime
-    reason: Annotated[
-        str, StringConstraints(min_length=1, max_length=limits.REASON, strip_whitespace=True)
-    ]
+    reason: Text
 
 
 class RetryFilingInput(Model):
@@ -102,16 +87,14 @@ class RetryFilingInput(Model):
 
 
 class CancelInput(Model):
-    reason: Annotated[
-        str, StringConstraints(min_length=1, max_length=limits.REASON, strip_whitespace=True)
-    ]
+    reason: Text
 
 
 class RouteInput(Model):
     """An operator places a post-mortem with a team (an unrouted one, or a wrong guess)."""
 
     team: Name
-    reason: Reason = ""
+    reason: str = Field(default="", max_length=2000)
 
 
 class ActionFollowUpInput(Model):

@@ -116,19 +116,16 @@ def _action_id(value: str) -> str:
 # Identifiers end up in workflow ids, labels and file names: keep them to a safe alphabet.
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_identifier)]
 ActionId = Annotated[str, StringConstraints(strip_whitespace=True), AfterValidator(_action_id)]
-# The limits are in domain/limits.py (and the README); each is checked where text comes in.
+# The models decode recorded histories too: a limit added later must not make an accepted
+# payload unreadable on replay. So the models keep the limits they were released with; the
+# newer ones (domain/limits.py) are checked where input comes in: the update validators
+# (domain/updates.py), the findings checks, and engine.start_postmortem.
 Text = Annotated[
     str, StringConstraints(min_length=1, max_length=limits.TEXT, strip_whitespace=True)
 ]
 Name = Annotated[
     str, StringConstraints(min_length=1, max_length=limits.NAME, strip_whitespace=True)
 ]
-LongText = Annotated[str, StringConstraints(max_length=limits.TEXT, strip_whitespace=True)]
-Note = Annotated[str, StringConstraints(max_length=limits.NOTE, strip_whitespace=True)]
-Item = Annotated[
-    str, StringConstraints(min_length=1, max_length=limits.NOTE, strip_whitespace=True)
-]
-Responder = Annotated[str, StringConstraints(max_length=limits.NAME)]
 
 
 class Model(BaseModel):
@@ -139,8 +136,8 @@ class Model(BaseModel):
 class TimelineEntry(Model):
     at: AwareDatetime
     text: Text
-    known: Note = Field(default="", description="What responders knew at this point")
-    source: str = Field(default="manual", max_length=limits.SOURCE)
+    known: str = Field(default="", description="What responders knew at this point")
+    source: str = "manual"
     # Kept out of every published document (customer names, internal hosts...).
     private: bool = False
     # What an incident tool's event added (a reopening, a resolution after one): "" otherwise.
@@ -155,11 +152,10 @@ class Incident(Model):
     team: Name
     resolved_at: AwareDatetime
     started_at: AwareDatetime | None = None
-    summary: LongText = ""
-    url: str | None = Field(default=None, max_length=limits.URL)
-    # The source's own id for API calls, where it differs.
-    external_id: str | None = Field(default=None, max_length=200)
-    responders: list[Responder] = Field(default_factory=list, max_length=limits.RESPONDERS)
+    summary: str = ""
+    url: str | None = None
+    external_id: str | None = None  # the source's own id for API calls, where it differs
+    responders: list[str] = Field(default_factory=list)
     private: bool = False
     # Why the routing could not place it (it started under the triage team); "" once routed.
     unrouted: str = ""
@@ -197,9 +193,9 @@ class ContributingFactor(Model):
 
 
 class TicketRef(Model):
-    tracker: str = Field(max_length=limits.TICKET_TRACKER)
-    key: str = Field(max_length=limits.TICKET_KEY)
-    url: str = Field(max_length=limits.TICKET_URL)
+    tracker: str
+    key: str
+    url: str
 
 
 class ActionSpec(Model):
@@ -207,7 +203,7 @@ class ActionSpec(Model):
 
     id: ActionId | None = None
     title: Name
-    description: Note = ""
+    description: str = ""
     type: ActionType
     priority: Priority = Priority.P2
     owner: Name
@@ -242,18 +238,16 @@ class CorrectiveAction(Model):
 class Findings(Model):
     """What the review produced. Proximate and root cause are separate on purpose."""
 
-    summary: LongText = ""
-    impact: LongText = ""
-    timeline_corrections: list[TimelineEntry] = Field(
-        default_factory=list, max_length=limits.CORRECTIONS
-    )
-    contributing_factors: list[ContributingFactor] = Field(min_length=1, max_length=limits.FACTORS)
+    summary: str = ""
+    impact: str = ""
+    timeline_corrections: list[TimelineEntry] = Field(default_factory=list)
+    contributing_factors: list[ContributingFactor] = Field(min_length=1)
     proximate_cause: Text
     root_cause: Text
-    went_well: list[Item] = Field(default_factory=list, max_length=limits.LIST_ITEMS)
-    went_badly: list[Item] = Field(default_factory=list, max_length=limits.LIST_ITEMS)
-    got_lucky: list[Item] = Field(default_factory=list, max_length=limits.LIST_ITEMS)
-    actions: list[ActionSpec] = Field(default_factory=list, max_length=limits.ACTIONS)
+    went_well: list[str] = Field(default_factory=list)
+    went_badly: list[str] = Field(default_factory=list)
+    got_lucky: list[str] = Field(default_factory=list)
+    actions: list[ActionSpec] = Field(default_factory=list)
 
 
 class ReviewOutcome(Model):

@@ -36,6 +36,7 @@ class AlreadyRecorded(ValueError):
 
 def timeline_entry(s: PostmortemState, entry: TimelineEntry) -> None:
     not_finished(s)
+    _refuse(limits.entry_problems(entry))
     problem = limits.timeline_problem(s.timeline, [entry])
     if problem:
         raise ValueError(problem)
@@ -52,6 +53,7 @@ def timeline_entry(s: PostmortemState, entry: TimelineEntry) -> None:
 
 
 def schedule(s: PostmortemState, request: RescheduleReviewInput, now: datetime) -> None:
+    _refuse(limits.too_long("reason", request.reason, limits.REASON))
     if not s.phase.awaits_review or s.review is None:
         raise ValueError(f"the review can only be rescheduled before findings; phase is {s.phase}")
     if request.at <= now:
@@ -100,6 +102,10 @@ def republish(s: PostmortemState) -> None:
 
 def acknowledgement(s: PostmortemState, ack: AcknowledgeInput) -> None:
     not_finished(s)
+    _refuse(
+        limits.too_long("note", ack.note, limits.ACK_NOTE)
+        + limits.too_many("finding_ids", ack.finding_ids, limits.BLAMELESS_NOTES)
+    )
     notes = {n.id: n for n in s.blameless}
     unknown = [i for i in ack.finding_ids if i not in notes]
     if unknown:
@@ -126,6 +132,7 @@ def add_action(s: PostmortemState, spec: ActionSpec, now: datetime) -> None:
 
 def action_state(s: PostmortemState, change: ActionStateChange) -> None:
     not_finished(s)
+    _refuse(limits.too_long("reason", change.reason, limits.REASON))
     action = known_action(s, change.action_id)
     if change.state is ActionState.OPEN:
         raise ValueError("reopening an action is done in its tracker")
@@ -140,6 +147,7 @@ def action_state(s: PostmortemState, change: ActionStateChange) -> None:
 
 def move_deadline(s: PostmortemState, move: MoveDeadlineInput, now: datetime) -> None:
     not_finished(s)
+    _refuse(limits.too_long("reason", move.reason, limits.REASON))
     action = known_action(s, move.action_id)
     if action.state.is_terminal:
         raise ValueError(f"action {action.id} is {action.state}; its deadline no longer runs")
@@ -178,8 +186,9 @@ def retry(s: PostmortemState) -> None:
         )
 
 
-def cancel(s: PostmortemState, *, cancelling: bool) -> None:
+def cancel(s: PostmortemState, reason: str, *, cancelling: bool) -> None:
     not_finished(s)
+    _refuse(limits.too_long("reason", reason, limits.REASON))
     if cancelling:
         raise ValueError("this post-mortem is already being cancelled")
 
@@ -195,6 +204,11 @@ def _findings_hold(s: PostmortemState, findings: Findings, now: datetime) -> Non
     problem = limits.timeline_problem(s.timeline, findings.timeline_corrections)
     if problem:
         raise ValueError(f"timeline_corrections: {problem}")
+
+
+def _refuse(problems: list[str]) -> None:
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def not_finished(s: PostmortemState) -> None:

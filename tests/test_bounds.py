@@ -9,13 +9,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from domain import limits
-from domain.messages import CompleteReviewInput, PostmortemInput
+from domain import limits, updates
+from domain.findings import check_findings
+from domain.messages import AcknowledgeInput, CompleteReviewInput, PostmortemInput
 from domain.models import (
     ActionState,
     BlamelessNote,
@@ -46,29 +46,49 @@ def findings(**overrides: Any) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("field", "value", "where"),
+    ("field", "value", "largest"),
     [
-        ("contributing_factors", [{"category": "other", "description": "x"}] * 101, "factors"),
-        ("went_well", ["fine"] * (limits.LIST_ITEMS + 1), "went_well"),
-        ("went_badly", ["x" * (limits.NOTE + 1)], "went_badly.0"),
-        ("summary", "s" * (limits.TEXT + 1), "summary"),
-        ("timeline_corrections", [{"at": NOW.isoformat(), "text": "t", "known": "k" * 4001}], ""),
+        (
+            "contributing_factors",
+            [{"category": "other", "description": "x"}] * (limits.FACTORS + 1),
+            [{"category": "other", "description": "x"}] * limits.FACTORS,
+        ),
+        ("went_well", ["fine"] * (limits.LIST_ITEMS + 1), ["fine"] * limits.LIST_ITEMS),
+        ("went_badly", ["x" * (limits.NOTE + 1)], ["x" * limits.NOTE]),
+        ("summary", "s" * (limits.TEXT + 1), "s" * limits.TEXT),
+        (
+            "timeline_corrections",
+            [{"at": NOW.isoformat(), "text": "t", "known": "k" * (limits.NOTE + 1)}],
+            [{"at": NOW.isoformat(), "text": "t", "known": "k" * limits.NOTE}],
+        ),
     ],
 )
-def test_each_list_and_text_has_a_limit(field: str, value: Any, where: str):
-    data = findings(**{field: value})
-    with pytest.raises(ValidationError) as refused:
-        Findings.model_validate(data)
-    assert field in str(refused.value) and "at most" in str(refused.value)
+def test_each_list_and_text_has_a_limit(field: str, value: Any, largest: Any):
+    """Checked with the findings (the CLI, the API, the workflow's validator all call it);
+    the models themselves stay as released, so recorded histories always decode."""
+    refused = check_findings(Findings.model_validate(findings(**{field: value})), now=NOW)
+    assert any(p.startswith(field) and "at most" in p for p in refused), refused
     # The largest allowed passes: the limit is where it says.
-    largest: dict[str, Any] = {
-        "contributing_factors": [{"category": "other", "description": "x"}] * limits.FACTORS,
-        "went_well": ["fine"] * limits.LIST_ITEMS,
-        "went_badly": ["x" * limits.NOTE],
-        "summary": "s" * limits.TEXT,
-        "timeline_corrections": [{"at": NOW.isoformat(), "text": "t", "known": "k" * 4000}],
-    }
-    Findings.model_validate(findings(**{field: largest[field]}))
+    assert check_findings(Findings.model_validate(findings(**{field: largest})), now=NOW) == []
+
+
+def test_a_payload_recorded_before_the_limits_still_decodes():
+    """An acknowledgement note of 600 characters was accepted before the 500 limit: its
+    recorded update must still decode on replay; only new ones are refused."""
+    recorded = AcknowledgeInput(finding_ids=["x"], note="n" * 600)
+    state = PostmortemState(
+        workflow_id="w",
+        incident=scenario.incident(NOW),
+        blameless=[
+            BlamelessNote(
+                id="x", rule="r", kind="k", field="f", sentence="s", reason="r", suggestion="s"
+            )
+        ],
+    )
+    with pytest.raises(ValueError, match="note: at most 500 characters"):
+        updates.acknowledgement(state, recorded)
+    long_key = TicketRef(tracker="github", key="o" * 39 + "/" + "r" * 100 + "#12345", url="u")
+    assert len(long_key.key) > limits.TICKET_KEY  # GitHub's longest names are accepted
 
 
 def test_the_record_limit_counts_room_for_every_action():

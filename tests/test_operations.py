@@ -160,3 +160,47 @@ async def test_the_worker_health_endpoint(dev_env: WorkflowEnvironment, dev_sett
         answer = await http.get("/healthz")
         assert answer.status_code == 503
         assert answer.json()["reason"].startswith("Temporal unavailable")
+
+
+async def test_the_health_endpoint_survives_hostile_probes(
+    dev_env: WorkflowEnvironment, dev_settings: Settings
+):
+    """A request line far over 8 KiB, a probe that never sends, many at once: each is closed,
+    and the next honest probe is answered."""
+    port = free_port()
+    worker = build_worker(dev_env.client, dev_settings)
+    async with worker, health_endpoint(f"127.0.0.1:{port}", dev_env.client, worker):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"GET /" + b"a" * 100_000 + b" HTTP/1.0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+        idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(20)]
+        for _, w in idle:
+            w.close()
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            answer = await until(lambda: probe(http), lambda r: r is not None)
+            assert answer is not None and answer.status_code == 200
+
+
+async def probe(http: httpx.AsyncClient) -> httpx.Response | None:
+    try:
+        return await http.get("/healthz")
+    except httpx.TransportError:
+        return None
+
+
+def test_an_api_key_never_travels_in_plain_text(monkeypatch: pytest.MonkeyPatch):
+    from pydantic import SecretStr
+
+    from config import ConfigError
+    from engine import connect_config
+
+    monkeypatch.setenv("TEMPORAL_TLS", "false")
+    settings = Settings(
+        temporal_address="example.com:7233", temporal_api_key=SecretStr("sekrit-4711")
+    )
+    with pytest.raises(ConfigError, match="TLS off") as refused:
+        connect_config(settings)
+    assert "sekrit-4711" not in str(refused.value)
+    monkeypatch.delenv("TEMPORAL_TLS")
+    assert connect_config(settings)["tls"] is True

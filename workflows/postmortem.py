@@ -394,8 +394,14 @@ class PostmortemWorkflow:
             await self._comment_tracking(notices.closed(s))
 
     async def _continue_as_new(self) -> None:
+        """A fresh history, unless a cancel came in meanwhile: it is carried out first (the
+        next run would not know of it)."""
         s = self._s
+        if self._cancel_reason is not None:
+            return
         await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._cancel_reason is not None:
+            return
         workflow.continue_as_new(
             PostmortemInput(
                 incident=s.incident,
@@ -509,6 +515,7 @@ class PostmortemWorkflow:
             self._sync_visibility()
             left = start + limits.FILING_BATCH < len(pending)
             quiet = not (self._reopened or self._reopen_claims or self._republish)
+            quiet = quiet and self._cancel_reason is None
             if left and quiet and self._history_is_long():
                 await self._continue_as_new()
 
@@ -1031,7 +1038,7 @@ class PostmortemWorkflow:
 
     @cancel.validator
     def _check_cancel(self, request: CancelInput) -> None:
-        updates.cancel(self._s, cancelling=self._cancel_reason is not None)
+        updates.cancel(self._s, request.reason, cancelling=self._cancel_reason is not None)
 
     @workflow.signal
     def action_reopened(self, event: ActionReopened) -> None:
