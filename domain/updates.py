@@ -228,7 +228,10 @@ def within_record(
     s: PostmortemState, added: object, new_actions: int = 0, replaced: object = None
 ) -> None:
     """Input that would take the record past limits.RECORD_BYTES is refused, whole."""
-    current = limits.json_bytes(s)
+    # The engine's own additions have their room beside the record (limits.engine_extras):
+    # they never count against what people may add.
+    own = s.model_copy(update={"problems": [], "phase_history": [], "blameless": []})
+    current = limits.json_bytes(own)
     if replaced is not None:
         current -= limits.json_bytes(replaced)
     problem = limits.record_problem(current, limits.json_bytes(added), new_actions)

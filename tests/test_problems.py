@@ -15,7 +15,7 @@ from temporalio.worker import Worker
 
 from activities.errors import maps_integration_errors
 from activities.routing import PlanReviewInput
-from domain.messages import CompleteReviewInput, RetryFilingInput
+from domain.messages import CompleteReviewInput, RetryFilingInput, RouteInput
 from domain.models import Findings, Phase, ProblemKind, ReviewSlot, action_workflow_id
 from tests import scenario
 from tests.scenario import idle, until
@@ -125,3 +125,36 @@ async def test_a_follow_up_that_did_not_start_is_retried_and_its_problem_clears(
         handle, PostmortemWorkflow.retry_filing, RetryFilingInput(action_id="canary")
     )
     assert "no refused ticket to retry" in reason
+
+
+async def test_a_routing_whose_review_cannot_be_planned_changes_nothing(env, client, settings):
+    real = activities_for(settings, client)
+    plan = next(a for a in real if name_of(a) == "routing.plan_review")
+
+    @activity.defn(name="routing.plan_review")
+    @maps_integration_errors
+    def plan_review(request: PlanReviewInput) -> ReviewSlot:
+        if request.team == "platform":  # a bug in this team's calendar, say
+            raise ValueError("platform's calendar is broken")
+        result: ReviewSlot = plan(request)
+        return result
+
+    activities = [a for a in real if name_of(a) != "routing.plan_review"] + [plan_review]
+    async with Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities,
+        activity_executor=ThreadPoolExecutor(4),
+    ):
+        now = await env.get_current_time()
+        handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+        before = await handle.query(PostmortemWorkflow.status)
+        reason = await scenario.refused(
+            handle, PostmortemWorkflow.route, RouteInput(team="platform", reason="theirs")
+        )
+        assert reason.startswith("cannot route to 'platform': its review could not be planned")
+        after = await handle.query(PostmortemWorkflow.status)
+        assert after.incident.team == "payments" and after.team == before.team
+        assert after.review == before.review and after.owner == before.owner

@@ -236,19 +236,22 @@ class PostmortemWorkflow:
         if workflow.patched(REVIEW_INVITATION):
             await self._send_invitation("request")
 
-    async def _plan_review(self, window_business_days: int) -> ReviewSlot:
-        """The first slot in the owning team's calendar (its facilitator, its participants)."""
+    async def _plan_review(
+        self, window_business_days: int, team: str | None = None, owner: str | None = None
+    ) -> ReviewSlot:
+        """The first slot in the owning team's calendar (its facilitator, its participants);
+        `team` and `owner` when they are about to change (routing)."""
         s = self._s
         return await workflow.execute_activity_method(
             RoutingActivities.plan_review,
             PlanReviewInput(
-                team=s.incident.team,
+                team=team or s.incident.team,
                 resolved_at=s.incident.resolved_at,
                 now=workflow.now(),
                 window_business_days=window_business_days,
                 workflow_id=s.workflow_id,
                 responders=s.incident.responders,
-                owner=s.owner,
+                owner=owner if team else s.owner,
             ),
             start_to_close_timeout=QUICK_TIMEOUT,
             retry_policy=QUICK_RETRY,
@@ -982,6 +985,20 @@ class PostmortemWorkflow:
                     f"cannot route to {request.team!r}: {getattr(cause, 'message', cause)}",
                     type=INVALID_INPUT,
                 ) from None
+            # Planned before anything changes: a failure refuses the routing, whole.
+            slot: ReviewSlot | None = None
+            if s.review is not None and s.findings is None and s.phase.awaits_review:
+                try:
+                    slot = await self._plan_review(
+                        context.policy.review_within_business_days, request.team, context.owner
+                    )
+                except ActivityError as err:
+                    cause = err.cause
+                    raise ApplicationError(
+                        f"cannot route to {request.team!r}: its review could not be planned: "
+                        f"{getattr(cause, 'message', cause)}",
+                        type=INVALID_INPUT,
+                    ) from None
             before = s.incident.team
             s.incident = s.incident.model_copy(update={"team": request.team, "unrouted": ""})
             s.team, s.policy, s.follow_up, s.owner = (
@@ -990,8 +1007,7 @@ class PostmortemWorkflow:
                 context.follow_up,
                 context.owner,
             )
-            if s.review is not None and s.findings is None and s.phase.awaits_review:
-                slot = await self._plan_review(context.policy.review_within_business_days)
+            if slot is not None and s.review is not None:
                 s.review = slot.model_copy(update={"sequence": s.review.sequence + 1})
                 s.review_reminder_sent = False
                 self._reminder_covered_by_invitation()
