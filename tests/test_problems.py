@@ -4,6 +4,7 @@ once, is shown, and runs again on `postmortem retry`; nothing retries it forever
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -28,29 +29,37 @@ def name_of(fn: Any) -> str:
     return str(activity._Definition.must_from_callable(fn).name)
 
 
-async def test_a_step_no_retry_fixes_waits_for_postmortem_retry(env, client, settings):
+def with_planner(client: Any, settings: Any, fault: Callable[[PlanReviewInput], None]) -> Worker:
+    """The real worker, its review planning given a fault (injected into our own activity:
+    `fault` raises for the requests it picks, as a bug would, every time)."""
     real = activities_for(settings, client)
     plan = next(a for a in real if name_of(a) == "routing.plan_review")
-    calls: list[str] = []
 
-    # The fault is injected into our own activity: a bug that fails the same way each time.
     @activity.defn(name="routing.plan_review")
     @maps_integration_errors
     def plan_review(request: PlanReviewInput) -> ReviewSlot:
-        calls.append("called")
-        if len(calls) == 1:
-            raise ValueError("year 10000 is out of range")
+        fault(request)
         result: ReviewSlot = plan(request)
         return result
 
-    activities = [a for a in real if name_of(a) != "routing.plan_review"] + [plan_review]
-    async with Worker(
+    return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=activities,
+        activities=[a for a in real if name_of(a) != "routing.plan_review"] + [plan_review],
         activity_executor=ThreadPoolExecutor(4),
-    ):
+    )
+
+
+async def test_a_step_no_retry_fixes_waits_for_postmortem_retry(env, client, settings):
+    calls: list[str] = []
+
+    def first_call_fails(request: PlanReviewInput) -> None:
+        calls.append("called")
+        if len(calls) == 1:
+            raise ValueError("year 10000 is out of range")
+
+    async with with_planner(client, settings, first_call_fails):
         now = await env.get_current_time()
         handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
         state = await until(
@@ -128,25 +137,11 @@ async def test_a_follow_up_that_did_not_start_is_retried_and_its_problem_clears(
 
 
 async def test_a_routing_whose_review_cannot_be_planned_changes_nothing(env, client, settings):
-    real = activities_for(settings, client)
-    plan = next(a for a in real if name_of(a) == "routing.plan_review")
-
-    @activity.defn(name="routing.plan_review")
-    @maps_integration_errors
-    def plan_review(request: PlanReviewInput) -> ReviewSlot:
+    def platform_fails(request: PlanReviewInput) -> None:
         if request.team == "platform":  # a bug in this team's calendar, say
             raise ValueError("platform's calendar is broken")
-        result: ReviewSlot = plan(request)
-        return result
 
-    activities = [a for a in real if name_of(a) != "routing.plan_review"] + [plan_review]
-    async with Worker(
-        client,
-        task_queue=settings.task_queue,
-        workflows=WORKFLOWS,
-        activities=activities,
-        activity_executor=ThreadPoolExecutor(4),
-    ):
+    async with with_planner(client, settings, platform_fails):
         now = await env.get_current_time()
         handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
         await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
