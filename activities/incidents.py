@@ -10,8 +10,7 @@ from temporalio import activity
 
 from activities.errors import maps_integration_errors
 from domain.models import TimelineEntry
-from integrations.errors import SourceUnavailable
-from integrations.source_api import LogProgress
+from integrations.source_api import LogInterrupted, LogProgress
 
 
 class IncidentLog(Protocol):
@@ -39,11 +38,9 @@ class IncidentSourceActivities:
             return []
         try:
             entries = source.log_entries(request.incident_id, resume=_progress())
-        except SourceUnavailable as exc:
-            progress = getattr(exc, "progress", None)
-            if progress is not None:
-                # The next try starts from this page (heartbeat details outlive the attempt).
-                activity.heartbeat(progress.model_dump(mode="json"))
+        except LogInterrupted as exc:
+            # The next try starts from this page (heartbeat details outlive the attempt).
+            activity.heartbeat(exc.progress.model_dump(mode="json"))
             raise
         activity.logger.info("timeline imported", extra={"entries": len(entries)})
         return entries

@@ -16,15 +16,22 @@ from integrations.errors import SourceRejected, SourceUnavailable
 class LogProgress(BaseModel):
     """How far an import of an incident's log got: the next page's cursor (an offset, an
     `after` id) and the entries read before it. A 429 or an outage mid-way carries it on
-    SourceUnavailable.progress; the next try starts from it, not from the first page."""
+    LogInterrupted.progress; the next try starts from it, not from the first page."""
 
     cursor: str = ""
     entries: list[TimelineEntry] = Field(default_factory=list)
 
 
-def interrupted(exc: SourceUnavailable, progress: LogProgress) -> SourceUnavailable:
-    exc.progress = progress  # type: ignore[attr-defined]
-    return exc
+class LogInterrupted(SourceUnavailable):
+    """A log import cut off mid-way (a 429, an outage): retry later, from `progress`."""
+
+    def __init__(self, cause: SourceUnavailable, progress: LogProgress) -> None:
+        super().__init__(str(cause), retry_after=cause.retry_after)
+        self.progress = progress
+
+
+def interrupted(exc: SourceUnavailable, progress: LogProgress) -> LogInterrupted:
+    return LogInterrupted(exc, progress)
 
 
 def clipped_note(source: str, entries: list[TimelineEntry], total: int | None) -> TimelineEntry:

@@ -21,6 +21,7 @@ from domain.models import Phase, PostmortemState
 from integrations.errors import SourceRejected, SourceUnavailable
 from integrations.incidentio import IncidentIoClient
 from integrations.pagerduty import PagerDutyClient
+from integrations.source_api import LogInterrupted
 from tests import scenario
 from tests.conftest import ROUTING
 from tests.fakes.incidentio import IncidentIoEmulator, private_incident, update
@@ -196,9 +197,9 @@ async def test_private_incident_is_fetched_started_and_given_its_updates(
 def test_a_429_mid_log_resumes_from_the_page_it_stopped_at(pagerduty: PagerDutyEmulator):
     client = PagerDutyClient(pagerduty.base_url, pagerduty.token)
     pagerduty.inject(Fault(path=r".*/log_entries", status=429, retry_after=3, skip=1))
-    with pytest.raises(SourceUnavailable) as caught:
+    with pytest.raises(LogInterrupted) as caught:
         client.log_entries("PINC1", limit=2)
-    progress = caught.value.progress  # type: ignore[attr-defined]
+    progress = caught.value.progress
     assert progress.cursor == "2" and len(progress.entries) == 2
     # The next try, through the activity's heartbeat details, reads from offset 2 on.
     env = ActivityEnvironment()

@@ -284,8 +284,8 @@ class PostmortemWorkflow:
             self._problem(
                 ProblemKind.TIMELINE_IMPORT,
                 f"{left_out} of {len(fresh)} entries of the {s.incident.source} log left out: "
-                f"the timeline holds {limits.TIMELINE_ENTRIES} entries and the record "
-                f"{limits.RECORD_BYTES / 1e6:.1f} MB; the full log stays in "
+                f"the timeline holds {limits.TIMELINE_ENTRIES} entries and "
+                f"{limits.TIMELINE_BYTES / 1e3:.0f} kB; the full log stays in "
                 f"{s.incident.source}",
             )
 
