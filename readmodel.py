@@ -75,7 +75,11 @@ class Counter:
 
     def __call__(self, query: str) -> Awaitable[int]:
         if query not in self._known:
-            self._known[query] = asyncio.ensure_future(self._count(query))
+            future = asyncio.ensure_future(self._count(query))
+            # With Temporal down every count fails; the page answers 503 from the first, and
+            # the others' errors are read here instead of logged as never retrieved.
+            future.add_done_callback(_read_error)
+            self._known[query] = future
         return self._known[query]
 
     async def _count(self, query: str) -> int:
@@ -85,6 +89,11 @@ class Counter:
     def many(self, queries: Iterable[str]) -> Awaitable[list[int]]:
         """Started at once; awaited when the answer is needed."""
         return asyncio.gather(*(self(q) for q in queries))
+
+
+def _read_error(future: asyncio.Future[int]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 # -- the overview ------------------------------------------------------------------------

@@ -10,6 +10,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import pytest
+from temporalio.service import RPCError
+
 import engine
 import readmodel
 from tests.scenario import until
@@ -150,3 +153,35 @@ async def test_the_overview_is_kept_warm_and_a_failure_does_not_stop_it(caplog):
     warming.cancel()
     await asyncio.gather(warming, return_exceptions=True)
     assert len(calls) == count
+
+
+async def test_counts_failing_together_leave_no_error_unread():
+    """Temporal down: every count of a page fails; the first error answers the page (a 503),
+    and the others are read, not logged later as "Task exception was never retrieved"."""
+    import gc
+
+    from temporalio.client import Client
+    from temporalio.contrib.pydantic import pydantic_data_converter
+
+    client = await Client.connect(
+        "127.0.0.1:9", lazy=True, data_converter=pydantic_data_converter
+    )  # the discard port: nothing answers
+    loop = asyncio.get_running_loop()
+    gc.collect()  # other tests' garbage first: only this test's futures are looked at
+    unread: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _loop, context: unread.append(context))
+    try:
+        counter = readmodel.Counter(client)
+        # As a page does: every count started at once, each awaited when its answer is needed.
+        counts = [counter(f"WorkflowId = 'w{n}'") for n in range(4)]
+        ours = {id(c) for c in counts}
+        with pytest.raises((RPCError, RuntimeError)):  # down after, or since, connecting
+            await counts[0]
+        # The page answered 503 from the first; the others ended too, never awaited.
+        await asyncio.wait([asyncio.ensure_future(c) for c in counts])
+        del counts, counter
+        gc.collect()
+        await asyncio.sleep(0)
+        assert [c for c in unread if id(c.get("future")) in ours] == []
+    finally:
+        loop.set_exception_handler(None)
