@@ -13,7 +13,13 @@ from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
 from integrations.errors import SourceUnavailable
 from integrations.payload import items
-from integrations.source_api import LogProgress, clipped_note, get_json, interrupted
+from integrations.source_api import (
+    LogProgress,
+    clipped_note,
+    get_json,
+    interrupted,
+    within_import,
+)
 from integrations.timestamps import parse_timestamp
 
 RESOLVED_CATEGORIES = {"learning", "closed"}
@@ -134,11 +140,13 @@ class IncidentIoClient:
         self, incident_id: str, resume: LogProgress | None = None
     ) -> list[TimelineEntry]:
         """The incident's updates (status changes and their messages), oldest first; at
-        most limits.IMPORTED_ENTRIES, with a last entry saying what was left out."""
+        most limits.IMPORTED_ENTRIES and limits.TIMELINE_BYTES, with a last entry saying what
+        was left out."""
         entries = list(resume.entries) if resume else []
         after: str | None = (resume.cursor or None) if resume else None
         while True:
-            if len(entries) >= limits.IMPORTED_ENTRIES:
+            entries, full = within_import(entries)
+            if full:
                 entries.sort(key=lambda e: e.at)
                 return [*entries, clipped_note("incident.io", entries, None)]
             params: dict[str, Any] = {"incident_id": incident_id, "page_size": 25}

@@ -10,7 +10,13 @@ from domain.intake import EventKind, IncidentEvent
 from domain.models import TimelineEntry
 from integrations.errors import SourceUnavailable
 from integrations.payload import items
-from integrations.source_api import LogProgress, clipped_note, get_json, interrupted
+from integrations.source_api import (
+    LogProgress,
+    clipped_note,
+    get_json,
+    interrupted,
+    within_import,
+)
 from integrations.timestamps import parse_timestamp
 
 KINDS = {"incident.resolved": EventKind.RESOLVED, "incident.reopened": EventKind.REOPENED}
@@ -82,13 +88,15 @@ class PagerDutyClient:
         self, incident_id: str, limit: int = 100, resume: LogProgress | None = None
     ) -> list[TimelineEntry]:
         """The incident's log entries, oldest first: who did what, and when. At most
-        limits.IMPORTED_ENTRIES, with a last entry saying what was left out; never past
-        PagerDuty's cap on classic pagination (offset + limit <= 10,000)."""
+        limits.IMPORTED_ENTRIES and limits.TIMELINE_BYTES, with a last entry saying what was
+        left out; never past PagerDuty's cap on classic pagination (offset + limit <=
+        10,000)."""
         entries = list(resume.entries) if resume else []
         offset = int(resume.cursor or 0) if resume else 0
         total: int | None = None
         while True:
-            if len(entries) >= limits.IMPORTED_ENTRIES or offset + limit > OFFSET_CAP:
+            entries, full = within_import(entries)
+            if full or offset + limit > OFFSET_CAP:
                 entries.sort(key=lambda e: e.at)
                 return [*entries, clipped_note("pagerduty", entries, total)]
             try:

@@ -41,10 +41,25 @@ def clipped_note(source: str, entries: list[TimelineEntry], total: int | None) -
         at=max(e.at for e in entries),
         text=(
             f"The {source} log was imported in part: {len(entries):,} of {of} entries (an "
-            f"import takes at most {limits.IMPORTED_ENTRIES:,}); the rest is in {source}."
+            f"import takes at most {limits.IMPORTED_ENTRIES:,} entries and "
+            f"{limits.TIMELINE_BYTES / 1e3:.0f} kB); the rest is in {source}."
         ),
         source=source,
     )
+
+
+def within_import(entries: list[TimelineEntry]) -> tuple[list[TimelineEntry], bool]:
+    """The entries an import keeps, in the order read: at most limits.IMPORTED_ENTRIES and
+    limits.TIMELINE_BYTES (what the timeline could hold), so the activity's result and its
+    heartbeat stay far under Temporal's payload limit. True when some were left out."""
+    kept: list[TimelineEntry] = []
+    size = 2
+    for entry in entries[: limits.IMPORTED_ENTRIES]:
+        size += limits.json_bytes(entry) + 1
+        if size > limits.TIMELINE_BYTES:
+            break
+        kept.append(entry)
+    return kept, len(kept) < len(entries) or len(kept) >= limits.IMPORTED_ENTRIES
 
 
 def get_json(

@@ -246,15 +246,32 @@ def test_a_huge_log_is_clipped_with_a_note_and_never_pages_past_10000(
     assert len(entries) == limits.IMPORTED_ENTRIES + 1
     assert entries[-1].text == (
         "The pagerduty log was imported in part: 1,000 of 12,000 entries (an import takes "
-        "at most 1,000); the rest is in pagerduty."
+        "at most 1,000 entries and 600 kB); the rest is in pagerduty."
     )
     assert pagerduty.pages_read == list(range(0, 1_000, 100))
     # Were the import to take more, the client stops at PagerDuty's cap, not at a 400.
     monkeypatch.setattr(limits, "IMPORTED_ENTRIES", 50_000)
+    monkeypatch.setattr(limits, "TIMELINE_BYTES", 10**8)
     pagerduty.pages_read.clear()
     entries = client.log_entries("PHUGE")
     assert len(entries) == 10_001 and "10,000 of 12,000 entries" in entries[-1].text
     assert max(pagerduty.pages_read) == 9_900
+
+
+def test_a_log_of_long_entries_is_clipped_by_its_size_too(pagerduty: PagerDutyEmulator):
+    """Entries at their longest, in characters of several bytes: the import stops at the
+    timeline's size (so its result and heartbeat stay far under Temporal's payload limit),
+    with the note of what was left out, whatever the count."""
+    pagerduty.logs["PLONG"] = [
+        log_entry("annotate", f"2026-11-20T08:{n // 60:02d}:{n % 60:02d}Z", "é" * 30_000)
+        for n in range(300)
+    ]
+    entries = PagerDutyClient(pagerduty.base_url, pagerduty.token).log_entries("PLONG")
+    *kept, note = entries
+    assert 0 < len(kept) < 300 and all(len(e.text) == limits.TEXT for e in kept)
+    assert limits.json_bytes(kept) <= limits.TIMELINE_BYTES
+    assert f"{len(kept)} of 300 entries" in note.text and "600 kB" in note.text
+    assert pagerduty.pages_read == [0]  # the first page filled it: nothing more is read
 
 
 async def test_after_a_429_the_import_goes_on_from_its_page_on_a_real_server(
