@@ -171,3 +171,67 @@ async def test_a_review_backfilled_18_months_sends_one_notice_saying_how_late(
     assert (await handle.query(PostmortemWorkflow.phase)) is Phase.IN_REVIEW
     await record("late-review", handle)
     print(f"backfilled 18 months: 1 notice at once, history {history} events")
+
+
+async def test_a_worker_outage_ends_with_one_catch_up_notice_not_a_burst(
+    dev_env: WorkflowEnvironment, tmp_path: Path
+):
+    """A real outage, on the dev server (its clock runs while no worker polls): an overdue
+    action escalates every 10 s; the worker stops for over four intervals, its timers fire
+    unheard; back, it sends one notice saying how late, not the four it missed."""
+    every = timedelta(seconds=10)
+    current = settings_in(tmp_path)
+    current.teams_file.write_text(
+        ROUTING.replace('escalate_after = "2d"', 'escalate_after = "1s"').replace(
+            'escalate_every = "7d"', 'escalate_every = "10s"'
+        )
+    )
+    current = current.model_copy(
+        update={"temporal_address": dev_env.client.service_client.config.target_host}
+    )
+    client = dev_env.client
+    tracker = LocalTracker(current.tracker_db, {"payments": "PAY", "platform": "PLAT"})
+    incident = scenario.incident(datetime.now(UTC))
+    async with build_worker(client, current):
+        handle = (
+            await start_postmortem(client, current.task_queue, PostmortemInput(incident=incident))
+        ).handle
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+        now = datetime.now(UTC)
+        action = scenario.findings(now)["actions"][0] | {
+            "due": (now + timedelta(seconds=3)).isoformat()
+        }
+        findings = Findings.model_validate(scenario.findings(now, actions=[action]))
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review, CompleteReviewInput(findings=findings)
+        )
+        state = await until(
+            lambda: handle.query(PostmortemWorkflow.status),
+            lambda s: bool(s.actions) and s.actions[0].ticket is not None,
+        )
+        ticket_ref = state.actions[0].ticket
+        assert ticket_ref is not None
+        key = ticket_ref.key
+
+        async def escalations() -> int:
+            return notices(tracker, key, ESCALATION)
+
+        await until(escalations, lambda n: n >= 1, seconds=60)
+    before, stopped = await escalations(), datetime.now(UTC)
+    await asyncio.sleep(4.5 * every.total_seconds())  # the outage itself: no worker at all
+    assert await escalations() == before  # nobody spoke meanwhile
+    async with build_worker(client, current):
+        await until(escalations, lambda n: n > before, seconds=60)
+        caught_up = datetime.now(UTC)
+        await until(lambda: idle(handle), lambda quiet: quiet)
+        after = await escalations()
+        assert after == before + 1  # one for the whole outage (the old rule: four or five)
+        ticket = tracker.get(key)
+        assert ticket is not None
+        last = [c.body for c in ticket.comments if ESCALATION in c.body][-1]
+        assert "(notice 2)" in last  # the next notice, not the fifth
+        # Then one per interval again, never two within one.
+        await until(escalations, lambda n: n > after, seconds=60)
+        assert datetime.now(UTC) - caught_up >= every * 0.9
+        await handle.terminate("outage example over")
+    print(f"outage of {(caught_up - stopped).total_seconds():.0f} s: 1 catch-up notice")
