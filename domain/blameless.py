@@ -63,14 +63,16 @@ def _finding(
     """A finding whose id is stable: the same sentence in the same field keeps it across runs,
     so an acknowledgement still applies after the text around it changes."""
     digest = hashlib.sha256(f"{rule}|{field}|{sentence}".encode()).hexdigest()[:8]
+    # Clipped by bytes: the state keeps room for each finding by bytes, whatever the text's
+    # characters (limits.engine_extras). The id keeps the whole sentence.
     return BlamelessNote(
-        id=f"{rule}-{digest}",
-        rule=rule,
-        kind=kind,
-        field=field,
-        sentence=limits.clip(sentence, limits.SENTENCE),  # the id keeps the whole sentence
-        reason=limits.clip(reason, limits.NOTE_TEXT),
-        suggestion=limits.clip(hint, limits.NOTE_TEXT),
+        id=f"{limits.clip_bytes(rule, limits.NOTE_ID - 9)}-{digest}",
+        rule=limits.clip_bytes(rule, limits.NOTE_ID),
+        kind=limits.clip_bytes(kind, limits.NOTE_ID),
+        field=limits.clip_bytes(field, limits.NOTE_ID),
+        sentence=limits.clip_bytes(sentence, limits.SENTENCE),
+        reason=limits.clip_bytes(reason, limits.NOTE_TEXT),
+        suggestion=limits.clip_bytes(hint, limits.NOTE_TEXT),
     )
 
 

@@ -141,6 +141,11 @@ class Mapped:
     unroutable: bool = False  # no team and no triage team: the sender must retry later
 
 
+def _quoted(name: str) -> str:
+    """The sender's name in a reason the state keeps: quoted, within 200 bytes."""
+    return limits.clip_bytes(repr(name), 200)
+
+
 def map_event(
     event: IncidentEvent,
     mapping: SourceMapping,
@@ -154,13 +159,14 @@ def map_event(
     team = _team(event, mapping, known_teams)
     unrouted = ""
     if team is None:
-        hint = f"service {event.service!r}" if event.service else "this incident"
+        hint = f"service {_quoted(event.service)}" if event.service else "this incident"
         unrouted = (
             f"no team for {hint}: map it in [sources.{event.source}] "
             "(service_teams, team_teams or default_team)"
         )
     elif team not in known_teams:
-        unrouted = f"team {team!r} is not in the routing file"
+        unrouted = f"team {_quoted(team)} is not in the routing file"
+    unrouted = limits.clip_bytes(unrouted, limits.PROBLEM_TEXT)  # the sender's words in it
     if unrouted:
         if triage_team is None:
             return Mapped(None, unrouted, unroutable=True)

@@ -5,22 +5,26 @@ has one more: a post-mortem's state travels whole through Temporal (the `status`
 continue-as-new), whose payloads stop at 2 MiB. `RECORD_BYTES` is what people's input may
 fill; the engine's own additions (tickets, reminders, problems, phase changes, blameless
 findings) have room reserved beside it, so the largest state allowed still fits (a test
-builds it and reads it through `status`). The accounting still has gaps, listed in the
-README under "Not yet".
+builds it and reads it through `status`).
+
+Sizes are bytes of the state's JSON as Temporal's converter writes it (UTF-8; a control
+character takes six bytes as an escape), never characters: a limit that counts characters
+is checked where input comes in, and the record check counts what that input really takes.
+The engine's own texts are clipped by bytes (`clip_bytes`), so their room is exact.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 import pydantic_core
 
 if TYPE_CHECKING:
     from domain.messages import PostmortemInput
-    from domain.models import Findings, PostmortemState, TimelineEntry
+    from domain.models import CorrectiveAction, Findings, PostmortemState, TimelineEntry
 
 NAME = 200  # a title, an owner, a team, a responder
 TEXT = 20_000  # a timeline entry, a cause, a contributing factor, a summary
@@ -35,7 +39,11 @@ RESPONDERS = 200
 FACTORS = 100  # contributing factors
 LIST_ITEMS = 100  # each of went well, went badly, got lucky
 CORRECTIONS = 500  # timeline corrections in one review
-ACTIONS = 2_500  # corrective actions on one post-mortem, all reviews and additions together
+# Corrective actions on one post-mortem, all reviews and additions together. Each is counted
+# at the most its tracked form can take (about 1.35 kB for a one-word title: action_bytes()),
+# and the record must hold them beside a full timeline: 1,000 is what Temporal's 2 MiB
+# payload holds honestly. (2,500 minimal actions would take 3.4 MB at their worst.)
+ACTIONS = 1_000
 
 # What people's input may fill of the state (its JSON); each action counts with the room
 # its ticket and follow-up take later (action_reserve()).
@@ -54,10 +62,14 @@ BLAMELESS_NOTES = 50  # findings of the blameless check kept at once
 ACK_NOTE = 500  # why a finding's wording stays
 SENTENCE = 300  # a flagged sentence, as quoted
 NOTE_TEXT = 500  # a finding's reason and suggestion (from the team's word list)
-# A ticket as the reserve counts it (not enforced: a longer GitHub key is filed all the same).
+# A ticket as the state keeps it. GitHub's longest key (owner 39 + "/" + repository 100 +
+# "#" + number) fits; a longer key is a filing problem, a longer link is left out (the key
+# finds the ticket). The tracker's name is the team's configuration word.
 TICKET_TRACKER = 32
-TICKET_KEY = 64
-TICKET_URL = 200
+TICKET_KEY = 160
+TICKET_URL = 300
+FILING_ERROR = 300  # a refused ticket's error, as the action keeps it (its problem says more)
+ENGINE_REASON = 60  # an action's state reason set by the engine ("closed in the tracker")
 LOCATIONS = 10  # where a document was published
 LOCATION = 500
 
@@ -71,31 +83,84 @@ def clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def text_bytes(text: str) -> int:
+    """What `text` takes inside the state's JSON, without its quotes."""
+    return len(pydantic_core.to_json(text)) - 2
+
+
+def clip_bytes(text: str, limit: int) -> str:
+    """`text` cut so that it takes at most `limit` bytes inside the state's JSON (UTF-8,
+    escapes counted), saying so with an ellipsis: the engine's own texts (problems, notes,
+    quoted sentences) have room reserved by bytes, whatever characters they hold."""
+    if text_bytes(text) <= limit:
+        return text
+    low, high = 0, min(len(text), limit)  # a character takes at least one byte
+    while low < high:  # the longest prefix that fits beside the ellipsis (3 bytes)
+        middle = (low + high + 1) // 2
+        if text_bytes(text[:middle]) + 3 <= limit:
+            low = middle
+        else:
+            high = middle - 1
+    return text[:low] + "…"
+
+
 @functools.cache
 def action_reserve() -> int:
-    """Bytes an action's JSON may grow after it is accepted: its ticket, its reminders and
-    escalations, its closing. Measured on the model, so a new field is counted."""
-    from domain.models import ActionState, ActionType, CorrectiveAction, TicketRef
+    """Bytes an action takes beyond the JSON of the ActionSpec a person wrote, once the
+    engine tracks it: a generated id, its due instant, its ticket and a filing error (a
+    follow-up that did not start keeps its error beside the ticket), the engine's state
+    reason, its reminders, escalations and closing. Measured on the models, so a new field
+    is counted."""
+    from domain.models import ActionSpec, ActionState, ActionType, CorrectiveAction, TicketRef
 
-    moment = datetime(2000, 1, 1, tzinfo=UTC)
-    bare = CorrectiveAction(
-        id="a", title="t", type=ActionType.REPAIR, owner="o", team="t", due=moment
+    day = datetime(2000, 1, 1, tzinfo=UTC)
+    moment = datetime(2000, 1, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-9)))
+    written = ActionSpec(title="t", type=ActionType.REPAIR, owner="o", team="t", due=day.date())
+    tracked = CorrectiveAction(
+        id="a" * 40,
+        title="t",
+        type=ActionType.REPAIR,
+        owner="o",
+        team="t",
+        due=moment,
+        state=ActionState.DROPPED,
+        state_reason="r" * ENGINE_REASON,
+        reminders_sent=999_999,
+        last_reminder_at=moment,
+        escalation_level=999_999,
+        last_escalation_at=moment,
+        completed_at=moment,
+        overdue=True,
     )
-    grown = bare.model_copy(
+    grown = tracked.model_copy(
         update={
-            "state": ActionState.DROPPED,
             "ticket": TicketRef(
                 tracker="t" * TICKET_TRACKER, key="k" * TICKET_KEY, url="u" * TICKET_URL
             ),
-            "reminders_sent": 999,
-            "last_reminder_at": moment,
-            "escalation_level": 999,
-            "last_escalation_at": moment,
-            "completed_at": moment,
-            "overdue": False,
+            "filing_error": "e" * FILING_ERROR,
         }
     )
-    return len(grown.model_dump_json()) - len(bare.model_dump_json())
+    return json_bytes(grown) - json_bytes(written)
+
+
+def action_bytes(action: CorrectiveAction) -> int:
+    """What an accepted action counts in the record: what a person wrote of it (as the
+    ActionSpec it came from), its room to grow (action_reserve()), and a person's reason for
+    its state beyond the engine's own."""
+    written = {
+        "title": action.title,
+        "description": action.description,
+        "type": action.type,
+        "priority": action.priority,
+        "owner": action.owner,
+        "team": action.team,
+    }
+    reason = max(0, text_bytes(action.state_reason) - ENGINE_REASON)
+    # The ActionSpec's keys and a bare date: the "id":null and "due":"…" of the minimal spec.
+    return json_bytes(written) + _SPEC_EXTRA + action_reserve() + reason
+
+
+_SPEC_EXTRA = len(',"id":null,"due":"2000-01-01"')
 
 
 def record_problem(current_bytes: int, added_bytes: int, new_actions: int = 0) -> str | None:
@@ -110,14 +175,27 @@ def record_problem(current_bytes: int, added_bytes: int, new_actions: int = 0) -
     )
 
 
+# The short engine texts of a blameless finding, clipped by bytes where it is made.
+NOTE_ID = 60  # its id, rule, kind and the field it was found in
+
+
 @functools.cache
 def engine_extras() -> int:
     """The most bytes the engine's own additions beside the record take: problems, phase
-    changes, blameless findings (with acknowledgements), publication notes, the tracking
-    ticket. With RECORD_BYTES, the largest state; measured on the models."""
-    from domain.models import BlamelessNote, Phase, PhaseChange, Problem, ProblemKind, TicketRef
+    changes, blameless findings, publication notes and locations, the tracking ticket, and
+    the incident's title and ids carried beside the state at a continue-as-new. Each text is
+    clipped by bytes where the engine writes it, so this is exact; with RECORD_BYTES, the
+    largest state (a test builds it). Measured on the models."""
+    from domain.models import (
+        BlamelessNote,
+        Phase,
+        PhaseChange,
+        Problem,
+        ProblemKind,
+        TicketRef,
+    )
 
-    moment = datetime(2000, 1, 1, tzinfo=UTC)
+    moment = datetime(2000, 1, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-9)))
     problem = Problem(
         kind=ProblemKind.TIMELINE_IMPORT,
         message="m" * PROBLEM_TEXT,
@@ -125,27 +203,48 @@ def engine_extras() -> int:
         since=moment,
     )
     change = PhaseChange(phase=Phase.REVIEW_SCHEDULED, at=moment, note="n" * PHASE_NOTE)
+    # An acknowledgement's note is a person's input: the record counts it.
     note = BlamelessNote(
-        id="i" * 40,
-        rule="r" * 40,
-        kind="k" * 40,
-        field="f" * 60,
+        id="i" * NOTE_ID,
+        rule="r" * NOTE_ID,
+        kind="k" * NOTE_ID,
+        field="f" * NOTE_ID,
         sentence="s" * SENTENCE,
         reason="r" * NOTE_TEXT,
         suggestion="s" * NOTE_TEXT,
         acknowledged=True,
-        note="n" * ACK_NOTE,
     )
     ticket = TicketRef(tracker="t" * TICKET_TRACKER, key="k" * TICKET_KEY, url="u" * TICKET_URL)
     return (
         PROBLEMS * (json_bytes(problem) + 1)
         + PHASE_CHANGES * (json_bytes(change) + 1)
         + BLAMELESS_NOTES * (json_bytes(note) + 1)
-        + LOCATIONS * (LOCATION + 3)
+        + (LOCATIONS + 1) * (LOCATION + 3)  # the locations, and the published link
         + PROBLEM_TEXT  # the publication note
+        + 6 * REASON  # a cancellation's reason: a cancel is never refused for want of room
         + json_bytes(ticket)
+        + continued_incident_bytes()
         + 1_000  # the fields' own keys, commas and brackets
     )
+
+
+def continued_incident_bytes() -> int:
+    """The incident a continue-as-new carries beside the state (its title, team and ids; the
+    rest is read from the state): the most it takes, a title and a team of six-byte
+    escapes."""
+    from domain.models import Incident, Severity
+
+    moment = datetime(2000, 1, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-9)))
+    incident = Incident(
+        source="s" * 100,
+        id="i" * 100,
+        title="\x01" * NAME,
+        severity=Severity.SEV1,
+        team="\x01" * NAME,
+        resolved_at=moment,
+        started_at=moment,
+    )
+    return json_bytes(incident) + 200  # the input's own keys, and its policy fields
 
 
 def json_bytes(value: object) -> int:
@@ -237,10 +336,18 @@ def start_problems(inp: PostmortemInput) -> list[str]:
         *too_long("external_id", incident.external_id, 200),
         *too_long("owner", inp.owner, NAME),
         *too_many("responders", incident.responders, RESPONDERS),
+        *too_long("unrouted", incident.unrouted, PROBLEM_TEXT),
     ]
     for index, who in enumerate(incident.responders[:RESPONDERS]):
         problems += too_long(f"responders[{index}]", who, NAME)
     for index, entry in enumerate(inp.timeline[:TIMELINE_ENTRIES]):
         problems += entry_problems(entry, f"timeline[{index}]")
     timeline = timeline_problem([], inp.timeline)
-    return [*problems, *([f"timeline: {timeline}"] if timeline else [])]
+    if timeline:
+        problems.append(f"timeline: {timeline}")
+    # The whole start within the record: the incident, its timeline, and the review's
+    # participants (its responders, copied when the review is planned).
+    record = record_problem(
+        json_bytes(incident) + json_bytes(incident.responders), json_bytes(inp.timeline)
+    )
+    return [*problems, *([record] if record else [])]

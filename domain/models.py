@@ -164,6 +164,19 @@ class Incident(Model):
     def workflow_id(self) -> str:
         return postmortem_workflow_id(self.source, self.id)
 
+    def carried(self) -> Incident:
+        """What a continue-as-new carries beside the state (which has the whole incident):
+        its title, team and ids; limits.continued_incident_bytes() counts it."""
+        return self.model_copy(
+            update={
+                "summary": "",
+                "url": None,
+                "external_id": None,
+                "responders": [],
+                "unrouted": "",
+            }
+        )
+
 
 # The workflow ids, defined here only: postmortem-<source>-<incident>[/action-<id>].
 def postmortem_workflow_id(source: str, incident_id: str) -> str:
@@ -402,6 +415,9 @@ class PostmortemState(PostmortemDocument):
     # document is published once each is fixed (gone from the text) or acknowledged.
     blameless: list[BlamelessNote] = Field(default_factory=list)
     blameless_enforced: bool = True
+    # The check could not run on the text as it is (its problem says why): publication
+    # waits for it, as it waits for open findings.
+    blameless_unchecked: bool = False
     publication_held: bool = False
     invitation_sent: bool = False
     published_locations: list[str] = Field(default_factory=list)

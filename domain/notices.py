@@ -122,6 +122,13 @@ def action_escalation(
     )
 
 
+def publication_unchecked(workflow_id: str, problem: str) -> str:
+    return (
+        f"Publication waits for the blameless check, which could not run ({problem}). "
+        f"Once that is fixed: postmortem retry {workflow_id}"
+    )
+
+
 def publication_held(workflow_id: str, notes: list[BlamelessNote]) -> str:
     lines = [
         f"Publication waits for the blameless check: {len(notes)} sentence(s) to reword or "

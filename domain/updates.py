@@ -63,6 +63,7 @@ def schedule(s: PostmortemState, request: RescheduleReviewInput, now: datetime) 
             f"{request.at.isoformat()} is after the review window closes "
             f"({s.review.window_end.isoformat()}); give a reason to schedule it anyway"
         )
+    within_record(s, request.reason, replaced=s.review.reason)
 
 
 def review(s: PostmortemState, request: CompleteReviewInput, now: datetime) -> None:
@@ -73,7 +74,7 @@ def review(s: PostmortemState, request: CompleteReviewInput, now: datetime) -> N
         )
     _findings_hold(s, request.findings, now)
     within_actions(s, len(request.findings.actions))
-    within_record(s, request.findings, len(request.findings.actions))
+    within_record(s, as_stored(request.findings), len(request.findings.actions))
 
 
 def revision(s: PostmortemState, request: ReviseFindingsInput, now: datetime) -> None:
@@ -86,7 +87,7 @@ def revision(s: PostmortemState, request: ReviseFindingsInput, now: datetime) ->
             "move or drop the existing ones"
         )
     _findings_hold(s, request.findings, now)
-    within_record(s, request.findings, replaced=s.findings)
+    within_record(s, as_stored(request.findings), replaced=s.findings)
 
 
 def republish(s: PostmortemState) -> None:
@@ -179,7 +180,7 @@ def begin(s: PostmortemState, *, begun: bool) -> None:
 
 def retry(s: PostmortemState) -> None:
     not_finished(s)
-    if not any(p.kind is ProblemKind.STEP_FAILED for p in s.problems):
+    if not s.blameless_unchecked and not any(p.kind is ProblemKind.STEP_FAILED for p in s.problems):
         raise ValueError(
             "no step of this post-mortem is waiting for a retry (a refused action's "
             "ticket is retried with 'action retry')"
@@ -201,9 +202,21 @@ def _findings_hold(s: PostmortemState, findings: Findings, now: datetime) -> Non
     problems = check_findings(findings, now=now)
     if problems:
         raise ValueError("; ".join(problems))
-    problem = limits.timeline_problem(s.timeline, findings.timeline_corrections)
+    problem = limits.timeline_problem(s.timeline, as_stored(findings).timeline_corrections)
     if problem:
         raise ValueError(f"timeline_corrections: {problem}")
+
+
+def as_stored(findings: Findings) -> Findings:
+    """The findings as the workflow keeps them: each timeline correction marked as the
+    review's (its `source`), so the checks count what is stored, not what was sent."""
+    return findings.model_copy(
+        update={
+            "timeline_corrections": [
+                e.model_copy(update={"source": "review"}) for e in findings.timeline_corrections
+            ]
+        }
+    )
 
 
 def _refuse(problems: list[str]) -> None:
@@ -228,15 +241,38 @@ def within_record(
     s: PostmortemState, added: object, new_actions: int = 0, replaced: object = None
 ) -> None:
     """Input that would take the record past limits.RECORD_BYTES is refused, whole."""
-    # The engine's own additions have their room beside the record (limits.engine_extras):
-    # they never count against what people may add.
-    own = s.model_copy(update={"problems": [], "phase_history": [], "blameless": []})
-    current = limits.json_bytes(own)
-    if replaced is not None:
-        current -= limits.json_bytes(replaced)
-    problem = limits.record_problem(current, limits.json_bytes(added), new_actions)
+    problem = limits.record_problem(
+        record_bytes(s) - (limits.json_bytes(replaced) if replaced is not None else 0),
+        limits.json_bytes(added),
+        new_actions,
+    )
     if problem:
         raise ValueError(problem)
+
+
+def record_bytes(s: PostmortemState) -> int:
+    """What people's input takes of the record now, counted as the limit counts it: each
+    action at the most it can grow to (limits.action_bytes), the acknowledgements' notes,
+    and the rest of the state as it is. The engine's own additions (problems, phase changes,
+    blameless findings, publication) have their room beside it (limits.engine_extras)."""
+    own = s.model_copy(
+        update={
+            "problems": [],
+            "phase_history": [],
+            "blameless": [],
+            "actions": [],
+            "tracking_ticket": None,
+            "published_url": None,
+            "published_locations": [],
+            "publication_note": "",
+        }
+    )
+    notes = [n.note for n in s.blameless if n.acknowledged]
+    return (
+        limits.json_bytes(own)
+        + sum(limits.action_bytes(a) + 1 for a in s.actions)
+        + (limits.json_bytes(notes) if notes else 0)
+    )
 
 
 def within_actions(s: PostmortemState, new_actions: int) -> None:

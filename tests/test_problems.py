@@ -4,6 +4,7 @@ once, is shown, and runs again on `postmortem retry`; nothing retries it forever
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -16,8 +17,9 @@ from temporalio.worker import Worker
 
 from activities.errors import maps_integration_errors
 from activities.routing import PlanReviewInput
+from domain import updates
 from domain.messages import CompleteReviewInput, RetryFilingInput, RouteInput
-from domain.models import Findings, Phase, ProblemKind, ReviewSlot, action_workflow_id
+from domain.models import Findings, Phase, ProblemKind, action_workflow_id
 from tests import scenario
 from tests.scenario import idle, until
 from tests.test_lifecycle import record
@@ -29,26 +31,30 @@ def name_of(fn: Any) -> str:
     return str(activity._Definition.must_from_callable(fn).name)
 
 
-def with_planner(client: Any, settings: Any, fault: Callable[[PlanReviewInput], None]) -> Worker:
-    """The real worker, its review planning given a fault (injected into our own activity:
+def with_fault(client: Any, settings: Any, name: str, fault: Callable[[Any], None]) -> Worker:
+    """The real worker, its activity `name` given a fault (injected into our own activity:
     `fault` raises for the requests it picks, as a bug would, every time)."""
     real = activities_for(settings, client)
-    plan = next(a for a in real if name_of(a) == "routing.plan_review")
+    wrapped = next(a for a in real if name_of(a) == name)
 
-    @activity.defn(name="routing.plan_review")
-    @maps_integration_errors
-    def plan_review(request: PlanReviewInput) -> ReviewSlot:
+    def faulty(request: Any) -> Any:
         fault(request)
-        result: ReviewSlot = plan(request)
-        return result
+        return wrapped(request)
 
+    hints = typing.get_type_hints(wrapped)  # the converter decodes by these
+    faulty.__annotations__ = {"request": next(iter(hints.values())), "return": hints["return"]}
+    faulty = activity.defn(name=name)(maps_integration_errors(faulty))
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=WORKFLOWS,
-        activities=[a for a in real if name_of(a) != "routing.plan_review"] + [plan_review],
+        activities=[a for a in real if name_of(a) != name] + [faulty],
         activity_executor=ThreadPoolExecutor(4),
     )
+
+
+def with_planner(client: Any, settings: Any, fault: Callable[[PlanReviewInput], None]) -> Worker:
+    return with_fault(client, settings, "routing.plan_review", fault)
 
 
 async def test_a_step_no_retry_fixes_waits_for_postmortem_retry(env, client, settings):
@@ -117,6 +123,12 @@ async def test_a_follow_up_that_did_not_start_is_retried_and_its_problem_clears(
     assert problem.action_id == "canary" and "follow-up not started" in problem.message
     canary = state.action("canary")
     assert canary is not None and canary.ticket is not None  # filed once, kept
+    # Kept on the action too: with its problem evicted by 50 newer ones, the retry still
+    # finds what to do.
+    assert (canary.filing_error or "").startswith("follow-up not started")
+    updates.retry_filing(
+        state.model_copy(update={"problems": []}), RetryFilingInput(action_id="canary")
+    )
 
     await blocker.terminate("in the way")
     await handle.execute_update(
@@ -153,3 +165,51 @@ async def test_a_routing_whose_review_cannot_be_planned_changes_nothing(env, cli
         after = await handle.query(PostmortemWorkflow.status)
         assert after.incident.team == "payments" and after.team == before.team
         assert after.review == before.review and after.owner == before.owner
+
+
+async def test_a_blameless_check_that_cannot_run_holds_publication_until_it_runs(
+    env, client, settings, tracker
+):
+    """Failing closed: a check that could not run is not a clean check. Publication waits
+    (actions are filed meanwhile), the problem says why, and `postmortem retry` after the
+    fix runs it again."""
+    broken = {"on": True}
+
+    def word_list_broken(request: Any) -> None:
+        if broken["on"]:
+            raise ValueError("domain/lexicon/en.toml: line 3: invalid key")
+
+    async with with_fault(client, settings, "blameless.check", word_list_broken):
+        now = await env.get_current_time()
+        handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+        accepted = await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(findings=Findings.model_validate(scenario.findings(now))),
+        )
+        assert accepted.blameless == []
+        await until(lambda: idle(handle), lambda quiet: quiet)
+        state = await handle.query(PostmortemWorkflow.status)
+        assert state.blameless_unchecked and state.publication_held
+        assert state.phase is Phase.PUBLISHED and state.published_url is None  # held
+        assert all(a.ticket is not None for a in state.actions)  # filed meanwhile
+        (problem,) = [p for p in state.problems if p.kind is ProblemKind.BLAMELESS_CHECK]
+        assert "invalid key" in problem.message
+        comments = [c.body for t in tracker.list_tickets() for c in t.comments]
+        assert any("could not run" in c and "postmortem retry" in c for c in comments)
+
+        await handle.execute_update(PostmortemWorkflow.retry)  # still broken: still held
+        await until(lambda: idle(handle), lambda quiet: quiet)
+        state = await handle.query(PostmortemWorkflow.status)
+        assert state.blameless_unchecked and state.published_url is None
+
+        broken["on"] = False  # the word list fixed
+        await handle.execute_update(PostmortemWorkflow.retry)
+        state = await until(
+            lambda: handle.query(PostmortemWorkflow.status),
+            lambda s: s.phase is Phase.FOLLOWING_UP,
+        )
+        assert not state.blameless_unchecked and state.published_url is not None
+        assert not any(p.kind is ProblemKind.BLAMELESS_CHECK for p in state.problems)
+        await until(lambda: idle(handle), lambda quiet: quiet)
+        await record("blameless-unchecked", handle)

@@ -24,3 +24,6 @@ NOTICES_FROM_NOW = "notices-from-now"
 # history, filing in batches with continue-as-new between them, failed steps held for
 # `postmortem retry`, and input refused beyond the record's limit.
 BOUNDED_STATE = "bounded-state"
+# A blameless check that could not run holds publication (it failed open before) until it
+# runs: after `postmortem retry`, or a revision of the findings.
+BLAMELESS_FAILS_CLOSED = "blameless-fails-closed"

@@ -77,6 +77,7 @@ import contextlib
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
 from workflows.patches import (
     BLAMELESS_CHECK,
+    BLAMELESS_FAILS_CLOSED,
     BOUNDED_STATE,
     DASHBOARD_ATTRIBUTES,
     NO_REMINDER_BEHIND_INVITATION,
@@ -221,6 +222,9 @@ class PostmortemWorkflow:
                 labels=["postmortem", s.incident.id],
             )
         )
+        if s.tracking_ticket is not None and self._bounded_state():
+            s.tracking_ticket, kept_error = _kept_ref(s.tracking_ticket)
+            error = error or kept_error
         if error:
             self._problem(ProblemKind.TRACKING_TICKET, f"tracking ticket not filed: {error}")
         review = await self._step(
@@ -366,6 +370,8 @@ class PostmortemWorkflow:
         """Publication waits until each finding is reworded away or acknowledged with a note;
         actions are filed and followed up meanwhile."""
         s = self._s
+        if workflow.patched(BLAMELESS_FAILS_CLOSED):
+            await self._await_blameless_check()
         while s.blameless_holds and self._cancel_reason is None:
             if not s.publication_held:
                 s.publication_held = True
@@ -376,6 +382,25 @@ class PostmortemWorkflow:
             await self._file_pending_actions()
             await workflow.wait_condition(lambda: self._woken)
         s.publication_held = False
+
+    async def _await_blameless_check(self) -> None:
+        """A check that could not run holds publication until it runs: `postmortem retry`
+        runs it again (after the word list or the worker is fixed), and so does a revision."""
+        s = self._s
+        while s.blameless_unchecked and self._cancel_reason is None:
+            if not s.publication_held:
+                s.publication_held = True
+                problem = next(
+                    (p.message for p in s.problems if p.kind is ProblemKind.BLAMELESS_CHECK),
+                    "no reason recorded",
+                )
+                await self._comment_tracking(notices.publication_unchecked(s.workflow_id, problem))
+            self._woken = self._retry_asked = False
+            await self._file_pending_actions()
+            await workflow.wait_condition(lambda: self._woken)
+            if self._retry_asked and s.blameless_unchecked:
+                async with self._lock:
+                    await self._check_blameless()
 
     async def _follow_up(self) -> None:
         s = self._s
@@ -405,9 +430,12 @@ class PostmortemWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._cancel_reason is not None:
             return
+        incident = s.incident
+        if self._bounded_state():  # the next run reads the incident from the state
+            incident = incident.carried()
         workflow.continue_as_new(
             PostmortemInput(
-                incident=s.incident,
+                incident=incident,
                 resume=s,
                 continue_after_events=self._continue_after_events,
             ),
@@ -543,8 +571,10 @@ class PostmortemWorkflow:
                 ),
             )
         )
+        if ref is not None and self._bounded_state():
+            ref, error = _kept_ref(ref)
         if ref is None:
-            action.filing_error = limits.clip(error or "refused", limits.PROBLEM_TEXT)
+            action.filing_error = limits.clip_bytes(error or "refused", limits.FILING_ERROR)
             self._problem(
                 ProblemKind.FILING,
                 f"action {action.id} ({action.team}): ticket not filed: {error}",
@@ -600,6 +630,10 @@ class PostmortemWorkflow:
                 f"action {action.id}: follow-up not started: {err}",
                 action.id,
             )
+            if self._bounded_state():  # kept on the action: `action retry` finds it there
+                action.filing_error = limits.clip_bytes(
+                    f"follow-up not started: {err}", limits.FILING_ERROR
+                )
             return
         self._clear(ProblemKind.FOLLOW_UP, action.id)
         # Metrics are not history: replay does not count again.
@@ -649,10 +683,12 @@ class PostmortemWorkflow:
             return
         self._clear(ProblemKind.PUBLICATION)  # fixed since: the problem is gone
         first = s.published_url is None
-        s.published_url = publication.location
-        s.publication_note = limits.clip(publication.note, limits.PROBLEM_TEXT)
+        location = publication.location
+        s.published_url = limits.clip_bytes(location, limits.LOCATION) if location else location
+        s.publication_note = limits.clip_bytes(publication.note, limits.PROBLEM_TEXT)
         s.published_locations = [
-            limits.clip(loc, limits.LOCATION) for loc in publication.locations[: limits.LOCATIONS]
+            limits.clip_bytes(loc, limits.LOCATION)
+            for loc in publication.locations[: limits.LOCATIONS]
         ]
         if first and publication.location is not None:
             await self._comment_tracking(notices.published(publication.locations))
@@ -665,7 +701,9 @@ class PostmortemWorkflow:
         s = self._s
         s.phase = phase
         s.phase_history.append(
-            PhaseChange(phase=phase, at=workflow.now(), note=limits.clip(note, limits.PHASE_NOTE))
+            PhaseChange(
+                phase=phase, at=workflow.now(), note=limits.clip_bytes(note, limits.PHASE_NOTE)
+            )
         )
         if len(s.phase_history) > limits.PHASE_CHANGES:  # the first and the newest are kept
             s.phase_history = [s.phase_history[0], *s.phase_history[-limits.PHASE_CHANGES + 1 :]]
@@ -710,6 +748,9 @@ class PostmortemWorkflow:
             self._bounded = workflow.patched(BOUNDED_STATE)
         return self._bounded
 
+    def _fails_closed(self) -> bool:
+        return workflow.patched(BLAMELESS_FAILS_CLOSED)
+
     def _problem(
         self,
         kind: ProblemKind,
@@ -733,7 +774,7 @@ class PostmortemWorkflow:
         others = [p for p in s.problems if (p.kind, p.action_id) != (kind, action_id)]
         problem = Problem(
             kind=kind,
-            message=limits.clip(message, limits.PROBLEM_TEXT),
+            message=limits.clip_bytes(message, limits.PROBLEM_TEXT),
             action_id=action_id,
             since=since,
         )
@@ -808,9 +849,9 @@ class PostmortemWorkflow:
             actions = await self._prepare_actions(findings.actions)
             if s.findings is not None:
                 raise ApplicationError("the review's findings were already recorded")
-            corrections = [
-                e.model_copy(update={"source": "review"}) for e in findings.timeline_corrections
-            ]
+            # Checked again: other updates may have been applied while actions were prepared.
+            self._still_valid(lambda: updates.review(s, request, workflow.now()))
+            corrections = updates.as_stored(findings).timeline_corrections
             s.timeline = sorted([*s.timeline, *corrections], key=lambda e: e.at)
             s.findings = ReviewOutcome(
                 **findings.model_dump(exclude={"actions", "timeline_corrections"}),
@@ -838,9 +879,9 @@ class PostmortemWorkflow:
         findings = request.findings
         async with self._lock:
             assert s.findings is not None
-            corrections = [
-                e.model_copy(update={"source": "review"}) for e in findings.timeline_corrections
-            ]
+            # Checked again: other updates may have been applied while this one waited.
+            self._still_valid(lambda: updates.revision(s, request, workflow.now()))
+            corrections = updates.as_stored(findings).timeline_corrections
             s.timeline = sorted([*s.timeline, *corrections], key=lambda e: e.at)
             s.findings = ReviewOutcome(
                 **findings.model_dump(exclude={"actions", "timeline_corrections"}),
@@ -888,6 +929,7 @@ class PostmortemWorkflow:
     async def add_action(self, spec: ActionSpec) -> str:
         async with self._lock:
             (action,) = await self._prepare_actions([spec])
+            self._still_valid(lambda: updates.add_action(self._s, spec, workflow.now()))
             self._s.actions.append(action)
             self._wake()
             return action.id
@@ -1073,6 +1115,8 @@ class PostmortemWorkflow:
 
     def _reopen(self, action: CorrectiveAction, reason: str) -> None:
         now = workflow.now()
+        if self._bounded_state():  # the tracker's words: room for them is the engine's
+            reason = limits.clip_bytes(reason, limits.ENGINE_REASON)
         action.state, action.state_reason, action.completed_at = ActionState.OPEN, reason, None
         action.overdue, action.escalation_level = now >= action.due, 0
         self._reopened.append(action.id)
@@ -1118,6 +1162,16 @@ class PostmortemWorkflow:
             raise
         return actions
 
+    def _still_valid(self, check: Callable[[], None]) -> None:
+        """A validator's check, run again where a handler applies its change after an await
+        (a validator sees the state before other updates' handlers ran): refused, whole."""
+        if not self._bounded_state():
+            return
+        try:
+            check()
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
+
     async def _check_blameless(self) -> None:
         """Run the check on the text as it is now; acknowledgements of findings still present
         are kept (a finding's id is stable for the same sentence in the same field)."""
@@ -1137,8 +1191,11 @@ class PostmortemWorkflow:
             self._problem(
                 ProblemKind.BLAMELESS_CHECK, f"blameless check not run: {err.cause}", sync=True
             )
+            if self._fails_closed():
+                s.blameless_unchecked = True
             return
         self._clear(ProblemKind.BLAMELESS_CHECK)
+        s.blameless_unchecked = False
         acknowledged = {n.id: n for n in s.blameless if n.acknowledged}
         s.blameless = [acknowledged.get(n.id, n) for n in report.notes][: limits.BLAMELESS_NOTES]
         s.blameless_enforced = report.enforced
@@ -1167,3 +1224,20 @@ class PostmortemWorkflow:
         reminder_at = s.review.start - s.follow_up.review_reminder_before
         if workflow.now() >= reminder_at and workflow.patched(NO_REMINDER_BEHIND_INVITATION):
             s.review_reminder_sent = True
+
+
+def _kept_ref(ref: TicketRef) -> tuple[TicketRef | None, str | None]:
+    """A ticket as the state keeps it (limits.TICKET_*): a link too long is left out (the
+    key finds the ticket); a key or tracker name too long is a filing problem, said."""
+    for name, value, limit in (
+        ("key", ref.key, limits.TICKET_KEY),
+        ("tracker", ref.tracker, limits.TICKET_TRACKER),
+    ):
+        if limits.text_bytes(value) > limit:
+            return None, (
+                f"the tracker answered with a ticket {name} of {limits.text_bytes(value):,} "
+                f"bytes, over the {limit} this engine keeps: {limits.clip(value, 80)!r}"
+            )
+    if limits.text_bytes(ref.url) > limits.TICKET_URL:
+        ref = ref.model_copy(update={"url": ""})
+    return ref, None
