@@ -14,6 +14,7 @@ COPY integrations ./integrations
 COPY activities ./activities
 COPY workflows ./workflows
 COPY api ./api
+COPY record ./record
 RUN /venv/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps .
 
 FROM python:3.11-slim

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck compose browser nginx clock unit bench clean mutation lock
+.PHONY: run test lint typecheck compose browser nginx postgres clock unit bench clean mutation lock
 
 # Installed from the lock file (exact versions), then the project itself without resolving.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -58,6 +58,10 @@ browser:
 nginx:
 	$(call debian_package,nginx,nginx,the TLS tests)
 
+# The record's tests run on PostgreSQL as well as SQLite (a server of their own, in /tmp).
+postgres:
+	$(call debian_package,pg_ctlcluster,postgresql,the record's PostgreSQL tests)
+
 unit: $(STAMP)
 	$(BIN)/pytest -q
 
@@ -72,7 +76,7 @@ clock: $(STAMP)
 	  PM_TEST_CLOCK="$$moment" $(BIN)/pytest -q -p no:cacheprovider || exit 1; \
 	done
 
-test: lint typecheck compose browser nginx clock unit
+test: lint typecheck compose browser nginx postgres clock unit
 
 # Mutation testing of the functions that decide (README, "Mutation testing"); not in `test`.
 # `?` stands for mutmut's `ǁ` between a class and its method in a mutant's name.

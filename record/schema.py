@@ -1,0 +1,116 @@
+"""The record's tables (SQLAlchemy Core). A change here comes with a migration in
+record/migrations/versions/ (tests/test_record.py checks they agree)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.types import TypeDecorator
+
+
+class Instant(TypeDecorator[datetime]):
+    """A moment, stored in UTC and read back aware (SQLite keeps no time zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"a moment without a time zone: {value!r}")
+        moment = value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        moment: datetime = value
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+metadata = MetaData()
+
+
+def _belongs_to_postmortem() -> Column[str]:
+    """The key of a post-mortem's row: gone with it."""
+    return Column(
+        "workflow_id",
+        String(300),
+        ForeignKey("postmortems.workflow_id", ondelete="CASCADE"),
+        primary_key=True,
+    )
+
+
+postmortems = Table(
+    "postmortems",
+    metadata,
+    Column("workflow_id", String(300), primary_key=True),
+    # Monotonic per post-mortem: a write with a version not above the stored one changes
+    # nothing (a retried or late projection).
+    Column("version", BigInteger, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("incident_id", String(200), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("severity", String(8), nullable=False),
+    Column("team", String(200), nullable=False, index=True),
+    Column("phase", String(32), nullable=False, index=True),
+    Column("resolved_at", Instant, nullable=False, index=True),
+    Column("review_at", Instant),
+    Column("review_window_end", Instant),
+    Column("findings_at", Instant),
+    Column("closed_at", Instant),
+    Column("published_url", Text),
+    Column("proximate_cause", Text),
+    Column("root_cause", Text),
+    # The whole document as the workflow last had it (PostmortemDocument's JSON): what
+    # `status` shows of a post-mortem whose workflow Temporal has deleted.
+    Column("document", JSON, nullable=False),
+    Column("recorded_at", Instant, nullable=False),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    _belongs_to_postmortem(),
+    Column("action_id", String(40), primary_key=True),
+    Column("title", Text, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("priority", String(8), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("team", String(200), nullable=False, index=True),
+    Column("due", Instant, nullable=False, index=True),
+    Column("state", String(16), nullable=False, index=True),
+    Column("state_reason", Text, nullable=False),
+    Column("ticket_tracker", String(32)),
+    Column("ticket_key", String(160)),
+    Column("ticket_url", Text),
+    Column("overdue", Boolean, nullable=False),
+    Column("reminders_sent", Integer, nullable=False),
+    Column("escalation_level", Integer, nullable=False),
+    Column("completed_at", Instant),
+)
+
+factors = Table(
+    "factors",
+    metadata,
+    _belongs_to_postmortem(),
+    Column("position", Integer, primary_key=True),
+    Column("category", String(40), nullable=False, index=True),
+    Column("description", Text, nullable=False),
+)

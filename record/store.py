@@ -1,0 +1,212 @@
+"""Writing and reading the record. `Record.project` is the only writer: an upsert keyed by
+workflow id that applies only a newer version, with the post-mortem's actions and factors
+replaced in the same transaction (so a reader never sees one without the others)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from domain.models import Phase, PostmortemDocument
+from record.schema import actions, factors, postmortems
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class RecordUnavailable(Exception):
+    """The database cannot be reached or refused the write for now: retry later (an
+    activity retries; the API answers 503)."""
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A post-mortem as the record has it."""
+
+    version: int
+    document: PostmortemDocument
+    recorded_at: datetime
+
+
+def database_url(value: str) -> str:
+    """`sqlite:///path`, `postgresql://…` (psycopg 3 is the driver)."""
+    if value.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
+class Record:
+    def __init__(self, url: str) -> None:
+        self.url = database_url(url)
+        self.engine: Engine = create_engine(self.url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+
+    # -- the schema ---------------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """The schema at its newest migration, in place: nothing is lost on upgrade."""
+        with self._begin() as connection:
+            config = _alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        with self._begin() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    @staticmethod
+    def head() -> str | None:
+        return ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+    # -- the projection -----------------------------------------------------------------
+
+    def project(self, document: PostmortemDocument, version: int) -> bool:
+        """The post-mortem as it is at `version`. True when written; False when the record
+        already has this version or a newer one (a retry, a late write): nothing changes."""
+        row = _postmortem_row(document, version)
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        statement = dialect.insert(postmortems).values(**row)
+        statement = statement.on_conflict_do_update(
+            index_elements=[postmortems.c.workflow_id],
+            set_={name: statement.excluded[name] for name in row if name != "workflow_id"},
+            where=postmortems.c.version < statement.excluded.version,
+        ).returning(postmortems.c.version)  # no row back: an older or equal write, skipped
+        with self._begin() as connection:
+            if connection.execute(statement).first() is None:
+                return False
+            workflow_id = document.workflow_id
+            connection.execute(delete(actions).where(actions.c.workflow_id == workflow_id))
+            connection.execute(delete(factors).where(factors.c.workflow_id == workflow_id))
+            if document.actions:
+                connection.execute(insert(actions), _action_rows(document))
+            if document.findings is not None and document.findings.contributing_factors:
+                connection.execute(
+                    insert(factors),
+                    [
+                        {
+                            "workflow_id": workflow_id,
+                            "position": n,
+                            "category": factor.category.value,
+                            "description": factor.description,
+                        }
+                        for n, factor in enumerate(document.findings.contributing_factors)
+                    ],
+                )
+        return True
+
+    # -- reading ------------------------------------------------------------------------
+
+    def get(self, workflow_id: str) -> Recorded | None:
+        with self._begin() as connection:
+            row = connection.execute(
+                select(
+                    postmortems.c.version, postmortems.c.document, postmortems.c.recorded_at
+                ).where(postmortems.c.workflow_id == workflow_id)
+            ).first()
+        if row is None:
+            return None
+        return Recorded(
+            version=row.version,
+            document=PostmortemDocument.model_validate(row.document),
+            recorded_at=row.recorded_at,
+        )
+
+    def action_rows(self, workflow_id: str) -> list[dict[str, Any]]:
+        with self._begin() as connection:
+            rows = connection.execute(
+                select(actions)
+                .where(actions.c.workflow_id == workflow_id)
+                .order_by(actions.c.action_id)
+            )
+            return [dict(r._mapping) for r in rows]
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def _begin(self) -> Iterator[Connection]:
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except DBAPIError as exc:
+            # Down, restarting, locked: retry later. Anything else (a bug) is raised as is.
+            if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+                raise
+            # The driver's message names the server, never the password.
+            raise RecordUnavailable(f"the record's database is unavailable: {exc.orig}") from None
+
+
+def _alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return config
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def _postmortem_row(document: PostmortemDocument, version: int) -> dict[str, Any]:
+    incident, findings, review = document.incident, document.findings, document.review
+    closed = [c.at for c in document.phase_history if c.phase is Phase.CLOSED]
+    return {
+        "workflow_id": document.workflow_id,
+        "version": version,
+        "source": incident.source,
+        "incident_id": incident.id,
+        "title": incident.title,
+        "severity": incident.severity.value,
+        "team": incident.team,
+        "phase": document.phase.value,
+        "resolved_at": incident.resolved_at,
+        "review_at": review.start if review else None,
+        "review_window_end": review.window_end if review else None,
+        "findings_at": findings.accepted_at if findings else None,
+        "closed_at": closed[-1] if closed else None,
+        "published_url": document.published_url,
+        "proximate_cause": findings.proximate_cause if findings else None,
+        "root_cause": findings.root_cause if findings else None,
+        "document": document.model_dump(mode="json"),
+        "recorded_at": datetime.now(UTC),
+    }
+
+
+def _action_rows(document: PostmortemDocument) -> list[dict[str, Any]]:
+    return [
+        {
+            "workflow_id": document.workflow_id,
+            "action_id": a.id,
+            "title": a.title,
+            "type": a.type.value,
+            "priority": a.priority.value,
+            "owner": a.owner,
+            "team": a.team,
+            "due": a.due,
+            "state": a.state.value,
+            "state_reason": a.state_reason,
+            "ticket_tracker": a.ticket.tracker if a.ticket else None,
+            "ticket_key": a.ticket.key if a.ticket else None,
+            "ticket_url": a.ticket.url if a.ticket else None,
+            "overdue": a.overdue,
+            "reminders_sent": a.reminders_sent,
+            "escalation_level": a.escalation_level,
+            "completed_at": a.completed_at,
+        }
+        for a in document.actions
+    ]
