@@ -52,6 +52,9 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".data")
     teams_file: Path = Path("teams.toml")
     publish_dir: Path | None = None
+    # The record (PM_RECORD_URL): postgresql://user:password@host/db in production; a
+    # SQLite file under data_dir by default (the trial).
+    record_url: SecretStr | None = None
     local_tracker_db: Path | None = None
     local_tracker_url: str = "local://tickets"
     temporal_ui_port: int = 8233
@@ -145,6 +148,13 @@ class Settings(BaseSettings):
     @property
     def tracker_db(self) -> Path:
         return self.local_tracker_db or self.data_dir / "tracker.sqlite3"
+
+    @property
+    def record_database(self) -> str:
+        """The record's URL (a secret: it may hold a password; never logged)."""
+        if self.record_url is not None:
+            return self.record_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'record.sqlite3'}"
 
     @property
     def temporal_db(self) -> Path:

@@ -47,6 +47,7 @@ from temporalio.worker import Worker
 from activities.digest import DigestActivities
 from activities.incidents import IncidentLog, IncidentSourceActivities
 from activities.publishing import PublishingActivities, TeamPublishing
+from activities.record import RecordActivities
 from activities.review import BlamelessActivities, InvitationActivities
 from activities.routing import RoutingActivities
 from activities.tracker import TrackerActivities
@@ -73,6 +74,7 @@ from integrations.publishing import FolderPublisher, GitHubPublisher, Publisher
 from integrations.rotation import RotationStore
 from integrations.tracker import Tracker
 from observability import configure_logging
+from record.store import Record
 from workflows import search_attributes
 from workflows.action import ActionFollowUpWorkflow
 from workflows.digest import DigestWorkflow
@@ -326,7 +328,9 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
         enforced=settings.blameless_mode == "enforce",
     )
     invitations = InvitationActivities(mailer(settings), base_url=settings.public_url)
+    record = RecordActivities(open_record(settings))
     return [
+        record.project,
         digests.gather,
         digests.deliver,
         blameless.check,
@@ -340,6 +344,15 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
         trackers.comment,
         publishing.publish,
     ]
+
+
+def open_record(settings: Settings) -> Record:
+    """The record, its schema upgraded in place to the newest migration."""
+    if settings.record_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    record = Record(settings.record_database)
+    record.upgrade()
+    return record
 
 
 def build_worker(

@@ -20,6 +20,7 @@ from integrations.errors import (
     TrackerRejected,
     TrackerUnavailable,
 )
+from record.store import RecordUnavailable
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,7 @@ SOURCE_REJECTED = "SourceRejected"
 # the same input fails the same way on every retry, so none is made. The workflow shows it
 # as a problem and waits for `postmortem retry` after the fix.
 UNEXPECTED = "UnexpectedError"
+RECORD_UNAVAILABLE = "RecordUnavailable"
 
 # What no retry fixes, in the error types above, for the workflows' retry policies.
 NEVER_RETRIED = [CONFIGURATION, INVALID_INPUT, TRACKER_REJECTED, UNEXPECTED]
@@ -60,6 +62,8 @@ def to_application_error(exc: Exception) -> ApplicationError | None:
         return ApplicationError(str(exc), type=CONFIGURATION, non_retryable=True)
     if isinstance(exc, PublishFailed):
         return ApplicationError(str(exc), type=PUBLISH_FAILED)
+    if isinstance(exc, RecordUnavailable):  # retried: the database comes back
+        return ApplicationError(str(exc), type=RECORD_UNAVAILABLE)
     if isinstance(exc, DeliveryFailed):
         return ApplicationError(str(exc), type=DELIVERY_FAILED)
     if isinstance(exc, _DETERMINISTIC) and not isinstance(exc, OSError):

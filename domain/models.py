@@ -419,6 +419,8 @@ class PostmortemState(PostmortemDocument):
     # waits for it, as it waits for open findings.
     blameless_unchecked: bool = False
     publication_held: bool = False
+    # The version of the last projection into the record: monotonic across continue-as-new.
+    record_version: int = 0
     invitation_sent: bool = False
     published_locations: list[str] = Field(default_factory=list)
     publication_note: str = ""  # why it was not published, or what was redacted

@@ -407,7 +407,9 @@ async def test_the_largest_state_answers_status(env, client, settings, worker):
         )
     ).handle
     answered: PostmortemState = await handle.query(PostmortemWorkflow.status)
-    assert answered.model_dump() == state.model_dump()
+    assert answered.model_dump(exclude={"record_version"}) == state.model_dump(
+        exclude={"record_version"}
+    )
     print(f"largest state: {size:,} bytes through status (limit {limits.PAYLOAD_BYTES:,})")
     await handle.terminate("read")
 

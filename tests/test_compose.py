@@ -49,6 +49,7 @@ def test_compose_config_passes_and_every_service_is_checked():
     assert set(services) == {
         "postgresql",
         "temporal-schema",
+        "record-database",
         "temporal",
         "temporal-ui",
         "search-attributes",
@@ -86,6 +87,10 @@ def test_compose_config_passes_and_every_service_is_checked():
         )
     assert services["api"]["environment"]["PM_VIEWER_TOKENS"]  # from the env file
     assert services["temporal"]["environment"]["DB"] == "postgres12"
+    # The record: its own database on the same PostgreSQL, made before the worker starts.
+    assert "createdb postmortems" in services["record-database"]["command"][0]
+    assert worker["depends_on"]["record-database"]["condition"] == "service_completed_successfully"
+    assert worker["environment"]["PM_RECORD_URL"].endswith("@postgresql:5432/postmortems")
 
 
 def test_compose_registers_the_search_attributes_the_code_uses():

@@ -22,7 +22,7 @@ from domain.messages import (
 from domain.models import Findings, Phase, PostmortemState
 from integrations.local import LocalTracker
 from tests import scenario
-from tests.scenario import until
+from tests.scenario import idle, until
 from tests.test_kickoff import SECRET, api, generic_body, post, sign  # noqa: F401 (fixture)
 from tests.test_lifecycle import record
 from workflows.postmortem import OPTIONAL_KEEP_DAYS, PostmortemWorkflow
@@ -102,6 +102,7 @@ async def test_a_webhook_records_it_and_the_dashboard_begins_it(
     }
     handle = dev_env.client.get_workflow_handle(workflow_id)
     await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p is Phase.OPTIONAL)
+    await until(lambda: idle(handle), lambda quiet: quiet)  # its record written
     events = len((await handle.fetch_history()).events)
     again = await post(f"{base}/webhooks/generic", body, headers)  # the sender's retry
     assert again.status_code == 200 and again.json()["workflow_id"] == workflow_id

@@ -16,7 +16,12 @@ import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from temporalio.api.common.v1 import WorkflowExecution
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
+from temporalio.service import RPCError, RPCStatusCode
 
+from config import load_routing
+from domain.messages import ActionStateChange, CancelInput
 from domain.models import (
     ActionState,
     ContributingFactor,
@@ -25,6 +30,7 @@ from domain.models import (
     Phase,
     PhaseChange,
     PostmortemDocument,
+    PostmortemState,
     ReviewOutcome,
     TicketRef,
 )
@@ -32,6 +38,10 @@ from record.schema import metadata
 from record.store import Record, RecordUnavailable
 from tests import scenario
 from tests.postgres import PostgresServer
+from tests.scenario import until
+from tests.test_lifecycle import reviewed
+from worker import build_worker
+from workflows.postmortem import PostmortemWorkflow
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
 
@@ -191,4 +201,62 @@ def test_a_database_down_mid_write_is_unavailable_and_changes_nothing(
     recorded = store.get(document(1).workflow_id)
     assert recorded is not None and recorded.version == 1  # nothing half-written
     assert store.project(document(2), 2)  # the retry
+    store.dispose()
+
+
+async def test_a_closed_post_mortem_is_in_the_record_with_its_outcomes(
+    env, client, settings, worker
+):
+    """The workflow projects each change: once closed, the record has the post-mortem as
+    its workflow last had it, and each action's outcome."""
+    handle, _, _, state = await reviewed(env, client, settings)
+    for action in state.actions:
+        await handle.execute_update(
+            PostmortemWorkflow.set_action_state,
+            ActionStateChange(action_id=action.id, state=ActionState.DONE, reason="shipped"),
+        )
+    final: PostmortemState = await handle.result()
+    assert final.phase is Phase.CLOSED
+    store = Record(settings.record_database)
+    recorded = store.get(handle.id)
+    assert recorded is not None and recorded.version == final.record_version
+    assert recorded.document == final.document()
+    rows = store.action_rows(handle.id)
+    assert [(r["action_id"], r["state"], r["state_reason"]) for r in rows] == sorted(
+        (a.id, "done", "shipped") for a in final.actions
+    )
+    store.dispose()
+
+
+async def test_the_record_outlives_the_workflow(dev_env, dev_settings):
+    """Temporal's retention deletes a closed workflow (here: deleted through the client);
+    the record still has the post-mortem."""
+    client = dev_env.client
+    team = min(load_routing(dev_settings.teams_file).teams)
+    async with build_worker(client, dev_settings):
+        handle = await scenario.start(
+            client, dev_settings.task_queue, scenario.incident(datetime.now(UTC), team=team)
+        )
+        await until(lambda: handle.query(PostmortemWorkflow.phase), lambda p: p.awaits_review)
+        await handle.execute_update(PostmortemWorkflow.cancel, CancelInput(reason="a duplicate"))
+        final: PostmortemState = await handle.result()
+    await client.workflow_service.delete_workflow_execution(
+        DeleteWorkflowExecutionRequest(
+            namespace=client.namespace,
+            workflow_execution=WorkflowExecution(workflow_id=handle.id),
+        )
+    )
+
+    async def gone() -> bool:
+        try:
+            await handle.describe()
+        except RPCError as error:
+            return error.status is RPCStatusCode.NOT_FOUND
+        return False
+
+    await until(gone, lambda deleted: deleted, seconds=60)
+    store = Record(dev_settings.record_database)
+    recorded = store.get(handle.id)
+    assert recorded is not None and recorded.document.phase is Phase.CANCELLED
+    assert recorded.document == final.document()
     store.dispose()

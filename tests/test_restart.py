@@ -20,6 +20,7 @@ from config import Settings
 from domain.messages import ActionStateChange, CompleteReviewInput, PostmortemInput
 from domain.models import ActionState, Findings, Phase, PostmortemState
 from integrations.local import LocalTracker
+from record.store import Record
 from tests import scenario
 from tests.conftest import ROUTING
 from tests.scenario import until
@@ -165,6 +166,12 @@ async def test_kill_9_at_every_step_loses_nothing(stack: Stack):
     tickets = tracker.list_tickets()
     assert [t.key for t in tickets] == ["PAY-1", "PAY-2", "PLAT-1"]
     assert [a.ticket.key for a in final.actions if a.ticket] == ["PAY-2", "PLAT-1"]
+    # The record, written by a worker killed three times on the way, has the final state.
+    record = Record(stack.settings.record_database)
+    recorded = record.get(workflow_id)
+    assert recorded is not None and recorded.document == final.document()
+    assert recorded.version == final.record_version
+    record.dispose()
 
 
 async def test_worker_killed_between_created_and_completed_files_each_ticket_once(tmp_path: Path):

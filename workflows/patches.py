@@ -27,3 +27,6 @@ BOUNDED_STATE = "bounded-state"
 # A blameless check that could not run holds publication (it failed open before) until it
 # runs: after `postmortem retry`, or a revision of the findings.
 BLAMELESS_FAILS_CLOSED = "blameless-fails-closed"
+# Each change of a post-mortem is projected into the record (ARCHITECTURE.md, "Two stores"),
+# which outlives Temporal's retention.
+RECORD_PROJECTION = "record-projection"

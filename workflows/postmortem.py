@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import INVALID_INPUT, NEVER_RETRIED
     from activities.incidents import ImportTimelineInput, IncidentSourceActivities
     from activities.publishing import Publication, PublishingActivities, PublishInput
+    from activities.record import ProjectInput, RecordActivities
     from activities.review import (
         BlamelessActivities,
         BlamelessCheckInput,
@@ -83,6 +84,7 @@ from workflows.patches import (
     NO_REMINDER_BEHIND_INVITATION,
     NOTICES_FROM_NOW,
     OPTIONAL_POSTMORTEMS,
+    RECORD_PROJECTION,
     REVIEW_INVITATION,
     VERIFY_REOPEN,
 )
@@ -91,6 +93,10 @@ from workflows.timing import wait_until
 T = TypeVar("T")
 
 QUICK_TIMEOUT = timedelta(seconds=10)  # routing reads: local and fast
+# The record: retried until the database answers (it is never given up on), and written at
+# most once per gap (a burst of changes is one write).
+RECORD_RETRY = RetryPolicy(maximum_interval=timedelta(minutes=1))
+RECORD_GAP = timedelta(seconds=5)
 QUICK_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=5),
     non_retryable_error_types=NEVER_RETRIED,
@@ -144,11 +150,17 @@ class PostmortemWorkflow:
         self._reopen_claims: list[ActionReopened] = []  # webhook hints, to read before acting
         self._bounded: bool | None = None  # the bounded-state patch, asked once
         self._retry_asked = False  # an operator asked a failed step to run again
+        self._changes = 1  # changes seen; the record has those up to _projected
+        self._projected = 0
+        self._projector: asyncio.Task[None] | None = None
+        self._closing = False  # the run ends: the projector writes what is left, then stops
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
         s = self._s
         self._bounded_state()  # asked first: every later step of this run agrees
+        if workflow.patched(RECORD_PROJECTION):
+            self._projector = asyncio.create_task(self._project_changes())
         if not s.phase_history:
             optional = self._optional and workflow.patched(OPTIONAL_POSTMORTEMS)
             self._set_phase(Phase.OPTIONAL if optional else Phase.DRAFTING)
@@ -168,6 +180,7 @@ class PostmortemWorkflow:
                 break
             await steps[s.phase]()
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._flush_record()
         return s
 
     # -- phases -----------------------------------------------------------------------
@@ -430,6 +443,7 @@ class PostmortemWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         if self._cancel_reason is not None:
             return
+        await self._flush_record()
         incident = s.incident
         if self._bounded_state():  # the next run reads the incident from the state
             incident = incident.carried()
@@ -699,6 +713,7 @@ class PostmortemWorkflow:
 
     def _set_phase(self, phase: Phase, note: str = "") -> None:
         s = self._s
+        self._changes += 1
         s.phase = phase
         s.phase_history.append(
             PhaseChange(
@@ -742,6 +757,36 @@ class PostmortemWorkflow:
     def _wake(self) -> None:
         self._s.updated_at = workflow.now()
         self._woken = True
+        self._changes += 1
+
+    async def _project_changes(self) -> None:
+        """The record follows the post-mortem: after each change (several at once are one
+        write); in a burst (changes while writing), at most one write per RECORD_GAP; and
+        the last before the run ends."""
+        s = self._s
+        while True:
+            await workflow.wait_condition(lambda: self._changes != self._projected or self._closing)
+            if self._changes == self._projected:
+                return
+            seen = self._changes
+            s.record_version += 1
+            await workflow.execute_activity_method(
+                RecordActivities.project,
+                ProjectInput(document=s.document(), version=s.record_version),
+                start_to_close_timeout=QUICK_TIMEOUT * 6,
+                retry_policy=RECORD_RETRY,
+            )
+            self._projected = seen
+            if self._changes != seen and not self._closing:  # a burst: the next one waits
+                await wait_until(workflow.now() + RECORD_GAP, lambda: self._closing)
+
+    async def _flush_record(self) -> None:
+        """Before the run ends (closed, cancelled, continued as new): the record has it all."""
+        if self._projector is None:
+            return
+        self._closing = True
+        await self._projector
+        self._projector = None
 
     def _bounded_state(self) -> bool:
         if self._bounded is None:
