@@ -328,6 +328,7 @@ class ProblemKind(StrEnum):
     INVITATION = "invitation"  # the review's email was not sent
     BLAMELESS_CHECK = "blameless_check"  # the check could not run on the text
     STEP_FAILED = "step_failed"  # an unexpected error no retry fixes: `postmortem retry`
+    RECORD = "record"  # a change could not be written to the record: the next one tries
     OTHER = "other"
 
 

@@ -75,7 +75,7 @@ class Record:
     def project(self, document: PostmortemDocument, version: int) -> bool:
         """The post-mortem as it is at `version`. True when written; False when the record
         already has this version or a newer one (a retry, a late write): nothing changes."""
-        row = _postmortem_row(document, version)
+        row = _cleaned(_postmortem_row(document, version))
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(postmortems).values(**row)
         statement = statement.on_conflict_do_update(
@@ -90,7 +90,7 @@ class Record:
             connection.execute(delete(actions).where(actions.c.workflow_id == workflow_id))
             connection.execute(delete(factors).where(factors.c.workflow_id == workflow_id))
             if document.actions:
-                connection.execute(insert(actions), _action_rows(document))
+                connection.execute(insert(actions), [_cleaned(r) for r in _action_rows(document)])
             if document.findings is not None and document.findings.contributing_factors:
                 connection.execute(
                     insert(factors),
@@ -99,7 +99,7 @@ class Record:
                             "workflow_id": workflow_id,
                             "position": n,
                             "category": factor.category.value,
-                            "description": factor.description,
+                            "description": factor.description.replace("\x00", "\ufffd"),
                         }
                         for n, factor in enumerate(document.findings.contributing_factors)
                     ],
@@ -160,6 +160,12 @@ def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.close()
+
+
+def _cleaned(row: dict[str, Any]) -> dict[str, Any]:
+    """PostgreSQL's text holds no NUL character (people's text may): shown as U+FFFD in the
+    columns; the document keeps it (JSON escapes it)."""
+    return {k: v.replace("\x00", "\ufffd") if isinstance(v, str) else v for k, v in row.items()}
 
 
 def _postmortem_row(document: PostmortemDocument, version: int) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from temporalio.worker import Worker
 from activities.errors import maps_integration_errors
 from activities.routing import PlanReviewInput
 from domain import updates
-from domain.messages import CompleteReviewInput, RetryFilingInput, RouteInput
+from domain.messages import CancelInput, CompleteReviewInput, RetryFilingInput, RouteInput
 from domain.models import Findings, Phase, ProblemKind, action_workflow_id
 from tests import scenario
 from tests.scenario import idle, until
@@ -213,3 +213,28 @@ async def test_a_blameless_check_that_cannot_run_holds_publication_until_it_runs
         assert not any(p.kind is ProblemKind.BLAMELESS_CHECK for p in state.problems)
         await until(lambda: idle(handle), lambda quiet: quiet)
         await record("blameless-unchecked", handle)
+
+
+async def test_a_record_write_no_retry_fixes_is_shown_and_never_holds_the_post_mortem(
+    env, client, settings
+):
+    """A bug in the record's write (injected into our own activity) is a problem on the
+    post-mortem, which goes on, and ends when cancelled, instead of failing or waiting."""
+
+    def bug(request: Any) -> None:
+        raise ValueError("a bug in the projection")
+
+    async with with_fault(client, settings, "record.project", bug):
+        now = await env.get_current_time()
+        handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
+        state = await until(
+            lambda: handle.query(PostmortemWorkflow.status),
+            lambda s: (
+                s.phase.awaits_review and any(p.kind is ProblemKind.RECORD for p in s.problems)
+            ),
+        )
+        (problem,) = [p for p in state.problems if p.kind is ProblemKind.RECORD]
+        assert "a bug in the projection" in problem.message
+        await handle.execute_update(PostmortemWorkflow.cancel, CancelInput(reason="test over"))
+        final = await handle.result()
+        assert final.phase is Phase.CANCELLED

@@ -260,3 +260,18 @@ async def test_the_record_outlives_the_workflow(dev_env, dev_settings):
     assert recorded is not None and recorded.document.phase is Phase.CANCELLED
     assert recorded.document == final.document()
     store.dispose()
+
+
+def test_text_with_a_nul_character_is_recorded_not_refused(record: Record):
+    """PostgreSQL's text refuses NUL; people's text may hold one (JSON's \\u0000). A write
+    that failed on it would be retried for ever and hold the post-mortem open."""
+    nul = document(5, done=1)
+    nul.incident.title = "Checkout\x00errors"
+    assert nul.findings is not None
+    nul.findings.root_cause = "no canary\x00"
+    nul.findings.contributing_factors[0].description = "\x00"
+    nul.actions[0].state_reason = "shipped\x00"
+    assert record.project(nul, 5)
+    recorded = record.get(nul.workflow_id)
+    assert recorded is not None and recorded.document == nul  # the document keeps it
+    assert record.action_rows(nul.workflow_id)[0]["state_reason"] == "shipped\ufffd"

@@ -770,12 +770,22 @@ class PostmortemWorkflow:
                 return
             seen = self._changes
             s.record_version += 1
-            await workflow.execute_activity_method(
-                RecordActivities.project,
-                ProjectInput(document=s.document(), version=s.record_version),
-                start_to_close_timeout=QUICK_TIMEOUT * 6,
-                retry_policy=RECORD_RETRY,
-            )
+            try:
+                await workflow.execute_activity_method(
+                    RecordActivities.project,
+                    ProjectInput(document=s.document(), version=s.record_version),
+                    start_to_close_timeout=QUICK_TIMEOUT * 6,
+                    retry_policy=RECORD_RETRY,
+                )
+            except ActivityError as err:  # a write no retry fixes (a bug): shown, never fatal
+                self._problem(ProblemKind.RECORD, f"not written to the record: {err.cause}")
+                if self._closing:
+                    return  # the run ends all the same; the record keeps the last write
+                await workflow.wait_condition(
+                    lambda seen=seen: self._changes != seen or self._closing  # type: ignore[misc]
+                )
+                continue
+            self._clear(ProblemKind.RECORD)
             self._projected = seen
             if self._changes != seen and not self._closing:  # a burst: the next one waits
                 await wait_until(workflow.now() + RECORD_GAP, lambda: self._closing)
