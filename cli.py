@@ -25,7 +25,6 @@ from temporalio.exceptions import ApplicationError, FailureError, WorkflowAlread
 from temporalio.service import RPCError, RPCStatusCode
 
 import engine
-import readmodel
 from config import ConfigError, Routing, Settings, load_routing
 from domain import limits
 from domain.findings import (
@@ -64,6 +63,8 @@ from domain.models import (
 from domain.scheduling import WorkingHours, due_instant
 from integrations.errors import IntegrationError
 from integrations.local import LocalTracker
+from record import reads
+from record.store import Record, RecordUnavailable, open_record
 from workflows.postmortem import PostmortemWorkflow
 
 app = typer.Typer(
@@ -79,6 +80,10 @@ tracker_app = typer.Typer(help="The local tracker (the embedded default).", no_a
 app.add_typer(timeline_app, name="timeline")
 app.add_typer(action_app, name="action")
 app.add_typer(tracker_app, name="tracker")
+record_app = typer.Typer(
+    help="The record (the archive of every post-mortem).", no_args_is_help=True
+)
+app.add_typer(record_app, name="record")
 
 T = TypeVar("T")
 
@@ -109,6 +114,8 @@ def run(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return asyncio.run(make())
     except (CliError, ConfigError, IntegrationError, engine.BadFilter) as exc:
         fail(str(exc))
+    except RecordUnavailable as exc:
+        fail(f"{exc} (PM_RECORD_URL; the worker creates the record's tables when it starts)")
     except WorkflowUpdateFailedError as exc:
         fail(_failure_text(exc))
     except WorkflowQueryFailedError as exc:
@@ -176,8 +183,14 @@ async def handle_of(workflow_id: str) -> Any:
     return (await client()).get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
 
 
+def record() -> Record:
+    """The record, read as it is (the worker and the API upgrade its schema, not the CLI)."""
+    return open_record(settings(), upgrade=False)
+
+
 async def fetch_state(workflow_id: str) -> PostmortemState:
-    state = await engine.postmortem_state(await client(), workflow_id)
+    """Live from the workflow while Temporal keeps it; then as the record has it."""
+    state = await engine.postmortem_state(await client(), workflow_id, record())
     if state is None:
         raise CliError(f"no post-mortem {workflow_id!r}")
     return state
@@ -676,13 +689,17 @@ def list_command(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Post-mortems, from Temporal visibility (search attributes): no workflow is queried."""
-    query = engine.postmortem_query(
-        phase=Phase(phase.value) if phase else None, team=team, severity=severity, overdue=overdue
+    """Post-mortems, newest first, from the record: closed ones too, whatever Temporal's
+    retention deleted. No workflow is queried."""
+    chosen = reads.PostmortemFilter(
+        phase=Phase(phase.value) if phase else None,
+        team=team,
+        severity=severity.value if severity else None,
+        overdue=overdue,
     )
 
     async def go() -> list[engine.PostmortemRow]:
-        return [row async for row in engine.list_postmortems(await client(), query, limit)]
+        return reads.postmortem_list(record(), chosen, limit)
 
     rows = run(go)
     if as_json:
@@ -708,16 +725,16 @@ def overdue(
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 500,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
-    """Overdue corrective actions, most overdue first, from Temporal visibility."""
+    """Overdue corrective actions, most overdue first, from the record."""
     now = datetime.now(UTC)
 
     async def go() -> tuple[list[engine.OverdueRow], list[engine.PostmortemRow]]:
-        connected = await client()
-        _, overdue = await readmodel.ranked_actions(
-            connected, now, team=team, severity=severity.value if severity else None, limit=limit
+        opened = record()
+        _, overdue = reads.ranked_actions(
+            opened, now, team=team, severity=severity.value if severity else None, limit=limit
         )
-        refused = engine.problems_query(team=team)
-        return overdue, [row async for row in engine.list_postmortems(connected, refused, limit)]
+        refused = reads.PostmortemFilter(team=team, with_problems=True)
+        return overdue, reads.postmortem_list(opened, refused, limit)
 
     rows, refused = run(go)
     if not as_json:
@@ -752,6 +769,53 @@ def _set_state(workflow_id: str, change: ActionStateChange) -> None:
 
     run(go)
     typer.echo(f"action {change.action_id}: {change.state}")
+
+
+@record_app.command("sync")
+def record_sync(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Write every post-mortem of this engine (PM_TASK_QUEUE) that Temporal still has
+    (running, and closed within its retention) into the record, as its workflow has it now:
+    for an installation that ran before the record, or a record restored from an older
+    backup. Safe to run at any time, again and again: a newer write by a workflow is never
+    replaced."""
+    # This engine's post-mortems: the ones on its task queue (PM_TASK_QUEUE).
+    query = (
+        f"WorkflowType = '{PostmortemWorkflow.__name__}' AND ExecutionStatus != 'ContinuedAsNew'"
+        f" AND TaskQueue = {engine.quote(settings().task_queue)}"
+    )
+
+    async def go() -> dict[str, Any]:
+        connected, store = await client(), open_record(settings())
+        written, current, failed = 0, 0, []
+        async for execution in connected.list_workflows(query):
+            try:
+                state = await engine.postmortem_state(connected, execution.id)
+            except (RPCError, WorkflowQueryFailedError) as exc:
+                failed.append(f"{execution.id}: {exc}")
+                continue
+            if state is None:  # deleted since it was listed
+                continue
+            done = await asyncio.to_thread(
+                store.project, state, state.record_version, same_version=True
+            )
+            written, current = written + done, current + (not done)
+        store.dispose()
+        return {"written": written, "already_newer": current, "failed": failed}
+
+    outcome = run(go)
+    if as_json:
+        emit_json(outcome)
+    else:
+        typer.echo(
+            f"record sync: {outcome['written']} written, {outcome['already_newer']} already "
+            f"newer in the record, {len(outcome['failed'])} not answering"
+        )
+        for line in outcome["failed"]:
+            typer.echo(f"  ! {line}")
+    if outcome["failed"]:
+        raise typer.Exit(1)
 
 
 @action_app.command("done")

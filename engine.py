@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator, Mapping
@@ -22,6 +23,7 @@ from config import ConfigError, Settings
 from domain import limits
 from domain.messages import PostmortemInput
 from domain.models import Phase, PostmortemState, Severity
+from record.store import Record
 from workflows import search_attributes as sa
 from workflows.postmortem import PostmortemWorkflow
 
@@ -273,8 +275,12 @@ class ActionRow(BaseModel):
 WORKER_WAIT = timedelta(seconds=10)
 
 
-async def postmortem_state(client: Client, workflow_id: str) -> PostmortemState | None:
-    """The post-mortem's whole state, asked of its workflow; None when there is none."""
+async def postmortem_state(
+    client: Client, workflow_id: str, record: Record | None = None
+) -> PostmortemState | None:
+    """The post-mortem's whole state, asked of its workflow (live, while Temporal keeps it);
+    once Temporal has deleted it (retention), as the record last had it. None when neither
+    knows it."""
     handle = client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
     try:
         # Bounded: with no worker running, a query would wait for one (the callers answer 503).
@@ -282,9 +288,12 @@ async def postmortem_state(client: Client, workflow_id: str) -> PostmortemState 
             PostmortemWorkflow.status, rpc_timeout=WORKER_WAIT
         )
     except RPCError as exc:
-        if exc.status is RPCStatusCode.NOT_FOUND:
+        if exc.status is not RPCStatusCode.NOT_FOUND:
+            raise
+        if record is None:
             return None
-        raise
+        recorded = await asyncio.to_thread(record.get, workflow_id)
+        return recorded.state if recorded is not None else None
     return state
 
 

@@ -74,7 +74,7 @@ from integrations.publishing import FolderPublisher, GitHubPublisher, Publisher
 from integrations.rotation import RotationStore
 from integrations.tracker import Tracker
 from observability import configure_logging
-from record.store import Record
+from record.store import open_record
 from workflows import search_attributes
 from workflows.action import ActionFollowUpWorkflow
 from workflows.digest import DigestWorkflow
@@ -302,8 +302,9 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
     )
     directory = TrackerDirectory(settings)
     trackers = TrackerActivities(directory)
+    record = open_record(settings)
     digests = DigestActivities(
-        lambda: client,
+        lambda: record,
         lambda: load_routing(settings.teams_file),
         directory,
         mailer(settings),
@@ -328,9 +329,9 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
         enforced=settings.blameless_mode == "enforce",
     )
     invitations = InvitationActivities(mailer(settings), base_url=settings.public_url)
-    record = RecordActivities(open_record(settings))
+    projection = RecordActivities(record)
     return [
-        record.project,
+        projection.project,
         digests.gather,
         digests.deliver,
         blameless.check,
@@ -344,15 +345,6 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
         trackers.comment,
         publishing.publish,
     ]
-
-
-def open_record(settings: Settings) -> Record:
-    """The record, its schema upgraded in place to the newest migration."""
-    if settings.record_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    record = Record(settings.record_database)
-    record.upgrade()
-    return record
 
 
 def build_worker(

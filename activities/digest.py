@@ -1,4 +1,4 @@
-"""Activities of the digest: what to report (from visibility) and where it goes (a comment
+"""Activities of the digest: what to report (from the record) and where it goes (a comment
 on the team's tracker issue, email, a Slack-compatible incoming webhook)."""
 
 from __future__ import annotations
@@ -9,10 +9,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 from temporalio import activity
-from temporalio.client import Client
 
-import engine
-import readmodel
 from activities.errors import maps_integration_errors
 from config import DigestConfig, Routing
 from domain.digest import Digest, DigestAction, DigestKind, DigestReview
@@ -21,6 +18,8 @@ from integrations.chat import post_text
 from integrations.email import Mailer
 from integrations.errors import ConfigurationError
 from integrations.tracker import Tracker
+from record import reads
+from record.store import Record
 
 SHOWN = 25
 
@@ -42,29 +41,30 @@ class Delivered(BaseModel):
 class DigestActivities:
     def __init__(
         self,
-        client: Callable[[], Client],
+        record: Callable[[], Record],
         routing: Callable[[], Routing],
         tracker_for: Callable[[str], Tracker],
         mailer: Mailer | None,
         dashboard_url: str,
     ) -> None:
-        self._client = client
+        self._record = record
         self._routing = routing
         self._tracker_for = tracker_for
         self._mailer = mailer
         self._dashboard_url = dashboard_url.rstrip("/")
 
     @activity.defn(name="digest.gather")
-    async def gather(self, request: GatherInput) -> Digest:
-        client, now = self._client(), request.now
+    @maps_integration_errors
+    def gather(self, request: GatherInput) -> Digest:
+        record, now = self._record(), request.now
         severity = "SEV1" if request.kind == "sev1-daily" else None
-        total, rows = await readmodel.ranked_actions(
-            client, now, team=request.team, severity=severity, limit=SHOWN
+        total, rows = reads.ranked_actions(
+            record, now, team=request.team, severity=severity, limit=SHOWN
         )
         late = []
         if request.kind == "weekly":
-            query = readmodel.late_reviews_query(now, request.team)
-            late = [r async for r in engine.list_postmortems(client, query, limit=SHOWN)]
+            late_ones = reads.PostmortemFilter(team=request.team, late_at=now)
+            late = reads.postmortem_list(record, late_ones, SHOWN)
         return Digest(
             team=request.team,
             kind=request.kind,

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import AliasChoices, BaseModel, Field
 from temporalio import activity
 
 from activities.errors import maps_integration_errors
-from domain.models import PostmortemDocument
+from domain.models import PostmortemState
 from record.store import Record
 
 
 class ProjectInput(BaseModel):
-    document: PostmortemDocument
+    # The whole state: what `status` shows of a post-mortem whose workflow Temporal deleted
+    # (blameless notes, publication, problems too). Writes scheduled before it was the whole
+    # state sent the document alone, as `document`: read as a state with defaults.
+    state: PostmortemState = Field(validation_alias=AliasChoices("state", "document"))
     # Monotonic per post-mortem across continue-as-new: the record keeps the newest.
     version: int
 
@@ -25,4 +28,4 @@ class RecordActivities:
     def project(self, request: ProjectInput) -> bool:
         """True when written; False when the record already had this version or newer. The
         database down: retried (RecordUnavailable) until it answers."""
-        return self._record.project(request.document, request.version)
+        return self._record.project(request.state, request.version)

@@ -27,27 +27,46 @@ from api.answers import WEBHOOKS, Refused, refusal
 from api.browser import browser_guard
 from api.deps import PageRefused
 from config import Settings
+from record import reads
+from record.store import Record, RecordUnavailable, open_record
 
 log = logging.getLogger("postmortem.api")
 
-DASHBOARD_BODY = 64 * 1024  # the largest form or JSON body an operator sends
+DASHBOARD_BODY = 64 * 1024
+RECORD_RETRY_SECONDS = 5  # the largest form or JSON body an operator sends
 
 
-def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
-    """The app; `client` is connected at start-up from settings when not given."""
+def create_app(
+    settings: Settings, client: Client | None = None, record: Record | None = None
+) -> FastAPI:
+    """The app; `client` is connected and `record` opened (its schema upgraded in place) at
+    start-up from settings when not given."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if app.state.client is None:
             app.state.client = await engine.connect(settings)
-        # The overview of every team, computed now and kept fresh (its counts take ~0.5 s).
+        opening = None
+        if app.state.record is None:
+            try:
+                app.state.record = await asyncio.to_thread(open_record, settings)
+            except RecordUnavailable as exc:
+                # Webhooks need only Temporal: with the record's database down the API
+                # serves them, the readers answer 503, and the record opens when it answers.
+                log.warning("the record is unavailable, trying again in 5 s: %s", exc)
+                opening = asyncio.ensure_future(_open_record(app, settings))
+        # The overview of every team, computed now and kept fresh.
         warming = asyncio.ensure_future(app.state.overviews.keep_warm([None]))
         try:
             yield
         finally:
-            warming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await warming
+            for task in (warming, opening):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if record is None and app.state.record is not None:
+                app.state.record.dispose()
 
     app = FastAPI(
         title="Post-mortem engine",
@@ -57,12 +76,19 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.client = client
+    app.state.record = record
     app.state.metrics = metrics.Metrics()
+
+    async def compute_overview(team: str | None) -> readmodel.Overview:
+        opened: Record | None = app.state.record
+        if opened is None:
+            raise RecordUnavailable("the record is unavailable: not open yet")
+        return await asyncio.to_thread(
+            reads.overview, opened, dashboard.now(), dashboard.teams(settings), team=team
+        )
+
     app.state.overviews = readmodel.OverviewCache(
-        lambda team: readmodel.overview(
-            app.state.client, dashboard.now(), dashboard.teams(settings), team=team
-        ),
-        fresh=timedelta(seconds=settings.overview_cache_seconds),
+        compute_overview, fresh=timedelta(seconds=settings.overview_cache_seconds)
     )
 
     for router in (incidents.router, trackers.router):
@@ -78,6 +104,7 @@ def create_app(settings: Settings, client: Client | None = None) -> FastAPI:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(RPCError, _temporal_error)
+    app.add_exception_handler(RecordUnavailable, _record_unavailable)
     app.add_exception_handler(Exception, _unexpected)
     app.middleware("http")(metrics.count_webhooks)
     app.middleware("http")(browser_guard)  # outermost: Host, cross-site, headers, form token
@@ -139,6 +166,23 @@ async def _temporal_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RPCError)
     log.warning("Temporal refused %s: %s", request.url.path, exc.message)
     return refusal(request, 503, f"Temporal unavailable: {exc.message}")
+
+
+async def _record_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("the record did not answer %s: %s", request.url.path, exc)
+    return refusal(request, 503, "the record is unavailable; try again")
+
+
+async def _open_record(app: FastAPI, settings: Settings) -> None:
+    """Until the record answers: open it and upgrade its schema in place (a worker starting
+    at the same moment waits for the same lock on PostgreSQL)."""
+    while True:
+        try:
+            app.state.record = await asyncio.to_thread(open_record, settings)
+            return
+        except RecordUnavailable as exc:
+            log.warning("the record is unavailable, trying again in 5 s: %s", exc)
+            await asyncio.sleep(RECORD_RETRY_SECONDS)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -1,12 +1,13 @@
 """The managers' dashboard's JSON API (the pages in api/pages.py read the same helpers).
 
-Lists and counts come from Temporal visibility (readmodel.py); only a post-mortem's own
-document asks its workflow. Viewers read; operators may also reschedule, acknowledge and
+Lists and counts come from the record (record/reads.py): every post-mortem that ever ran,
+whatever Temporal's retention deleted. A post-mortem's own document asks its workflow while
+Temporal keeps it, then the record. Viewers read; operators may also reschedule, acknowledge and
 cancel."""
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import csv
 import io
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 import engine
 import readmodel
 from api.answers import Problem, Refused
-from api.deps import Operator, SettingsDep, Temporal, Viewer
+from api.deps import Operator, RecordDep, SettingsDep, Temporal, Viewer
 from api.postmortems import state_of
 from config import Settings, load_routing
 from domain.export import spreadsheet_safe
@@ -37,6 +38,8 @@ from domain.messages import (
     RouteInput,
 )
 from domain.models import Name, Phase, PostmortemState, Severity
+from record import reads
+from record.store import Record
 from workflows.postmortem import PostmortemWorkflow
 
 PAGE = 50
@@ -148,7 +151,7 @@ Overviews = Annotated[readmodel.OverviewCache, Depends(overview_cache)]
 
 
 async def overdue_data(
-    temporal: Client,
+    record: Record,
     team: str | None,
     severity: Severity | None,
     offset: int,
@@ -156,8 +159,15 @@ async def overdue_data(
     overdue: bool = True,
 ) -> ActionPage:
     moment = now()
-    total, rows = await readmodel.ranked_actions(
-        temporal, moment, team=team, severity=severity, offset=offset, limit=limit, overdue=overdue
+    total, rows = await asyncio.to_thread(
+        reads.ranked_actions,
+        record,
+        moment,
+        team=team,
+        severity=severity.value if severity else None,
+        offset=offset,
+        limit=limit,
+        overdue=overdue,
     )
     items = [r.row(moment) for r in rows]
     return ActionPage(total=total, offset=offset, limit=limit, items=items)
@@ -183,7 +193,9 @@ class OperationRefused(Exception):
         self.status, self.reason = status, reason
 
 
-async def act(temporal: Client, workflow_id: str, update: Any, arg: Any) -> None:
+async def act(
+    temporal: Client, workflow_id: str, update: Any, arg: Any, record: Record | None = None
+) -> None:
     """Run an operator's update on a post-mortem, or raise OperationRefused saying why not."""
     handle = temporal.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
     try:
@@ -199,6 +211,11 @@ async def act(temporal: Client, workflow_id: str, update: Any, arg: Any) -> None
         try:  # an ended workflow takes no update; say so rather than "not found"
             ended = await handle.describe()
         except RPCError:
+            # Deleted by Temporal's retention: the record says it ended.
+            recorded = await asyncio.to_thread(record.get, workflow_id) if record else None
+            if recorded is not None:
+                phase = recorded.state.phase.value
+                raise OperationRefused(409, f"this post-mortem has ended ({phase})") from None
             raise OperationRefused(404, f"no post-mortem {workflow_id!r}") from None
         status = ended.status.name.lower() if ended.status else "closed"
         raise OperationRefused(409, f"this post-mortem has ended ({status})") from None
@@ -220,7 +237,7 @@ async def api_overview(_: Viewer, overviews: Overviews, team: Team = None) -> Ov
 @router.get("/postmortems", response_model=PostmortemPage, responses={400: {"model": Problem}})
 async def api_postmortems(
     _: Viewer,
-    temporal: Temporal,
+    record: RecordDep,
     team: Team = None,
     severity: Sev = None,
     phase: Annotated[Phase | None, Query()] = None,
@@ -229,32 +246,22 @@ async def api_postmortems(
     page_size: Limit = PAGE,
     page_token: Annotated[str | None, Query(max_length=4000)] = None,
 ) -> PostmortemPage:
-    """Post-mortems from visibility, newest first, a page at a time."""
-    if late_review:
-        query = readmodel.late_reviews_query(now(), team or None)
-    else:
-        query = engine.postmortem_query(
-            phase=phase, team=team or None, severity=severity_of(severity), overdue=overdue
-        )
-    try:
-        token = base64.urlsafe_b64decode(page_token.encode()) if page_token else None
-    except ValueError:
-        raise Refused(400, "page_token is not one this API gave") from None
-    pager = temporal.list_workflows(query, page_size=page_size, next_page_token=token)
-    try:
-        await pager.fetch_next_page()
-    except RPCError as exc:
-        # A made-up token fails in the server's decoding, as INVALID_ARGUMENT or UNKNOWN.
-        unavailable = exc.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED)
-        if token is not None and not unavailable:
-            raise Refused(400, "page_token is not one this API gave") from None
-        raise
-    rows = [engine.postmortem_row(e, await e.memo()) for e in pager.current_page or []]
-    following = pager.next_page_token
-    return PostmortemPage(
-        items=rows,
-        next_page_token=base64.urlsafe_b64encode(following).decode() if following else None,
+    """Post-mortems from the record (closed ones too, whatever Temporal's retention deleted),
+    newest first, a page at a time."""
+    found = reads.PostmortemFilter(
+        phase=None if late_review else phase,
+        team=team or None,
+        severity=None if late_review else severity or None,
+        overdue=overdue and not late_review,
+        late_at=now() if late_review else None,
     )
+    try:
+        rows, following = await asyncio.to_thread(
+            reads.postmortem_page, record, found, limit=page_size, page_token=page_token
+        )
+    except reads.BadPageToken as exc:
+        raise Refused(400, str(exc)) from None
+    return PostmortemPage(items=rows, next_page_token=following)
 
 
 @router.get(
@@ -263,16 +270,17 @@ async def api_postmortems(
     responses={404: {"model": Problem}},
 )
 async def api_postmortem(
-    _: Viewer, settings: SettingsDep, temporal: Temporal, workflow_id: str
+    _: Viewer, settings: SettingsDep, temporal: Temporal, record: RecordDep, workflow_id: str
 ) -> PostmortemDetail:
-    """One post-mortem's whole state (asked of its workflow) and its links."""
-    return detail_of(settings, await state_of(temporal, workflow_id))
+    """One post-mortem's whole state (asked of its workflow; once Temporal deleted it, as
+    the record has it) and its links."""
+    return detail_of(settings, await state_of(temporal, record, workflow_id))
 
 
 @router.get("/actions", response_model=ActionPage)
 async def api_actions(
     _: Viewer,
-    temporal: Temporal,
+    record: RecordDep,
     overdue: Annotated[
         bool, Query(description="true: overdue, most overdue first; false: open, not overdue")
     ] = True,
@@ -282,7 +290,7 @@ async def api_actions(
     limit: Limit = PAGE,
 ) -> ActionPage:
     """Open corrective actions by due date: the overdue ones, or the ones still on time."""
-    return await overdue_data(temporal, team or None, severity_of(severity), offset, limit, overdue)
+    return await overdue_data(record, team or None, severity_of(severity), offset, limit, overdue)
 
 
 OPERATED: dict[str, Any] = {
@@ -292,9 +300,11 @@ OPERATED: dict[str, Any] = {
 }
 
 
-async def operated(temporal: Client, workflow_id: str, update: Any, arg: Any) -> Done:
+async def operated(
+    temporal: Client, record: Record, workflow_id: str, update: Any, arg: Any
+) -> Done:
     try:
-        await act(temporal, workflow_id, update, arg)
+        await act(temporal, workflow_id, update, arg, record)
     except OperationRefused as refused:
         raise Refused(refused.status, refused.reason) from None
     return Done(workflow_id=workflow_id, done=True)
@@ -302,20 +312,22 @@ async def operated(temporal: Client, workflow_id: str, update: Any, arg: Any) ->
 
 @router.post("/postmortems/{workflow_id}/schedule", **OPERATED)
 async def api_schedule(
-    _: Operator, temporal: Temporal, workflow_id: str, body: RescheduleBody
+    _: Operator, temporal: Temporal, record: RecordDep, workflow_id: str, body: RescheduleBody
 ) -> Done:
     """Operators only: move the review (outside the window it needs a reason)."""
     arg = RescheduleReviewInput(at=body.at, reason=body.reason)
-    return await operated(temporal, workflow_id, PostmortemWorkflow.schedule_review, arg)
+    return await operated(temporal, record, workflow_id, PostmortemWorkflow.schedule_review, arg)
 
 
 @router.post("/postmortems/{workflow_id}/acknowledge", **OPERATED)
 async def api_acknowledge(
-    _: Operator, temporal: Temporal, workflow_id: str, body: AcknowledgeBody
+    _: Operator, temporal: Temporal, record: RecordDep, workflow_id: str, body: AcknowledgeBody
 ) -> Done:
     """Operators only: keep the wording of blameless-check findings, with a note why."""
     arg = AcknowledgeInput(finding_ids=body.finding_ids, note=body.note)
-    return await operated(temporal, workflow_id, PostmortemWorkflow.acknowledge_findings, arg)
+    return await operated(
+        temporal, record, workflow_id, PostmortemWorkflow.acknowledge_findings, arg
+    )
 
 
 class RouteBody(BaseModel):
@@ -328,25 +340,31 @@ class BeginBody(BaseModel):
 
 
 @router.post("/postmortems/{workflow_id}/route", **OPERATED)
-async def api_route(_: Operator, temporal: Temporal, workflow_id: str, body: RouteBody) -> Done:
+async def api_route(
+    _: Operator, temporal: Temporal, record: RecordDep, workflow_id: str, body: RouteBody
+) -> Done:
     """Operators only: place the post-mortem with a team (an unrouted one, or a wrong guess);
     its policy, owner and calendar apply from then on."""
     arg = RouteInput(team=body.team, reason=body.reason)
-    return await operated(temporal, workflow_id, PostmortemWorkflow.route, arg)
+    return await operated(temporal, record, workflow_id, PostmortemWorkflow.route, arg)
 
 
 @router.post("/postmortems/{workflow_id}/begin", **OPERATED)
-async def api_begin(_: Operator, temporal: Temporal, workflow_id: str, body: BeginBody) -> Done:
+async def api_begin(
+    _: Operator, temporal: Temporal, record: RecordDep, workflow_id: str, body: BeginBody
+) -> Done:
     """Operators only: start an optional post-mortem (recorded as "optional, not started")."""
     arg = BeginInput(reason=body.reason)
-    return await operated(temporal, workflow_id, PostmortemWorkflow.begin, arg)
+    return await operated(temporal, record, workflow_id, PostmortemWorkflow.begin, arg)
 
 
 @router.post("/postmortems/{workflow_id}/cancel", **OPERATED)
-async def api_cancel(_: Operator, temporal: Temporal, workflow_id: str, body: CancelBody) -> Done:
+async def api_cancel(
+    _: Operator, temporal: Temporal, record: RecordDep, workflow_id: str, body: CancelBody
+) -> Done:
     """Operators only: cancel the post-mortem, with the reason."""
     arg = CancelInput(reason=body.reason)
-    return await operated(temporal, workflow_id, PostmortemWorkflow.cancel, arg)
+    return await operated(temporal, record, workflow_id, PostmortemWorkflow.cancel, arg)
 
 
 # Outside /api: a link a manager can open in a spreadsheet.
@@ -359,15 +377,14 @@ exports = APIRouter(tags=["dashboard"])
     responses={200: {"content": {"text/csv": {}}, "description": "Every overdue action"}},
 )
 async def overdue_csv(
-    _: Viewer, temporal: Temporal, team: Team = None, severity: Sev = None
+    _: Viewer, record: RecordDep, team: Team = None, severity: Sev = None
 ) -> Response:
     """Every overdue action (same filters as /overdue), most overdue first, as CSV."""
     moment = now()
-    rows = (
-        await readmodel.ranked_actions(
-            temporal, moment, team=team or None, severity=severity_of(severity), limit=100_000
-        )
-    )[1]
+    total_and_rows = await asyncio.to_thread(
+        reads.ranked_actions, record, moment, team=team or None, severity=severity, limit=100_000
+    )
+    rows = total_and_rows[1]
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(

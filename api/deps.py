@@ -1,6 +1,6 @@
 """What a handler needs, as FastAPI dependencies: the settings, the Temporal client, the
-caller's role (one access check, `access.require`, for JSON and pages alike) and a body read
-within its byte limit."""
+record, the caller's role (one access check, `access.require`, for JSON and pages alike) and
+a body read within its byte limit."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from api.access import Role, require, require_csrf
 from api.answers import Refused
 from api.bodies import BodyRefused, read_limited
 from config import Settings
+from record.store import Record
 
 log = logging.getLogger("postmortem.api")
 
@@ -31,8 +32,16 @@ def get_temporal(request: Request) -> Client:
     return client
 
 
+def get_record(request: Request) -> Record:
+    record: Record | None = request.app.state.record
+    if record is None:  # only between start-up and the record's first answer
+        raise Refused(503, "the record is unavailable: not open yet")
+    return record
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 Temporal = Annotated[Client, Depends(get_temporal)]
+RecordDep = Annotated[Record, Depends(get_record)]
 
 
 def viewer(request: Request, settings: SettingsDep) -> Role:

@@ -1,9 +1,11 @@
 """Prometheus metrics of the API: webhook traffic as counters, and at each scrape the state
-of the post-mortems from visibility counts (open by phase, overdue actions by team, late
-reviews, actions by state). The worker serves its own (the SDK's and ours) on another port."""
+of the post-mortems from the record (open by phase, overdue actions by team, late reviews,
+actions by state, problems by kind). The worker serves its own (the SDK's and ours) on
+another port."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -16,12 +18,9 @@ from prometheus_client import (
     generate_latest,
 )
 
-import engine
-import readmodel
-from api.deps import SettingsDep, Temporal, Viewer
+from api.deps import RecordDep, SettingsDep, Viewer
 from config import load_routing
-from domain.models import ActionState, Phase, ProblemKind
-from workflows import search_attributes as sa
+from record import reads
 
 WEBHOOK_SOURCES = frozenset(
     {
@@ -69,7 +68,7 @@ class Metrics:
         )
         self.actions = Gauge(
             "postmortem_actions",
-            "Corrective actions by state (visibility, retention applies)",
+            "Corrective actions by state (the record: every post-mortem ever run)",
             ["state"],
             registry=registry,
         )
@@ -96,42 +95,22 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/metrics", response_class=Response)
 async def metrics(
-    request: Request, _: Viewer, settings: SettingsDep, temporal: Temporal
+    request: Request, _: Viewer, settings: SettingsDep, record: RecordDep
 ) -> Response:
     m: Metrics = request.app.state.metrics
-    count = readmodel.Counter(temporal)
-    now = datetime.now(UTC)
     routing = load_routing(settings.teams_file)
-    teams = sorted(routing.teams)
-    phases = [p for p in Phase if not p.is_terminal]
-    # Unrouted: running post-mortems still with the triage team.
-    running = "ExecutionStatus = 'Running'"
-    triage = (
-        count(f"{engine.postmortem_query(team=routing.triage_team)} AND {running}")
-        if routing.triage_team
-        else None
+    g = await asyncio.to_thread(
+        reads.gauges, record, datetime.now(UTC), sorted(routing.teams), routing.triage_team
     )
-    by_phase = count.many(engine.postmortem_query(phase=p) for p in phases)
-    by_team = count.many(readmodel.actions_query(overdue=True, team=t) for t in teams)
-    late = count(readmodel.late_reviews_query(now))
-    states = list(ActionState)
-    ended = readmodel.actions_query(running=False)
-    by_state = count.many(
-        f"{ended} AND {sa.ACTION_STATE.name} = {readmodel.quote(s.value)}" for s in states
-    )
-    kinds = list(ProblemKind)
-    by_kind = count.many(
-        f"{running} AND {sa.PROBLEM_KINDS.name} = {readmodel.quote(k.value)}" for k in kinds
-    )
-    for phase, n in zip(phases, await by_phase, strict=True):
-        m.open_by_phase.labels(phase=phase.value).set(n)
+    for phase, n in g.open_by_phase.items():
+        m.open_by_phase.labels(phase=phase).set(n)
     m.overdue_by_team.clear()
-    for team, n in zip(teams, await by_team, strict=True):
+    for team, n in g.overdue_by_team.items():
         m.overdue_by_team.labels(team=team).set(n)
-    m.late_reviews.set(await late)
-    m.unrouted.set(await triage if triage is not None else 0)
-    for state, n in zip(states, await by_state, strict=True):
-        m.actions.labels(state=state.value).set(n)
-    for kind, n in zip(kinds, await by_kind, strict=True):
-        m.problems.labels(kind=kind.value).set(n)
+    m.late_reviews.set(g.late_reviews)
+    m.unrouted.set(g.unrouted)
+    for state, n in g.actions_by_state.items():
+        m.actions.labels(state=state).set(n)
+    for kind, n in g.problems_by_kind.items():
+        m.problems.labels(kind=kind).set(n)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

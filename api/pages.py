@@ -4,6 +4,7 @@ redirect to the page with the outcome."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -14,7 +15,6 @@ from fastapi import APIRouter, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-import engine
 import readmodel
 from api.access import COOKIE, SESSION_SECONDS, csrf_ok, secure_request, session_cookie, token_role
 from api.dashboard import (
@@ -31,7 +31,7 @@ from api.dashboard import (
     severity_of,
     teams,
 )
-from api.deps import PageOperator, PageViewer, SettingsDep, Temporal
+from api.deps import PageOperator, PageViewer, RecordDep, SettingsDep, Temporal
 from api.postmortems import state_of
 from domain.findings import describe_validation_error
 from domain.messages import (
@@ -42,6 +42,7 @@ from domain.messages import (
     RouteInput,
 )
 from domain.models import Severity
+from record import reads
 from workflows.postmortem import PostmortemWorkflow
 
 router = APIRouter(include_in_schema=False)
@@ -106,13 +107,13 @@ def chart(weeks: list[readmodel.WeekBar], width: int = 640, height: int = 180) -
 async def overview_page(
     role: PageViewer,
     settings: SettingsDep,
-    temporal: Temporal,
+    record: RecordDep,
     overviews: Overviews,
     team: Team = None,
 ) -> Response:
     data = await overviews.get(team or None)
-    late_query = readmodel.late_reviews_query(now(), team or None)
-    late = [r async for r in engine.list_postmortems(temporal, late_query, limit=20)]
+    late_ones = reads.PostmortemFilter(team=team or None, late_at=now())
+    late = await asyncio.to_thread(reads.postmortem_list, record, late_ones, 20)
     return page(
         "overview.html.j2",
         o=data,
@@ -128,12 +129,12 @@ async def overview_page(
 async def overdue_page(
     role: PageViewer,
     settings: SettingsDep,
-    temporal: Temporal,
+    record: RecordDep,
     team: Team = None,
     severity: Sev = None,
     offset: Offset = 0,
 ) -> Response:
-    data = await overdue_data(temporal, team or None, severity_of(severity), offset, PAGE)
+    data = await overdue_data(record, team or None, severity_of(severity), offset, PAGE)
     return page(
         "overdue.html.j2",
         data=data,
@@ -148,10 +149,15 @@ async def overdue_page(
 
 @router.get("/postmortems/{workflow_id}", response_class=HTMLResponse)
 async def postmortem_page(
-    request: Request, role: PageViewer, settings: SettingsDep, temporal: Temporal, workflow_id: str
+    request: Request,
+    role: PageViewer,
+    settings: SettingsDep,
+    temporal: Temporal,
+    record: RecordDep,
+    workflow_id: str,
 ) -> Response:
     try:
-        detail = detail_of(settings, await state_of(temporal, workflow_id))
+        detail = detail_of(settings, await state_of(temporal, record, workflow_id))
     except HTTPException as exc:
         return page("error.html.j2", exc.status_code, title="Not found", message=str(exc.detail))
     return page(
@@ -175,6 +181,7 @@ async def operate_form(
     request: Request,
     _: PageOperator,
     temporal: Temporal,
+    record: RecordDep,
     workflow_id: str,
     operation: Annotated[Operation, Form()],
     at: Annotated[str, Form(max_length=100)] = "",
@@ -215,7 +222,7 @@ async def operate_form(
         problem = f"{at!r} is not a time with its zone, like 2026-12-01T10:00:00+01:00"
         return RedirectResponse(f"{back}?error={quote_plus(problem)}", status_code=303)
     try:
-        await act(temporal, workflow_id, update, arg)
+        await act(temporal, workflow_id, update, arg, record)
     except OperationRefused as refused:
         return RedirectResponse(f"{back}?error={quote_plus(refused.reason)}", status_code=303)
     return RedirectResponse(f"{back}?done={quote_plus(operation)}", status_code=303)

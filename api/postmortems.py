@@ -10,24 +10,26 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from temporalio.client import Client, WorkflowQueryFailedError
 
 import engine
-from api.deps import SettingsDep, Temporal, Viewer
+from api.deps import RecordDep, SettingsDep, Temporal, Viewer
 from domain.blameless import check_postmortem
 from domain.document import render_html
 from domain.invitation import review_event
 from domain.models import Phase, PostmortemState
 from integrations.lexicon import load_lexicon
+from record.store import Record
 
 # Post-mortem ids are `postmortem-<source>-<incident>`: a safe alphabet, no slashes.
 _ID = re.compile(r"^postmortem-[A-Za-z0-9][A-Za-z0-9._:-]{0,200}$")
 
 
-async def state_of(client: Client, workflow_id: str) -> PostmortemState:
-    """A post-mortem's state for a page or the API: a 404 when there is none, a 503 when its
-    workflow cannot answer (the app answers both as {"error": ...})."""
+async def state_of(client: Client, record: Record, workflow_id: str) -> PostmortemState:
+    """A post-mortem's state for a page or the API: from its workflow while Temporal keeps it,
+    then from the record. A 404 when neither knows it, a 503 when its workflow cannot answer
+    (the app answers both as {"error": ...})."""
     if not _ID.match(workflow_id):
         raise HTTPException(404, f"{workflow_id!r} is not a post-mortem id")
     try:
-        state = await engine.postmortem_state(client, workflow_id)
+        state = await engine.postmortem_state(client, workflow_id, record)
     except WorkflowQueryFailedError as exc:
         raise HTTPException(503, f"the post-mortem cannot answer: {exc}") from None
     if state is None:
@@ -48,10 +50,10 @@ router = APIRouter(tags=["post-mortem"])
     },
 )
 async def review_ics(
-    workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal
+    workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal, record: RecordDep
 ) -> Response:
     """The review as an iCalendar event: the same UID and SEQUENCE as the emailed one."""
-    state = await state_of(temporal, workflow_id)
+    state = await state_of(temporal, record, workflow_id)
     if state.review is None:
         return JSONResponse({"error": "the review is not scheduled yet"}, 409)
     cancelled = state.phase is Phase.CANCELLED and state.findings is None
@@ -74,10 +76,12 @@ async def review_ics(
     response_class=HTMLResponse,
     responses={404: {"description": "No such post-mortem"}},
 )
-async def draft(workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal) -> Response:
+async def draft(
+    workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal, record: RecordDep
+) -> Response:
     """The document as it stands, for the participants to read before the review, with
     the blameless check's findings for the facilitator."""
-    state = await state_of(temporal, workflow_id)
+    state = await state_of(temporal, record, workflow_id)
     # Before the review, the check runs here on the draft as it is; after, its record.
     lexicon = load_lexicon(settings.blameless_language)
     notes = state.blameless or check_postmortem(state, lexicon)

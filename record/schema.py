@@ -82,6 +82,7 @@ postmortems = Table(
     # `status` shows of a post-mortem whose workflow Temporal has deleted.
     Column("document", JSON, nullable=False),
     Column("recorded_at", Instant, nullable=False),
+    Column("started_at", Instant),  # 0002: when the post-mortem began (its first phase)
 )
 
 actions = Table(
@@ -104,6 +105,7 @@ actions = Table(
     Column("reminders_sent", Integer, nullable=False),
     Column("escalation_level", Integer, nullable=False),
     Column("completed_at", Instant),
+    Column("last_reminder_at", Instant),  # 0002
 )
 
 factors = Table(
@@ -113,4 +115,16 @@ factors = Table(
     Column("position", Integer, primary_key=True),
     Column("category", String(40), nullable=False, index=True),
     Column("description", Text, nullable=False),
+)
+
+# 0002: what the engine could not do (ProblemKind), until what fixes it happens.
+problems = Table(
+    "problems",
+    metadata,
+    _belongs_to_postmortem(),
+    Column("position", Integer, primary_key=True),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("action_id", String(40)),
+    Column("message", Text, nullable=False),
+    Column("since", Instant),
 )

@@ -15,14 +15,17 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select
+from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from domain.models import Phase, PostmortemDocument
-from record.schema import actions, factors, postmortems
+from config import Settings
+from domain.models import Phase, PostmortemDocument, PostmortemState
+from record.schema import actions, factors, postmortems, problems
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# PostgreSQL: processes starting together (two workers, two APIs) upgrade one at a time.
+UPGRADE_LOCK = 140_014
 
 
 class RecordUnavailable(Exception):
@@ -35,8 +38,19 @@ class Recorded:
     """A post-mortem as the record has it."""
 
     version: int
-    document: PostmortemDocument
+    state: PostmortemState
     recorded_at: datetime
+
+
+def open_record(settings: Settings, *, upgrade: bool = True) -> Record:
+    """The record of these settings, its schema upgraded in place to the newest migration
+    (the worker and the API at start; the CLI only reads)."""
+    if settings.record_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    record = Record(settings.record_database)
+    if upgrade:
+        record.upgrade()
+    return record
 
 
 def database_url(value: str) -> str:
@@ -55,12 +69,14 @@ class Record:
 
     # -- the schema ---------------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """The schema at its newest migration, in place: nothing is lost on upgrade."""
+    def upgrade(self, target: str = "head") -> None:
+        """The schema at its newest migration (or `target`), in place: nothing is lost."""
         with self._begin() as connection:
+            if self.engine.dialect.name == "postgresql":
+                connection.execute(text(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})"))
             config = _alembic_config()
             config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+            command.upgrade(config, target)
 
     def revision(self) -> str | None:
         with self._begin() as connection:
@@ -72,16 +88,25 @@ class Record:
 
     # -- the projection -----------------------------------------------------------------
 
-    def project(self, document: PostmortemDocument, version: int) -> bool:
-        """The post-mortem as it is at `version`. True when written; False when the record
-        already has this version or a newer one (a retry, a late write): nothing changes."""
+    def project(
+        self, document: PostmortemDocument, version: int, *, same_version: bool = False
+    ) -> bool:
+        """The post-mortem as it is at `version` (its whole state; a document alone before
+        the projection sent the state). True when written; False when the record
+        already has this version or a newer one (a retry, a late write): nothing changes.
+        `same_version` (`postmortem record sync`): the same version is written again, the
+        state asked of the workflow being as new as the one its projection wrote, or newer."""
         row = _cleaned(_postmortem_row(document, version))
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(postmortems).values(**row)
         statement = statement.on_conflict_do_update(
             index_elements=[postmortems.c.workflow_id],
             set_={name: statement.excluded[name] for name in row if name != "workflow_id"},
-            where=postmortems.c.version < statement.excluded.version,
+            where=(
+                postmortems.c.version <= statement.excluded.version
+                if same_version
+                else postmortems.c.version < statement.excluded.version
+            ),
         ).returning(postmortems.c.version)  # no row back: an older or equal write, skipped
         with self._begin() as connection:
             if connection.execute(statement).first() is None:
@@ -89,6 +114,7 @@ class Record:
             workflow_id = document.workflow_id
             connection.execute(delete(actions).where(actions.c.workflow_id == workflow_id))
             connection.execute(delete(factors).where(factors.c.workflow_id == workflow_id))
+            connection.execute(delete(problems).where(problems.c.workflow_id == workflow_id))
             if document.actions:
                 connection.execute(insert(actions), [_cleaned(r) for r in _action_rows(document)])
             if document.findings is not None and document.findings.contributing_factors:
@@ -102,6 +128,23 @@ class Record:
                             "description": factor.description.replace("\x00", "\ufffd"),
                         }
                         for n, factor in enumerate(document.findings.contributing_factors)
+                    ],
+                )
+            if isinstance(document, PostmortemState) and document.problems:
+                connection.execute(
+                    insert(problems),
+                    [
+                        _cleaned(
+                            {
+                                "workflow_id": workflow_id,
+                                "position": n,
+                                "kind": problem.kind.value,
+                                "action_id": problem.action_id,
+                                "message": problem.message,
+                                "since": problem.since,
+                            }
+                        )
+                        for n, problem in enumerate(document.problems)
                     ],
                 )
         return True
@@ -119,7 +162,7 @@ class Record:
             return None
         return Recorded(
             version=row.version,
-            document=PostmortemDocument.model_validate(row.document),
+            state=PostmortemState.model_validate(row.document),
             recorded_at=row.recorded_at,
         )
 
@@ -134,6 +177,13 @@ class Record:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A connection for readers (record/reads.py): the database down, or its tables not
+        made yet, is RecordUnavailable (the API answers 503, the CLI one line)."""
+        with self._begin() as connection:
+            yield connection
 
     @contextmanager
     def _begin(self) -> Iterator[Connection]:
@@ -190,6 +240,7 @@ def _postmortem_row(document: PostmortemDocument, version: int) -> dict[str, Any
         "root_cause": findings.root_cause if findings else None,
         "document": document.model_dump(mode="json"),
         "recorded_at": datetime.now(UTC),
+        "started_at": document.phase_history[0].at if document.phase_history else None,
     }
 
 
@@ -213,6 +264,7 @@ def _action_rows(document: PostmortemDocument) -> list[dict[str, Any]]:
             "reminders_sent": a.reminders_sent,
             "escalation_level": a.escalation_level,
             "completed_at": a.completed_at,
+            "last_reminder_at": a.last_reminder_at,
         }
         for a in document.actions
     ]

@@ -16,6 +16,7 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from aiosmtpd.controller import Controller
 from temporalio.client import Client
@@ -25,6 +26,8 @@ from temporalio.worker import Worker
 
 from config import Settings
 from integrations.local import LocalTracker
+from record.store import Record
+from tests.postgres import PostgresServer
 from worker import build_worker, register_search_attributes
 from workflows import search_attributes
 
@@ -266,3 +269,38 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+# -- the record on both databases (tests/test_record*.py) ------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    try:
+        server = PostgresServer().start()
+    except FileNotFoundError as missing:
+        if os.environ.get("CI"):  # CI must run them: `make test` installs PostgreSQL
+            raise
+        pytest.skip(str(missing))
+    yield server
+    server.remove()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def record_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database of each kind: a SQLite file, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'record.sqlite3'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture
+def record(record_url: str) -> Iterator[Record]:
+    store = Record(record_url)
+    store.upgrade()
+    yield store
+    store.dispose()

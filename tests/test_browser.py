@@ -17,7 +17,13 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_dashboard import OPERATOR, VIEWER, api, visible  # noqa: F401 - api is a fixture
+from tests.test_dashboard import (  # noqa: F401 - api is a fixture
+    OPERATOR,
+    VIEWER,
+    api,
+    settled_overview,
+    visible,
+)
 
 
 def session(token: str, base: str) -> Any:
@@ -73,9 +79,7 @@ async def test_the_dashboard_in_chromium(api, browser):  # noqa: F811
     base, s = api
     ARTIFACTS.mkdir(exist_ok=True)
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        overview = await visible(
-            http, f"/api/overview?team={s.team}", lambda o: o["phases"]["closed"] == 1
-        )
+        overview = await settled_overview(http, s)
         overdue = await visible(
             http, f"/api/actions?overdue=true&team={s.team}", lambda p: p["total"] == 1
         )

@@ -8,14 +8,20 @@ import os
 import subprocess
 import sys
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from config import Settings, load_routing
+from domain.models import Phase, PhaseChange, PostmortemState
+from record.store import open_record
+from tests import scenario
 from tests.scenario import until
 from tests.test_visibility import cli_env
+from worker import build_worker
+from workflows.postmortem import PostmortemWorkflow
 
 POSTMORTEM = str(Path(sys.executable).parent / "postmortem")
 REPO = Path(__file__).resolve().parents[1]
@@ -44,6 +50,12 @@ def refused(settings: Settings | None, *args: str, env: dict[str, str] | None = 
     assert done.returncode != 0, done.stdout
     assert "Traceback" not in done.stderr + done.stdout
     return done.stderr
+
+
+def ok_with(env: dict[str, str], *args: str) -> str:
+    done = cli(None, *args, env=env)
+    assert done.returncode == 0, f"{args}: {done.stderr}"
+    return done.stdout
 
 
 async def aok(settings: Settings, *args: str) -> str:
@@ -80,6 +92,8 @@ COMMANDS = [
     ["tracker", "list"],
     ["tracker", "close"],
     ["tracker", "reopen"],
+    ["record"],
+    ["record", "sync"],
 ]
 
 
@@ -113,7 +127,31 @@ def test_unreachable_server_is_one_clear_line(settings: Settings):
         "error: cannot reach Temporal at 127.0.0.1:1 "
         "(is `make run` running? set TEMPORAL_ADDRESS otherwise)"
     )
-    assert "cannot reach Temporal" in refused(None, "list", env=env)
+    # `list` reads the record, not Temporal: with no record yet, one line says so.
+    no_record = refused(None, "list", env=env)
+    assert "the record's database is unavailable" in no_record and "PM_RECORD_URL" in no_record
+
+
+def test_lists_read_the_record_with_temporal_down(settings: Settings):
+    """What the record holds is listed and shown while Temporal is unreachable (or has
+    deleted the workflows): a closed post-mortem, with its actions' outcomes."""
+    now = datetime.now(UTC)
+    incident = scenario.incident(now, incident_id="INC-KEPT", team="payments")
+    closed = PostmortemState(
+        workflow_id=incident.workflow_id,
+        incident=incident,
+        phase=Phase.CLOSED,
+        phase_history=[PhaseChange(phase=Phase.DRAFTING, at=now)],
+    )
+    store = open_record(settings)
+    store.project(closed, 7)
+    store.dispose()
+    env = cli_env(settings) | {"TEMPORAL_ADDRESS": "127.0.0.1:1"}
+    listed = ok_with(env, "list", "--phase", "closed", "--json")
+    assert [(r["workflow_id"], r["phase"], r["status"]) for r in json.loads(listed)] == [
+        (incident.workflow_id, "closed", "completed")
+    ]
+    assert ok_with(env, "list", "--phase", "drafting") == "no post-mortems match\n"
 
 
 def test_bad_arguments_are_refused_before_anything_starts(dev_settings: Settings):
@@ -153,6 +191,7 @@ def test_bad_arguments_are_refused_before_anything_starts(dev_settings: Settings
         "--resolved-at",
         "2026-11-20T10:00:00Z",
     )
+    open_record(dev_settings).dispose()  # as the worker makes it: unknown there too
     assert "no post-mortem 'postmortem-manual-none'" in refused(
         dev_settings, "status", "postmortem-manual-none"
     )
@@ -369,3 +408,37 @@ async def test_blameless_findings_are_shown_and_acknowledged_from_the_command_li
     assert done.strip() == f"acknowledged {finding}; 0 finding(s) still open"
     data = await until(status, lambda d: d["phase"] == "following_up")
     assert data["published_url"] and data["blameless"][0]["note"] == "Quoted from the chat"
+
+
+async def test_record_sync_rebuilds_a_lost_record_from_the_workflows(dev_env, dev_settings):
+    """An installation whose record is empty (it ran before the record, or the record was
+    restored from an older backup): `record sync` writes every post-mortem Temporal has, as
+    its workflow has it, and never replaces a newer write."""
+    client = dev_env.client
+    team = min(load_routing(dev_settings.teams_file).teams)
+    async with build_worker(client, dev_settings):
+        handle = await scenario.start(
+            client, dev_settings.task_queue, scenario.incident(datetime.now(UTC), team=team)
+        )
+        state = await until(
+            lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review
+        )
+        # The record is lost: a new, empty one in its place (PM_RECORD_URL).
+        empty = dev_settings.data_dir / "restored.sqlite3"
+        elsewhere = dev_settings.model_copy(update={"record_url": SecretStr(f"sqlite:///{empty}")})
+        env = cli_env(dev_settings) | {"PM_RECORD_URL": f"sqlite:///{empty}"}
+        first = json.loads(await asyncio.to_thread(ok_with, env, "record", "sync", "--json"))
+        assert first == {"written": 1, "already_newer": 0, "failed": []}  # its queue only
+        store = open_record(elsewhere, upgrade=False)
+        recorded = store.get(handle.id)
+        current = await handle.query(PostmortemWorkflow.status)
+        assert recorded is not None and recorded.state == current
+        assert recorded.version == current.record_version >= state.record_version
+        # Again: the same states, written again or already newer; nothing goes back.
+        again = json.loads(await asyncio.to_thread(ok_with, env, "record", "sync", "--json"))
+        assert again["written"] + again["already_newer"] == 1
+        assert store.project(current, current.record_version + 5)  # a newer write meanwhile
+        await asyncio.to_thread(ok_with, env, "record", "sync", "--json")
+        after = store.get(handle.id)
+        assert after is not None and after.version == current.record_version + 5
+        store.dispose()

@@ -17,12 +17,12 @@ from temporalio.client import Client
 import engine
 from config import Settings, load_routing
 from domain.messages import ActionStateChange, CancelInput, CompleteReviewInput, PostmortemInput
-from domain.models import ActionState, Findings, Phase
+from domain.models import ActionState, Findings, Phase, PhaseChange, PostmortemState
+from record.store import Record
 from tests import scenario
 from tests.scenario import until
 from tests.test_webhooks import free_port
 from worker import build_worker
-from workflows import search_attributes as sa
 from workflows.action import ActionFollowUpWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
@@ -98,21 +98,21 @@ async def seed(client: Client, settings: Settings) -> Seeded:
     )
     await until(lambda: done.query(PostmortemWorkflow.phase), lambda p: p is Phase.CLOSED)
 
-    # The phases a post-mortem passes through in seconds, held still for the counts: started
-    # with their attributes on a queue no worker polls (visibility sees them as it would).
+    # The phases a post-mortem passes through in seconds, held still for the counts: written
+    # into the record as the projection would write them (no workflow moves them on).
     passing = []
+    store = Record(settings.record_database)
     for phase in (Phase.DRAFTING, Phase.IN_REVIEW, Phase.ACTIONS_FILED, Phase.PUBLISHED):
-        held = await client.start_workflow(
-            "PostmortemWorkflow",
-            {},
-            id=f"postmortem-held-{team}-{phase.value}",
-            task_queue=f"idle-{team}",
-            memo={"title": f"Held in {phase.value}"},
-            search_attributes=sa.initial(
-                {sa.PHASE: phase.value, sa.TEAM: team, sa.SEVERITY: "SEV3", sa.INCIDENT_ID: "H"}
-            ),
+        held = scenario.incident(now, team=team, severity="SEV3", incident_id=f"H-{phase.value}")
+        state = PostmortemState(
+            workflow_id=held.workflow_id,
+            incident=held.model_copy(update={"title": f"Held in {phase.value}"}),
+            phase=phase,
+            phase_history=[PhaseChange(phase=phase, at=now)],
         )
-        passing.append(held.id)
+        store.project(state, 1)
+        passing.append(held.workflow_id)
+    store.dispose()
     return Seeded(
         team=team,
         other=other,
@@ -145,7 +145,7 @@ def as_role(token: str) -> dict[str, str]:
 
 
 async def visible(http: httpx.AsyncClient, path: str, check: Any) -> Any:
-    """Visibility lags a moment behind the workflows: ask until the answer settles."""
+    """The record follows the workflows a moment later: ask until the answer settles."""
 
     async def probe() -> Any:
         answer = await http.get(path, headers=as_role(VIEWER))
@@ -155,30 +155,37 @@ async def visible(http: httpx.AsyncClient, path: str, check: Any) -> Any:
     return await until(probe, check, seconds=30)
 
 
+SEEDED_PHASES = {
+    "optional": 0,
+    "drafting": 1,
+    "review_scheduled": 2,  # one waiting, one late (its slot is after the window)
+    "in_review": 1,
+    "actions_filed": 1,
+    "published": 1,
+    "following_up": 1,
+    "closed": 1,
+    "cancelled": 0,  # the cancelled one is the other team's
+}
+
+
+async def settled_overview(http: httpx.AsyncClient, s: Seeded) -> Any:
+    """The seeded team's overview once the record has every seeded change."""
+    return await visible(
+        http,
+        f"/api/overview?team={s.team}",
+        lambda o: (
+            o["phases"] == SEEDED_PHASES
+            and o["late_reviews"] == 1
+            and o["overdue_by_team"] == {s.team: 1}
+            and o["weeks"][-1]["closed"] == 1
+        ),
+    )
+
+
 async def test_overview_counts_and_lists_match_what_was_seeded(api):
     base, s = api
     async with httpx.AsyncClient(base_url=base, timeout=30) as http:
-        o = await visible(
-            http,
-            f"/api/overview?team={s.team}",
-            lambda o: (
-                o["phases"]["closed"] == 1
-                and o["late_reviews"] == 1
-                and o["phases"]["published"] == 1
-            ),
-        )
-        assert o["phases"] == {
-            "optional": 0,
-            "drafting": 1,
-            "review_scheduled": 2,  # one waiting, one late (its slot is after the window)
-            "in_review": 1,
-            "actions_filed": 1,
-            "published": 1,
-            "following_up": 1,
-            "closed": 1,
-            "cancelled": 0,  # the cancelled one is the other team's
-        }
-        assert o["overdue_by_team"] == {s.team: 1}
+        o = await settled_overview(http, s)
         assert o["ageing"] == {
             "due within 7 days": 1,
             "overdue up to 7 days": 1,

@@ -4,7 +4,9 @@ on the real dev server."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,6 +15,8 @@ from temporalio.client import ScheduleActionStartWorkflow
 from config import Settings
 from integrations.local import LocalTracker
 from integrations.tracker import TicketRequest
+from record import reads
+from record.store import Record
 from tests.conftest import Inbox
 from tests.fakes.server import EmulatorServer, Request, Response
 from tests.scenario import until
@@ -77,6 +81,13 @@ async def test_a_weekly_digest_reaches_every_channel(
             'webhook_url_env = "PM_TEST_DIGEST_WEBHOOK"\nweekly = "FRI 16:30"',
         )
 
+        # The digest reads the record, which follows the workflows a moment later.
+        store = Record(settings.record_database)
+        await until(
+            lambda: asyncio.to_thread(reads.ranked_actions, store, datetime.now(UTC), team=team),
+            lambda found: found[0] == 1,
+        )
+        store.dispose()
         ids = await ensure_digest_schedules(client, settings)
         assert ids == [f"digest-sev1-daily-{team}", f"digest-weekly-{team}"]
         assert await ensure_digest_schedules(client, settings) == ids  # idempotent

@@ -5,28 +5,32 @@ SQLite and on a real PostgreSQL (tests/postgres.py)."""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import json
 import random
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from pydantic import SecretStr
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest
 from temporalio.service import RPCError, RPCStatusCode
 
+import engine
 from config import load_routing
-from domain.messages import ActionStateChange, CancelInput
+from domain.messages import ActionStateChange, CancelInput, CompleteReviewInput
 from domain.models import (
     ActionState,
     ContributingFactor,
     CorrectiveAction,
     FactorCategory,
+    Findings,
     Phase,
     PhaseChange,
     PostmortemDocument,
@@ -34,8 +38,10 @@ from domain.models import (
     ReviewOutcome,
     TicketRef,
 )
+from record import reads
 from record.schema import metadata
 from record.store import Record, RecordUnavailable
+from record.store import _postmortem_row as store_row
 from tests import scenario
 from tests.postgres import PostgresServer
 from tests.scenario import until
@@ -44,34 +50,6 @@ from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 NOW = datetime(2026, 6, 1, 12, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        server = PostgresServer().start()
-    except FileNotFoundError as missing:
-        if os.environ.get("CI"):  # CI must run them: `make test` installs PostgreSQL
-            raise
-        pytest.skip(str(missing))
-    yield server
-    server.remove()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def record(request: pytest.FixtureRequest, tmp_path) -> Iterator[Record]:
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'record.sqlite3'}"
-    else:
-        server: PostgresServer = request.getfixturevalue("postgres")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server.url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        url = server.url.rsplit("/", 1)[0] + f"/{name}"
-    store = Record(url)
-    store.upgrade()
-    yield store
-    store.dispose()
 
 
 def document(version: int, *, done: int = 0) -> PostmortemDocument:
@@ -115,7 +93,7 @@ def document(version: int, *, done: int = 0) -> PostmortemDocument:
 
 
 def test_the_schema_is_its_migrations_upgraded_in_place(record: Record):
-    assert record.revision() == Record.head() == "0001"
+    assert record.revision() == Record.head() == "0002"
     record.upgrade()  # again: nothing to do, nothing lost
     record.project(document(1), 1)
     record.upgrade()
@@ -124,6 +102,30 @@ def test_the_schema_is_its_migrations_upgraded_in_place(record: Record):
     with record.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), metadata)
     assert differences == []
+
+
+def test_an_upgrade_from_the_first_schema_loses_nothing(record_url: str):
+    """A record made by the first release (0001), with a post-mortem in it, upgraded in place
+    to the newest schema: the post-mortem is still read, listed and counted; its next
+    projection fills what the new columns hold."""
+    store = Record(record_url)
+    store.upgrade("0001")
+    old = document(2, done=1)
+    row = {
+        k: v
+        for k, v in store_row(old, 1).items()
+        if k in {c.name for c in metadata.tables["postmortems"].columns} - {"started_at"}
+    }
+    with store.engine.begin() as connection:
+        connection.execute(metadata.tables["postmortems"].insert().values(**row))
+    store.upgrade()
+    assert store.revision() == Record.head()
+    recorded = store.get(old.workflow_id)
+    assert recorded is not None and recorded.state.document() == old
+    listed = reads.postmortem_list(store, reads.PostmortemFilter(), 10)
+    assert [(r.workflow_id, r.started_at) for r in listed] == [(old.workflow_id, None)]
+    assert store.project(document(3, done=1), 2)  # the next change writes it whole
+    store.dispose()
 
 
 def test_a_newer_version_replaces_an_older_one_never_the_reverse(record: Record):
@@ -135,7 +137,7 @@ def test_a_newer_version_replaces_an_older_one_never_the_reverse(record: Record)
     assert not record.project(newest, 3)  # retried: ignored
     recorded = record.get(workflow_id)
     assert recorded is not None and recorded.version == 3
-    assert recorded.document == newest
+    assert recorded.state.document() == newest
     rows = record.action_rows(workflow_id)
     assert [(r["action_id"], r["state"], r["ticket_key"]) for r in rows] == [
         ("a0", "done", "PAY-2"),
@@ -153,7 +155,7 @@ def test_a_closed_post_mortem_keeps_its_outcomes(record: Record):
     assert closed.phase is Phase.CLOSED
     record.project(closed, 4)
     recorded = record.get(closed.workflow_id)
-    assert recorded is not None and recorded.document.phase is Phase.CLOSED
+    assert recorded is not None and recorded.state.phase is Phase.CLOSED
     assert {r["state"] for r in record.action_rows(closed.workflow_id)} == {"done"}
 
 
@@ -177,8 +179,8 @@ def test_concurrent_projections_converge_on_the_newest(record: Record):
     assert errors == []
     recorded = record.get(document(1).workflow_id)
     assert recorded is not None and recorded.version == 40
-    assert recorded.document == document(40, done=40 % 3)
-    assert len(record.action_rows(recorded.document.workflow_id)) == len(document(40).actions)
+    assert recorded.state.document() == document(40, done=40 % 3)
+    assert len(record.action_rows(recorded.state.workflow_id)) == len(document(40).actions)
 
 
 def test_a_database_down_mid_write_is_unavailable_and_changes_nothing(
@@ -220,7 +222,7 @@ async def test_a_closed_post_mortem_is_in_the_record_with_its_outcomes(
     store = Record(settings.record_database)
     recorded = store.get(handle.id)
     assert recorded is not None and recorded.version == final.record_version
-    assert recorded.document == final.document()
+    assert recorded.state == final
     rows = store.action_rows(handle.id)
     assert [(r["action_id"], r["state"], r["state_reason"]) for r in rows] == sorted(
         (a.id, "done", "shipped") for a in final.actions
@@ -257,8 +259,8 @@ async def test_the_record_outlives_the_workflow(dev_env, dev_settings):
     await until(gone, lambda deleted: deleted, seconds=60)
     store = Record(dev_settings.record_database)
     recorded = store.get(handle.id)
-    assert recorded is not None and recorded.document.phase is Phase.CANCELLED
-    assert recorded.document == final.document()
+    assert recorded is not None and recorded.state.phase is Phase.CANCELLED
+    assert recorded.state == final
     store.dispose()
 
 
@@ -273,5 +275,116 @@ def test_text_with_a_nul_character_is_recorded_not_refused(record: Record):
     nul.actions[0].state_reason = "shipped\x00"
     assert record.project(nul, 5)
     recorded = record.get(nul.workflow_id)
-    assert recorded is not None and recorded.document == nul  # the document keeps it
+    assert recorded is not None and recorded.state.document() == nul  # the document keeps it
     assert record.action_rows(nul.workflow_id)[0]["state_reason"] == "shipped\ufffd"
+
+
+async def test_a_deleted_closed_post_mortem_is_listed_shown_served_and_counted(
+    dev_env, dev_settings
+):
+    """Issue 14's acceptance: a post-mortem closes (one action done, one dropped); Temporal
+    deletes every workflow of it (here through the client, as retention does). The CLI's
+    `list` and `status`, the API's list, detail and overview, the page and the metrics still
+    have it, with its actions' outcomes."""
+    from tests.test_cli import ok
+    from tests.test_dashboard import OPERATOR, VIEWER, as_role
+    from tests.test_webhooks import free_port
+
+    client = dev_env.client
+    team = min(load_routing(dev_settings.teams_file).teams)
+    now = datetime.now(UTC)
+    async with build_worker(client, dev_settings):
+        handle = await scenario.start(
+            client, dev_settings.task_queue, scenario.incident(now, team=team)
+        )
+        await until(
+            lambda: handle.query(PostmortemWorkflow.status), lambda s: s.phase.awaits_review
+        )
+        actions = [
+            scenario.findings(now)["actions"][0] | {"team": team},
+            scenario.findings(now)["actions"][0]
+            | {"id": "docs", "title": "Document the config path", "type": "process", "team": team},
+        ]
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(
+                findings=Findings.model_validate(scenario.findings(now, actions=actions))
+            ),
+        )
+        await until(
+            lambda: handle.query(PostmortemWorkflow.status),
+            lambda s: all(a.ticket is not None for a in s.actions) and len(s.actions) == 2,
+            seconds=60,
+        )
+        for action_id, state in (("canary", ActionState.DONE), ("docs", ActionState.DROPPED)):
+            await handle.execute_update(
+                PostmortemWorkflow.set_action_state,
+                ActionStateChange(action_id=action_id, state=state, reason=f"{state.value} here"),
+            )
+        final: PostmortemState = await handle.result()
+    assert final.phase is Phase.CLOSED
+
+    # Every workflow of it, deleted: the post-mortem and its follow-ups.
+    mine = f"WorkflowId STARTS_WITH {engine.quote(handle.id)}"
+    ids = [w.id async for w in client.list_workflows(mine)]
+    assert handle.id in ids and len(ids) >= 3
+    for workflow_id in ids:
+        await client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(
+                namespace=client.namespace,
+                workflow_execution=WorkflowExecution(workflow_id=workflow_id),
+            )
+        )
+
+    async def remaining() -> int:
+        return len([w async for w in client.list_workflows(mine)])
+
+    await until(remaining, lambda n: n == 0, seconds=60)
+    with pytest.raises(RPCError) as gone:
+        await handle.describe()
+    assert gone.value.status is RPCStatusCode.NOT_FOUND
+
+    # The CLI: listed and shown (the workflow is gone, Temporal still answers).
+    listed = json.loads(await asyncio.to_thread(ok, dev_settings, "list", "--json"))
+    assert [(r["workflow_id"], r["phase"]) for r in listed] == [(handle.id, "closed")]
+    shown = json.loads(await asyncio.to_thread(ok, dev_settings, "status", handle.id, "--json"))
+    assert shown["phase"] == "closed"
+    assert sorted((a["id"], a["state"]) for a in shown["actions"]) == [
+        ("canary", "done"),
+        ("docs", "dropped"),
+    ]
+
+    # The API: listed, served, counted, shown; operations say it has ended.
+    settings = dev_settings.model_copy(
+        update={
+            "api_port": free_port(),
+            "viewer_tokens": SecretStr(VIEWER),
+            "operator_tokens": SecretStr(OPERATOR),
+            "overview_cache_seconds": 0,
+        }
+    )
+    async with (
+        scenario.serving_api(settings, client) as base,
+        httpx.AsyncClient(base_url=base, timeout=30) as http,
+    ):
+        viewer = as_role(VIEWER)
+        page = (await http.get("/api/postmortems?phase=closed", headers=viewer)).json()
+        assert [r["workflow_id"] for r in page["items"]] == [handle.id]
+        detail = await http.get(f"/api/postmortems/{handle.id}", headers=viewer)
+        assert detail.status_code == 200
+        state = detail.json()["state"]
+        assert state == final.model_dump(mode="json")  # as the workflow last had it
+        overview = (await http.get(f"/api/overview?team={team}", headers=viewer)).json()
+        assert overview["phases"]["closed"] == 1
+        assert overview["weeks"][-1]["opened"] == 2 and overview["weeks"][-1]["closed"] == 2
+        html = (await http.get(f"/postmortems/{handle.id}", headers=viewer)).text
+        assert "Document the config path" in html
+        metrics = (await http.get("/metrics", headers=viewer)).text
+        assert 'postmortem_actions{state="done"} 1.0' in metrics
+        assert 'postmortem_actions{state="dropped"} 1.0' in metrics
+        cancelled = await http.post(
+            f"/api/postmortems/{handle.id}/cancel",
+            json={"reason": "too late"},
+            headers=as_role(OPERATOR),
+        )
+        assert cancelled.status_code == 409 and "ended (closed)" in cancelled.json()["error"]

@@ -773,7 +773,7 @@ class PostmortemWorkflow:
             try:
                 await workflow.execute_activity_method(
                     RecordActivities.project,
-                    ProjectInput(document=s.document(), version=s.record_version),
+                    ProjectInput(state=s, version=s.record_version),
                     start_to_close_timeout=QUICK_TIMEOUT * 6,
                     retry_policy=RECORD_RETRY,
                 )
