@@ -71,7 +71,6 @@ from integrations.lexicon import load_lexicon
 from integrations.local import LocalTracker
 from integrations.pagerduty import PagerDutyClient
 from integrations.publishing import FolderPublisher, GitHubPublisher, Publisher
-from integrations.rotation import RotationStore
 from integrations.tracker import Tracker
 from observability import configure_logging
 from record.store import open_record
@@ -295,14 +294,14 @@ def mailer(settings: Settings) -> Mailer | None:
 
 
 def activities_for(settings: Settings, client: Client) -> Sequence[Callable[..., Any]]:
+    record = open_record(settings)
+    # Turns a worker kept on its own disk before the record: copied in, none lost.
+    record.import_turns(settings.data_dir / "rotation.sqlite3")
     routing = RoutingActivities(
-        lambda: load_routing(settings.teams_file),
-        RotationStore(settings.data_dir / "rotation.sqlite3"),
-        settings.public_url,
+        lambda: load_routing(settings.teams_file), record, settings.public_url
     )
     directory = TrackerDirectory(settings)
     trackers = TrackerActivities(directory)
-    record = open_record(settings)
     digests = DigestActivities(
         lambda: record,
         lambda: load_routing(settings.teams_file),

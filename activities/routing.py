@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel
@@ -21,7 +22,6 @@ from domain.scheduling import (
     plan_review,
     review_participants,
 )
-from integrations.rotation import RotationStore
 
 
 class ResolveContextInput(BaseModel):
@@ -55,9 +55,15 @@ class PrepareActionsInput(BaseModel):
     existing_action_ids: list[str] = []
 
 
+class Rotation(Protocol):
+    """Whose turn a post-mortem got (the record: shared by every worker)."""
+
+    def turn(self, team: str, postmortem: str) -> int: ...
+
+
 class RoutingActivities:
     def __init__(
-        self, routing: Callable[[], Routing], rotation: RotationStore, public_url: str = ""
+        self, routing: Callable[[], Routing], rotation: Rotation, public_url: str = ""
     ) -> None:
         self._routing = routing
         self._rotation = rotation

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.types import TypeDecorator
 
@@ -127,4 +128,15 @@ problems = Table(
     Column("action_id", String(40)),
     Column("message", Text, nullable=False),
     Column("since", Instant),
+)
+
+# 0003: facilitator turns, per team: each post-mortem keeps the turn it got; the next one gets
+# the next turn, whichever worker asks (two asking at once: one gets the next but one).
+turns = Table(
+    "turns",
+    metadata,
+    Column("team", String(200), primary_key=True),
+    Column("postmortem", String(300), primary_key=True),
+    Column("turn", Integer, nullable=False),
+    UniqueConstraint("team", "turn", name="uq_turns_team_turn"),
 )

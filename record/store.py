@@ -4,6 +4,8 @@ replaced in the same transaction (so a reader never sees one without the others)
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,17 +17,28 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, text
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from config import Settings
 from domain.models import Phase, PostmortemDocument, PostmortemState
-from record.schema import actions, factors, postmortems, problems
+from record.schema import actions, factors, postmortems, problems, turns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL: processes starting together (two workers, two APIs) upgrade one at a time.
 UPGRADE_LOCK = 140_014
+TURN_ATTEMPTS = 50
 
 
 class RecordUnavailable(Exception):
@@ -148,6 +161,52 @@ class Record:
                     ],
                 )
         return True
+
+    # -- facilitator turns --------------------------------------------------------------
+
+    def turn(self, team: str, postmortem: str) -> int:
+        """This post-mortem's turn in its team's rotation (0, 1, 2...): the same on every call,
+        from any worker. Two post-mortems asking at once: the unique (team, turn) lets one
+        in and the other asks again for the next."""
+        mine = (turns.c.team == team) & (turns.c.postmortem == postmortem)
+        for _ in range(TURN_ATTEMPTS):
+            try:
+                with self._begin() as connection:
+                    found = connection.execute(select(turns.c.turn).where(mine)).scalar()
+                    if found is not None:
+                        return int(found)
+                    taken = connection.execute(
+                        select(func.count()).select_from(turns).where(turns.c.team == team)
+                    ).scalar_one()
+                    connection.execute(
+                        insert(turns).values(team=team, postmortem=postmortem, turn=taken)
+                    )
+                    return int(taken)
+            except IntegrityError:
+                continue  # taken meanwhile (this turn, or this post-mortem's): read again
+        raise RecordUnavailable(f"the rotation of {team!r} is too busy; try again")
+
+    def import_turns(self, path: Path) -> int:
+        """The turns of a worker's former `rotation.sqlite3`, added where the record has none
+        (run at every start while the file is there: nothing is added twice). How many."""
+        if not path.exists():
+            return 0
+        with contextlib.closing(sqlite3.connect(path)) as old:
+            try:
+                rows = old.execute("SELECT team, postmortem, turn FROM turns").fetchall()
+            except sqlite3.DatabaseError:
+                return 0  # not a rotation file (or empty): nothing to keep
+        added = 0
+        for team, postmortem, turn in rows:
+            try:
+                with self._begin() as connection:
+                    connection.execute(
+                        insert(turns).values(team=team, postmortem=postmortem, turn=turn)
+                    )
+                added += 1
+            except IntegrityError:
+                continue  # already in the record (a former import, or a turn taken since)
+        return added
 
     # -- reading ------------------------------------------------------------------------
 

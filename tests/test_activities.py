@@ -25,8 +25,8 @@ from domain.models import (
     TicketRef,
 )
 from integrations.local import LocalTracker
-from integrations.rotation import RotationStore
 from integrations.tracker import TicketRequest
+from record.store import open_record
 from worker import TrackerDirectory
 
 NOW = datetime(2026, 11, 26, 12, tzinfo=UTC)
@@ -140,9 +140,7 @@ def test_unusable_database_is_retryable(settings, tmp_path):
 
 
 def routing_activities(settings: Settings) -> RoutingActivities:
-    return RoutingActivities(
-        lambda: load_routing(settings.teams_file), RotationStore(settings.data_dir / "turns.db")
-    )
+    return RoutingActivities(lambda: load_routing(settings.teams_file), open_record(settings))
 
 
 CALENDAR_ROUTING = """

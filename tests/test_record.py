@@ -8,9 +8,11 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sqlite3
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import psycopg
@@ -93,7 +95,7 @@ def document(version: int, *, done: int = 0) -> PostmortemDocument:
 
 
 def test_the_schema_is_its_migrations_upgraded_in_place(record: Record):
-    assert record.revision() == Record.head() == "0002"
+    assert record.revision() == Record.head() == "0003"
     record.upgrade()  # again: nothing to do, nothing lost
     record.project(document(1), 1)
     record.upgrade()
@@ -388,3 +390,101 @@ async def test_a_deleted_closed_post_mortem_is_listed_shown_served_and_counted(
             headers=as_role(OPERATOR),
         )
         assert cancelled.status_code == 409 and "ended (closed)" in cancelled.json()["error"]
+
+
+def test_each_turn_of_a_rotation_is_given_once_from_many_workers(record: Record):
+    """Facilitator turns live in the record, shared by every worker: 8 threads asking for 25
+    post-mortems each of one team (and each asking twice) give every turn 0..199 once, and a
+    post-mortem the same turn every time it asks."""
+    given: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def ask(worker: int) -> None:
+        for n in range(25):
+            postmortem = f"postmortem-manual-T{worker}-{n}"
+            first = record.turn("payments", postmortem)
+            assert record.turn("payments", postmortem) == first  # a retried activity
+            with lock:
+                given[postmortem] = first
+
+    threads = [threading.Thread(target=ask, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(given.values()) == list(range(200))
+    assert record.turn("platform", "postmortem-manual-T0-0") == 0  # per team
+
+
+def test_turns_kept_on_a_workers_disk_are_copied_in_once(record: Record, tmp_path):
+    """Before the record, each worker kept turns in `rotation.sqlite3`: at start they are
+    copied in (none lost on upgrade), and copying again adds nothing."""
+    old = tmp_path / "rotation.sqlite3"
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE turns (team TEXT, postmortem TEXT, turn INTEGER)")
+        db.executemany(
+            "INSERT INTO turns VALUES (?, ?, ?)",
+            [("payments", "postmortem-manual-A", 0), ("payments", "postmortem-manual-B", 1)],
+        )
+    assert record.import_turns(old) == 2
+    assert record.import_turns(old) == 0
+    assert record.turn("payments", "postmortem-manual-B") == 1  # kept
+    assert record.turn("payments", "postmortem-manual-C") == 2  # the next one
+    assert record.import_turns(tmp_path / "none.sqlite3") == 0
+
+
+async def test_the_api_answers_503_while_the_record_is_down_then_serves_it(
+    client, settings, postgres: PostgresServer
+):
+    """The record's database stops under a running API: every reader answers 503 (retry),
+    naming no password; a webhook-free health check still answers; once the database is
+    back, the same requests answer 200 with what the record holds."""
+    from tests.test_dashboard import VIEWER, as_role
+    from tests.test_webhooks import free_port
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://pm:s3cret-password@127.0.0.1:{postgres.port}/{name}"
+    served = settings.model_copy(
+        update={
+            "api_port": free_port(),
+            "viewer_tokens": SecretStr(VIEWER),
+            "record_url": SecretStr(url),
+            "overview_cache_seconds": 0,
+        }
+    )
+    closed = PostmortemState.model_validate(document(4, done=5).model_dump())
+    paths = [
+        "/api/overview",
+        "/api/postmortems",
+        "/api/actions?overdue=false",
+        f"/api/postmortems/{closed.workflow_id}",
+        "/metrics",
+        "/overdue.csv",
+    ]
+    async with (
+        scenario.serving_api(served, client) as base,
+        httpx.AsyncClient(base_url=base, timeout=30, headers=as_role(VIEWER)) as http,
+    ):
+        store = Record(url)
+        store.project(closed, 1)
+        store.dispose()
+        postgres.stop()
+        try:
+            for path in paths:
+                answer = await http.get(path)
+                assert answer.status_code == 503, (path, answer.text)
+                assert "s3cret" not in answer.text
+            assert (await http.get("/healthz")).status_code == 200
+        finally:
+            postgres.start()
+        for path in paths:
+
+            def back(path: str = path) -> Any:
+                return http.get(path)
+
+            answer = await until(back, lambda a: a.status_code == 200)
+            assert "s3cret" not in answer.text
+        detail = (await http.get(f"/api/postmortems/{closed.workflow_id}")).json()
+        assert detail["state"]["phase"] == "closed"
