@@ -52,11 +52,11 @@ def _open_actions(extra: ColumnElement[bool] | None = None) -> Any:
     return clause
 
 
-_OPEN_COUNT = select(func.count()).where(_open_actions()).scalar_subquery()
-_OVERDUE_COUNT = (
-    select(func.count()).where(_open_actions(actions.c.overdue.is_(True))).scalar_subquery()
+# Post-mortems with an open action its follow-up found overdue: one set, not a lookup per row
+# (a correlated EXISTS made SQLite walk the state index once per post-mortem).
+_HAS_OVERDUE = postmortems.c.workflow_id.in_(
+    select(actions.c.workflow_id).where(actions.c.state == OPEN, actions.c.overdue.is_(True))
 )
-_NEXT_DUE = select(func.min(actions.c.due)).where(_open_actions()).scalar_subquery()
 # Newest first: when it started (rows from before 0002: when the incident was resolved).
 _started = func.coalesce(postmortems.c.started_at, postmortems.c.resolved_at)
 
@@ -79,7 +79,7 @@ def _where(f: PostmortemFilter) -> list[ColumnElement[bool]]:
     if f.severity:
         clauses.append(postmortems.c.severity == f.severity)
     if f.overdue:
-        clauses.append(_OVERDUE_COUNT > 0)
+        clauses.append(_HAS_OVERDUE)
     if f.late_at is not None:
         clauses.append(late_review(f.late_at))
     if f.with_problems:
@@ -108,9 +108,6 @@ def postmortem_page(
             postmortems.c.incident_id,
             _started.label("started"),
             postmortems.c.started_at,
-            _OPEN_COUNT.label("open_actions"),
-            _OVERDUE_COUNT.label("overdue_actions"),
-            _NEXT_DUE.label("next_action_due"),
         )
         .where(*_where(f))
         .order_by(_started.desc(), postmortems.c.workflow_id.desc())
@@ -128,6 +125,7 @@ def postmortem_page(
         found = connection.execute(statement).all()
         shown = found[:limit]
         listed = _problem_messages(connection, [r.workflow_id for r in shown])
+        counted = _action_counts(connection, [r.workflow_id for r in shown])
     rows = [
         PostmortemRow(
             workflow_id=r.workflow_id,
@@ -136,9 +134,9 @@ def postmortem_page(
             team=r.team,
             severity=r.severity,
             incident_id=r.incident_id,
-            open_actions=r.open_actions,
-            overdue_actions=r.overdue_actions,
-            next_action_due=_aware(r.next_action_due),
+            open_actions=counted.get(r.workflow_id, (0, 0, None))[0],
+            overdue_actions=counted.get(r.workflow_id, (0, 0, None))[1],
+            next_action_due=counted.get(r.workflow_id, (0, 0, None))[2],
             status="completed" if r.phase in TERMINAL else "running",
             started_at=r.started_at,
             problems=listed.get(r.workflow_id, []),
@@ -152,6 +150,27 @@ def postmortem_page(
 def postmortem_list(record: Record, f: PostmortemFilter, limit: int) -> list[PostmortemRow]:
     rows, _ = postmortem_page(record, f, limit=limit)
     return rows
+
+
+def _action_counts(
+    connection: Any, workflow_ids: Sequence[str]
+) -> dict[str, tuple[int, int, datetime | None]]:
+    """Per post-mortem of a page: (open actions, overdue ones, the next due date), counted for
+    the page's rows only (one grouped query, on the actions' key)."""
+    if not workflow_ids:
+        return {}
+    is_open = actions.c.state == OPEN
+    rows = connection.execute(
+        select(
+            actions.c.workflow_id,
+            _count_if(is_open),
+            _count_if(and_(is_open, actions.c.overdue.is_(True))),
+            func.min(case((is_open, actions.c.due))),
+        )
+        .where(actions.c.workflow_id.in_(workflow_ids))
+        .group_by(actions.c.workflow_id)
+    )
+    return {r[0]: (int(r[1]), int(r[2]), _aware(r[3])) for r in rows}
 
 
 def _problem_messages(connection: Any, workflow_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -223,47 +242,54 @@ def overview(
     today = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     monday = today - timedelta(days=today.weekday())
     starts = [monday - timedelta(weeks=n) for n in range(weeks - 1, -1, -1)]
+    first, after = starts[0], starts[-1] + timedelta(weeks=1)
     is_open = actions.c.state == OPEN
     due = actions.c.due
-    in_window = _between(due, now - 90 * DAY, now)
     types = list(ActionType)
-    figures: list[Any] = [
-        _count_if(and_(is_open, actions.c.overdue.is_(True))),
-        _count_if(and_(is_open, _between(due, now, now + 7 * DAY))),
-        _count_if(and_(is_open, _between(due, now - 7 * DAY, now))),
-        _count_if(and_(is_open, _between(due, now - 30 * DAY, now - 7 * DAY))),
-        _count_if(and_(is_open, due < now - 30 * DAY)),
-    ]
-    for kind in types:
-        of_type = and_(in_window, actions.c.type == kind.value)
-        figures += [_count_if(of_type), _count_if(and_(of_type, actions.c.state == "done"))]
-    for start in starts:
-        end = start + timedelta(weeks=1)
-        figures += [
-            _count_if(_between(postmortems.c.findings_at, start, end)),
-            _count_if(and_(~is_open, _between(actions.c.completed_at, start, end))),
-        ]
-    of_actions = select(*figures).select_from(actions.join(postmortems))
+    mine = [actions.c.team == team] if team else []
+    # Each figure from the rows it concerns (an index narrows each): open actions; actions
+    # due in the last 90 days; actions whose findings or completion fall in the weeks shown.
+    of_open = select(
+        _count_if(actions.c.overdue.is_(True)),
+        _count_if(_between(due, now, now + 7 * DAY)),
+        _count_if(_between(due, now - 7 * DAY, now)),
+        _count_if(_between(due, now - 30 * DAY, now - 7 * DAY)),
+        _count_if(due < now - 30 * DAY),
+    ).where(is_open, *mine)
+    of_window = (
+        select(actions.c.type, func.count(), _count_if(actions.c.state == "done"))
+        .where(_between(due, now - 90 * DAY, now), *mine)
+        .group_by(actions.c.type)
+    )
+    accepted = postmortems.c.findings_at
+    opened = (
+        select(*(_count_if(_between(accepted, s, s + timedelta(weeks=1))) for s in starts))
+        .select_from(actions.join(postmortems))
+        .where(_between(accepted, first, after), *mine)
+    )
+    completed = actions.c.completed_at
+    closed = select(
+        *(_count_if(_between(completed, s, s + timedelta(weeks=1))) for s in starts)
+    ).where(~is_open, _between(completed, first, after), *mine)
     by_team = (
         select(actions.c.team, func.count())
-        .where(is_open, actions.c.overdue.is_(True))
+        .where(is_open, actions.c.overdue.is_(True), *mine)
         .group_by(actions.c.team)
     )
     phases = select(postmortems.c.phase, func.count()).group_by(postmortems.c.phase)
     late = select(func.count()).select_from(postmortems).where(late_review(now))
     if team:
-        of_actions = of_actions.where(actions.c.team == team)
-        by_team = by_team.where(actions.c.team == team)
         phases = phases.where(postmortems.c.team == team)
         late = late.where(postmortems.c.team == team)
     with record.reading() as connection:
-        values = [int(v) for v in connection.execute(of_actions).one()]
+        open_figures = [int(v) for v in connection.execute(of_open).one()]
+        in_window = {r[0]: (int(r[2]), int(r[1])) for r in connection.execute(of_window)}
+        opened_per_week = [int(v) for v in connection.execute(opened).one()]
+        closed_per_week = [int(v) for v in connection.execute(closed).one()]
         overdue_of = _counts(connection, by_team)
         phase_of = _counts(connection, phases)
         late_reviews = int(connection.execute(late).scalar_one())
-    all_overdue, ageing = values[0], values[1:5]
-    per_type = values[5 : 5 + 2 * len(types)]
-    per_week = values[5 + 2 * len(types) :]
+    all_overdue, ageing = open_figures[0], open_figures[1:5]
     shown = {t: overdue_of.get(t, 0) for t in teams}
     other = all_overdue - sum(shown.values())
     if other > 0:
@@ -274,11 +300,10 @@ def overview(
         overdue_by_team=shown,
         ageing=dict(zip(AGEING, ageing, strict=True)),
         late_reviews=late_reviews,
-        completion={
-            kind.value: (per_type[2 * n + 1], per_type[2 * n]) for n, kind in enumerate(types)
-        },
+        completion={kind.value: in_window.get(kind.value, (0, 0)) for kind in types},
         weeks=[
-            WeekBar(start, per_week[2 * n], per_week[2 * n + 1]) for n, start in enumerate(starts)
+            WeekBar(start, o, c)
+            for start, o, c in zip(starts, opened_per_week, closed_per_week, strict=True)
         ],
     )
 

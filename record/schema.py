@@ -74,7 +74,7 @@ postmortems = Table(
     Column("resolved_at", Instant, nullable=False, index=True),
     Column("review_at", Instant),
     Column("review_window_end", Instant),
-    Column("findings_at", Instant),
+    Column("findings_at", Instant, index=True),  # index: 0004
     Column("closed_at", Instant),
     Column("published_url", Text),
     Column("proximate_cause", Text),
@@ -105,7 +105,7 @@ actions = Table(
     Column("overdue", Boolean, nullable=False),
     Column("reminders_sent", Integer, nullable=False),
     Column("escalation_level", Integer, nullable=False),
-    Column("completed_at", Instant),
+    Column("completed_at", Instant, index=True),  # index: 0004
     Column("last_reminder_at", Instant),  # 0002
 )
 
