@@ -262,11 +262,30 @@ def overview(
         .group_by(actions.c.type)
     )
     accepted = postmortems.c.findings_at
-    opened = (
-        select(*(_count_if(_between(accepted, s, s + timedelta(weeks=1))) for s in starts))
-        .select_from(actions.join(postmortems))
-        .where(_between(accepted, first, after), *mine)
-    )
+    if team:  # the team's own actions, whoever's post-mortem they came from
+        opened = (
+            select(*(_count_if(_between(accepted, s, s + timedelta(weeks=1))) for s in starts))
+            .select_from(actions.join(postmortems))
+            .where(_between(accepted, first, after), *mine)
+        )
+    else:  # every action: each post-mortem's count, no join
+        opened = select(
+            *(
+                func.coalesce(
+                    func.sum(
+                        case(
+                            (
+                                _between(accepted, s, s + timedelta(weeks=1)),
+                                postmortems.c.action_count,
+                            ),
+                            else_=0,
+                        )
+                    ),
+                    0,
+                )
+                for s in starts
+            )
+        ).where(_between(accepted, first, after))
     completed = actions.c.completed_at
     closed = select(
         *(_count_if(_between(completed, s, s + timedelta(weeks=1))) for s in starts)

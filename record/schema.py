@@ -14,6 +14,7 @@ from sqlalchemy import (
     DateTime,
     Dialect,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -84,6 +85,8 @@ postmortems = Table(
     Column("document", JSON, nullable=False),
     Column("recorded_at", Instant, nullable=False),
     Column("started_at", Instant),  # 0002: when the post-mortem began (its first phase)
+    Column("action_count", Integer),  # 0004: its actions, for the weeks' "opened"
+    Index("ix_postmortems_phase_window", "phase", "review_window_end"),  # 0004
 )
 
 actions = Table(
@@ -107,6 +110,7 @@ actions = Table(
     Column("escalation_level", Integer, nullable=False),
     Column("completed_at", Instant, index=True),  # index: 0004
     Column("last_reminder_at", Instant),  # 0002
+    Index("ix_actions_state_due", "state", "due", "overdue", "team"),  # 0004: the ageing
 )
 
 factors = Table(

@@ -300,6 +300,7 @@ def _postmortem_row(document: PostmortemDocument, version: int) -> dict[str, Any
         "document": document.model_dump(mode="json"),
         "recorded_at": datetime.now(UTC),
         "started_at": document.phase_history[0].at if document.phase_history else None,
+        "action_count": len(document.actions),
     }
 
 
