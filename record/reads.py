@@ -196,13 +196,20 @@ def _token(started: datetime, workflow_id: str) -> str:
 
 
 def _read_token(token: str) -> tuple[datetime, str]:
+    """The last row a page showed; anything else is BadPageToken (a 400), never a 500:
+    nesting deep enough to exhaust the parser, moments no database holds, ids no post-mortem
+    has (too long, a NUL PostgreSQL's text refuses)."""
+    refused = BadPageToken("page_token is not one this API gave")
     try:
         started, workflow_id = json.loads(base64.urlsafe_b64decode(token.encode()))
         moment = datetime.fromisoformat(started)
-    except (ValueError, TypeError) as exc:
-        raise BadPageToken("page_token is not one this API gave") from exc
-    if moment.tzinfo is None or not isinstance(workflow_id, str):
-        raise BadPageToken("page_token is not one this API gave")
+        if moment.tzinfo is None:
+            raise refused
+        moment = moment.astimezone(UTC)
+    except (ValueError, TypeError, RecursionError, OverflowError) as exc:
+        raise refused from exc
+    if not isinstance(workflow_id, str) or len(workflow_id) > 300 or "\x00" in workflow_id:
+        raise refused
     return moment, workflow_id
 
 

@@ -20,16 +20,18 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import (
     Connection,
     Engine,
+    and_,
     create_engine,
     delete,
     event,
     func,
     insert,
+    or_,
     select,
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from config import Settings
 from domain.models import Phase, PostmortemDocument, PostmortemState
@@ -39,6 +41,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL: processes starting together (two workers, two APIs) upgrade one at a time.
 UPGRADE_LOCK = 140_014
 TURN_ATTEMPTS = 50
+# PostgreSQL's codes for a record not ready to read: undefined table, insufficient privilege.
+NOT_READY = {"42P01", "42501"}
 
 
 class RecordUnavailable(Exception):
@@ -108,18 +112,17 @@ class Record:
         the projection sent the state). True when written; False when the record
         already has this version or a newer one (a retry, a late write): nothing changes.
         `same_version` (`postmortem record sync`): the same version is written again, the
-        state asked of the workflow being as new as the one its projection wrote, or newer."""
+        state asked of the workflow being as new as the one its projection wrote, or newer.
+        A post-mortem started later under the same id (Temporal deleted the first, and the
+        incident came again) replaces the earlier one whatever its version; the earlier
+        one's late writes never come back."""
         row = _cleaned(_postmortem_row(document, version))
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
         statement = dialect.insert(postmortems).values(**row)
         statement = statement.on_conflict_do_update(
             index_elements=[postmortems.c.workflow_id],
             set_={name: statement.excluded[name] for name in row if name != "workflow_id"},
-            where=(
-                postmortems.c.version <= statement.excluded.version
-                if same_version
-                else postmortems.c.version < statement.excluded.version
-            ),
+            where=_replaces(postmortems.c, statement.excluded, same_version),
         ).returning(postmortems.c.version)  # no row back: an older or equal write, skipped
         with self._begin() as connection:
             if connection.execute(statement).first() is None:
@@ -175,8 +178,12 @@ class Record:
                     found = connection.execute(select(turns.c.turn).where(mine)).scalar()
                     if found is not None:
                         return int(found)
+                    # The next after the highest, not a count: turns copied in from a
+                    # worker's file may leave a gap, which a count would collide with forever.
                     taken = connection.execute(
-                        select(func.count()).select_from(turns).where(turns.c.team == team)
+                        select(func.coalesce(func.max(turns.c.turn) + 1, 0)).where(
+                            turns.c.team == team
+                        )
                     ).scalar_one()
                     connection.execute(
                         insert(turns).values(team=team, postmortem=postmortem, turn=taken)
@@ -250,11 +257,30 @@ class Record:
             with self.engine.begin() as connection:
                 yield connection
         except DBAPIError as exc:
-            # Down, restarting, locked: retry later. Anything else (a bug) is raised as is.
-            if not isinstance(exc, OperationalError) and not exc.connection_invalidated:
+            # Down, restarting, locked, its tables not made yet or not ours to read: retry
+            # later. Anything else (a bug) is raised as is.
+            waiting = isinstance(exc, OperationalError) or exc.connection_invalidated
+            if isinstance(exc, ProgrammingError):  # PostgreSQL: no such table, no privilege
+                waiting = getattr(exc.orig, "sqlstate", None) in NOT_READY
+            if not waiting:
                 raise
             # The driver's message names the server, never the password.
             raise RecordUnavailable(f"the record's database is unavailable: {exc.orig}") from None
+
+
+def _replaces(stored: Any, new: Any, same_version: bool) -> Any:
+    """When a write replaces the stored row: a newer version of the same post-mortem (same
+    start, or a start unknown: rows before 0002), or a post-mortem started later."""
+    later = and_(
+        new.started_at.is_not(None),
+        stored.started_at.is_not(None),
+        new.started_at > stored.started_at,
+    )
+    same = or_(
+        new.started_at.is_(None), stored.started_at.is_(None), new.started_at == stored.started_at
+    )
+    newer = stored.version <= new.version if same_version else stored.version < new.version
+    return or_(later, and_(same, newer))
 
 
 def _alembic_config() -> Config:

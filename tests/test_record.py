@@ -489,3 +489,47 @@ async def test_the_api_answers_503_while_the_record_is_down_then_serves_it(
             assert "s3cret" not in answer.text
         detail = (await http.get(f"/api/postmortems/{closed.workflow_id}")).json()
         assert detail["state"]["phase"] == "closed"
+
+
+def test_turns_continue_after_a_gap_left_by_copied_turns(record: Record, tmp_path):
+    """Copied turns may leave a gap (a post-mortem already had a turn here): the next turn is
+    the one after the highest, never a turn taken (which would jam the team for ever)."""
+    assert record.turn("payments", "postmortem-manual-Q") == 0
+    assert record.turn("payments", "postmortem-manual-P") == 1
+    old = tmp_path / "rotation.sqlite3"
+    with sqlite3.connect(old) as db:
+        db.execute("CREATE TABLE turns (team TEXT, postmortem TEXT, turn INTEGER)")
+        db.executemany(
+            "INSERT INTO turns VALUES ('payments', ?, ?)",
+            [(f"postmortem-manual-{p}", n) for n, p in enumerate("ABCPD")],
+        )
+    assert record.import_turns(old) == 2  # C (2) and D (4); A, B and P are taken
+    assert record.turn("payments", "postmortem-manual-NEW") == 5
+
+
+def test_a_post_mortem_started_again_under_the_same_id_replaces_the_old_one(record: Record):
+    """Temporal deleted a closed post-mortem; the incident came again and a new one started
+    under the same id, its versions from 1 again: it replaces the old one in the record, and
+    the old one's late writes never come back."""
+    old = document(3, done=5)
+    old.phase_history = [PhaseChange(phase=Phase.DRAFTING, at=NOW), *old.phase_history]
+    assert record.project(old, 40)
+    again = document(1)
+    again.phase_history = [PhaseChange(phase=Phase.DRAFTING, at=NOW + timedelta(days=90))]
+    assert record.project(again, 1)
+    recorded = record.get(again.workflow_id)
+    assert recorded is not None and recorded.state.document() == again
+    assert not record.project(old, 41)  # a late write of the old one
+    assert not record.project(again, 1)  # a retry
+    assert record.project(again, 2)
+
+
+def test_reading_a_record_whose_tables_are_not_made_is_unavailable(record_url: str):
+    """The API up before any worker made the tables (or without the privilege to read
+    them): a 503 to retry, on SQLite and on PostgreSQL, never a 500."""
+    store = Record(record_url)
+    with pytest.raises(RecordUnavailable):
+        reads.postmortem_list(store, reads.PostmortemFilter(), 10)
+    with pytest.raises(RecordUnavailable):
+        reads.overview(store, NOW, ["payments"])
+    store.dispose()

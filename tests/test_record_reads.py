@@ -5,6 +5,7 @@ through SQL on SQLite and on PostgreSQL, must give exactly what the rules give."
 
 from __future__ import annotations
 
+import base64
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -280,7 +281,22 @@ def test_post_mortem_pages_are_newest_first_never_skipped_or_repeated(record: Re
 
 
 def test_a_page_token_not_ours_is_refused(record: Record):
-    for token in ("nonsense", "bm9uc2Vuc2U=", "WyIyMDI2LTA2LTEwIiwgMV0=", "W10="):
+    def made(value: str) -> str:
+        return base64.urlsafe_b64encode(value.encode()).decode()
+
+    crafted = [
+        "nonsense",
+        "bm9uc2Vuc2U=",
+        "WyIyMDI2LTA2LTEwIiwgMV0=",
+        "W10=",
+        made("[" * 1200),  # deep enough to exhaust the parser
+        made('["9999-12-31T23:59:59-01:00", "x"]'),  # past what a moment holds, in UTC
+        made('["0001-01-01T00:00:00+01:00", "x"]'),
+        made('["2026-06-10T00:00:00+00:00", "a\\u0000b"]'),  # PostgreSQL's text holds no NUL
+        made(f'["2026-06-10T00:00:00+00:00", "{"x" * 301}"]'),
+        made('["2026-06-10T00:00:00", "x"]'),  # no zone
+    ]
+    for token in crafted:
         with pytest.raises(reads.BadPageToken):
             reads.postmortem_page(record, reads.PostmortemFilter(), limit=3, page_token=token)
 

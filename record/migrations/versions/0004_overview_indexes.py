@@ -3,8 +3,8 @@ when findings were accepted (actions opened) with each post-mortem's number of a
 actions were completed; open actions by due date and verdict (an index holding all the
 columns the ageing counts read); reviews by phase and window.
 
-Rows written before it count no actions opened until the post-mortem's next change or a
-`postmortem record sync` writes `action_count`.
+`action_count` is filled for the rows already there (post-mortems Temporal has deleted
+never change again: counted here, or never).
 
 Revision ID: 0004
 Revises: 0003
@@ -21,6 +21,10 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("postmortems", sa.Column("action_count", sa.Integer))
+    op.execute(
+        "UPDATE postmortems SET action_count = (SELECT count(*) FROM actions"
+        " WHERE actions.workflow_id = postmortems.workflow_id)"
+    )
     op.create_index("ix_postmortems_findings_at", "postmortems", ["findings_at"])
     op.create_index("ix_postmortems_phase_window", "postmortems", ["phase", "review_window_end"])
     op.create_index("ix_actions_completed_at", "actions", ["completed_at"])
