@@ -165,10 +165,11 @@ async def test_an_unreachable_smtp_server_is_a_problem_not_a_stop(env, client, s
         )
         assert state.phase is Phase.REVIEW_SCHEDULED and not state.invitation_sent
         problem = next(p.message for p in state.problems if "not emailed" in p.message)
-        assert (
-            "review request not emailed: DeliveryFailed: cannot send mail through 127.0.0.1:"
-            in problem
-        )
+        # The request's problem, or, when the review falls within a day of now (the hour of
+        # the day decides), the reminder's, failing on the same server just after it: either
+        # way one problem of the invitation, saying why, and the review goes on.
+        failed = " not emailed: DeliveryFailed: cannot send mail through 127.0.0.1:"
+        assert problem.startswith(("review request", "review reminder")) and failed in problem
     assert "Connection refused" in problem
 
 
