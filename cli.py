@@ -731,7 +731,7 @@ def overdue(
     async def go() -> tuple[list[engine.OverdueRow], list[engine.PostmortemRow]]:
         opened = record()
         _, overdue = reads.ranked_actions(
-            opened, now, team=team, severity=severity.value if severity else None, limit=limit
+            opened, team=team, severity=severity.value if severity else None, limit=limit
         )
         refused = reads.PostmortemFilter(team=team, with_problems=True)
         return overdue, reads.postmortem_list(opened, refused, limit)

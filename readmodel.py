@@ -1,5 +1,6 @@
-"""What the dashboard shows, answered from Temporal visibility: counts for the overview,
-due-date ranges for the overdue list. No workflow is queried except on a detail page.
+"""The overview's shape (`Overview`, `WeekBar`) and its cache (`OverviewCache`), which the
+dashboard fills from the record (record/reads.py). Below them, the reads the dashboard made
+from Temporal visibility before the record: kept as `benchmarks/dashboard.py`'s baseline.
 
 SQL visibility (the dev server's SQLite, PostgreSQL in production) counts quickly but lists
 slowly and cannot sort by a custom attribute. So: the overview is made of counts only, run a

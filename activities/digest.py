@@ -59,7 +59,7 @@ class DigestActivities:
         record, now = self._record(), request.now
         severity = "SEV1" if request.kind == "sev1-daily" else None
         total, rows = reads.ranked_actions(
-            record, now, team=request.team, severity=severity, limit=SHOWN
+            record, team=request.team, severity=severity, limit=SHOWN
         )
         late = []
         if request.kind == "weekly":

@@ -32,8 +32,8 @@ from record.store import Record, RecordUnavailable, open_record
 
 log = logging.getLogger("postmortem.api")
 
-DASHBOARD_BODY = 64 * 1024
-RECORD_RETRY_SECONDS = 5  # the largest form or JSON body an operator sends
+DASHBOARD_BODY = 64 * 1024  # the largest form or JSON body an operator sends
+RECORD_RETRY_SECONDS = 5  # between attempts to open the record while its database is down
 
 
 def create_app(
@@ -47,14 +47,10 @@ def create_app(
         if app.state.client is None:
             app.state.client = await engine.connect(settings)
         opening = None
-        if app.state.record is None:
-            try:
-                app.state.record = await asyncio.to_thread(open_record, settings)
-            except RecordUnavailable as exc:
-                # Webhooks need only Temporal: with the record's database down the API
-                # serves them, the readers answer 503, and the record opens when it answers.
-                log.warning("the record is unavailable, trying again in 5 s: %s", exc)
-                opening = asyncio.ensure_future(_open_record(app, settings))
+        # Webhooks need only Temporal: with the record's database down the API serves them,
+        # the readers answer 503, and the record opens in the background when it answers.
+        if app.state.record is None and not await _opened(app, settings):
+            opening = asyncio.ensure_future(_open_record(app, settings))
         # The overview of every team, computed now and kept fresh.
         warming = asyncio.ensure_future(app.state.overviews.keep_warm([None]))
         try:
@@ -173,16 +169,23 @@ async def _record_unavailable(request: Request, exc: Exception) -> JSONResponse:
     return refusal(request, 503, "the record is unavailable; try again")
 
 
+async def _opened(app: FastAPI, settings: Settings) -> bool:
+    """Open the record and upgrade its schema in place (a worker starting at the same moment
+    waits for the same lock on PostgreSQL); False while its database does not answer."""
+    try:
+        app.state.record = await asyncio.to_thread(open_record, settings)
+    except RecordUnavailable as exc:
+        log.warning("the record is unavailable, trying again in 5 s: %s", exc)
+        return False
+    return True
+
+
 async def _open_record(app: FastAPI, settings: Settings) -> None:
-    """Until the record answers: open it and upgrade its schema in place (a worker starting
-    at the same moment waits for the same lock on PostgreSQL)."""
+    """In the background, every RECORD_RETRY_SECONDS until the record opens."""
     while True:
-        try:
-            app.state.record = await asyncio.to_thread(open_record, settings)
+        await asyncio.sleep(RECORD_RETRY_SECONDS)
+        if await _opened(app, settings):
             return
-        except RecordUnavailable as exc:
-            log.warning("the record is unavailable, trying again in 5 s: %s", exc)
-            await asyncio.sleep(RECORD_RETRY_SECONDS)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

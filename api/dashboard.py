@@ -162,7 +162,6 @@ async def overdue_data(
     total, rows = await asyncio.to_thread(
         reads.ranked_actions,
         record,
-        moment,
         team=team,
         severity=severity.value if severity else None,
         offset=offset,
@@ -193,9 +192,7 @@ class OperationRefused(Exception):
         self.status, self.reason = status, reason
 
 
-async def act(
-    temporal: Client, workflow_id: str, update: Any, arg: Any, record: Record | None = None
-) -> None:
+async def act(temporal: Client, record: Record, workflow_id: str, update: Any, arg: Any) -> None:
     """Run an operator's update on a post-mortem, or raise OperationRefused saying why not."""
     handle = temporal.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
     try:
@@ -212,7 +209,7 @@ async def act(
             ended = await handle.describe()
         except RPCError:
             # Deleted by Temporal's retention: the record says it ended.
-            recorded = await asyncio.to_thread(record.get, workflow_id) if record else None
+            recorded = await asyncio.to_thread(record.get, workflow_id)
             if recorded is not None:
                 phase = recorded.state.phase.value
                 raise OperationRefused(409, f"this post-mortem has ended ({phase})") from None
@@ -304,7 +301,7 @@ async def operated(
     temporal: Client, record: Record, workflow_id: str, update: Any, arg: Any
 ) -> Done:
     try:
-        await act(temporal, workflow_id, update, arg, record)
+        await act(temporal, record, workflow_id, update, arg)
     except OperationRefused as refused:
         raise Refused(refused.status, refused.reason) from None
     return Done(workflow_id=workflow_id, done=True)
@@ -382,7 +379,7 @@ async def overdue_csv(
     """Every overdue action (same filters as /overdue), most overdue first, as CSV."""
     moment = now()
     total_and_rows = await asyncio.to_thread(
-        reads.ranked_actions, record, moment, team=team or None, severity=severity, limit=100_000
+        reads.ranked_actions, record, team=team or None, severity=severity, limit=100_000
     )
     rows = total_and_rows[1]
     out = io.StringIO()

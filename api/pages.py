@@ -222,7 +222,7 @@ async def operate_form(
         problem = f"{at!r} is not a time with its zone, like 2026-12-01T10:00:00+01:00"
         return RedirectResponse(f"{back}?error={quote_plus(problem)}", status_code=303)
     try:
-        await act(temporal, workflow_id, update, arg, record)
+        await act(temporal, record, workflow_id, update, arg)
     except OperationRefused as refused:
         return RedirectResponse(f"{back}?error={quote_plus(refused.reason)}", status_code=303)
     return RedirectResponse(f"{back}?done={quote_plus(operation)}", status_code=303)

@@ -35,7 +35,6 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
-import psycopg
 from sqlalchemy import func, select
 from temporalio.client import Client
 
@@ -136,9 +135,7 @@ async def main() -> int:
         jira = JiraEmulator(cloud=False, project="SCALE").start()
         processes: list[subprocess.Popen[bytes]] = []
         try:
-            with psycopg.connect(postgres.url, autocommit=True) as connection:
-                connection.execute('CREATE DATABASE "postmortems"')
-            record_url = postgres.url.rsplit("/", 1)[0] + "/postmortems"
+            record_url = postgres.database()
             (folder / "teams.toml").write_text(routing(jira))
             queue = f"scaleout-{uuid.uuid4().hex[:6]}"
             common = {

@@ -1,9 +1,9 @@
 """What the lists, the dashboard, the metrics and the digest read: SQL on the record. It holds
 every post-mortem that ever ran, whatever Temporal's retention has deleted since.
 
-Each function is one or a few statements; the overview is three scans whatever the number of
-teams or weeks (conditional sums, not a count per figure). Synchronous: the API calls them in
-a thread (`asyncio.to_thread`)."""
+Each function is a few statements, each reading through an index only the rows it counts
+(conditional sums, not a query per figure, so the number of teams or weeks costs nothing).
+Synchronous: the API calls them in a thread (`asyncio.to_thread`)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from record.store import Record
 DAY = timedelta(days=1)
 PROBLEMS_LISTED = 5  # per post-mortem in a list, as visibility kept them
 PROBLEM_CHARS = 250
+NO_ACTIONS: tuple[int, int, datetime | None] = (0, 0, None)  # open, overdue, next due
 
 AWAITING_REVIEW = (Phase.REVIEW_SCHEDULED.value, Phase.IN_REVIEW.value)
 TERMINAL = tuple(p.value for p in Phase if p.is_terminal)
@@ -43,13 +44,6 @@ class PostmortemFilter:
     overdue: bool = False  # only those with overdue actions
     late_at: datetime | None = None  # only those whose review window closed before this
     with_problems: bool = False  # only running ones with a problem
-
-
-def _open_actions(extra: ColumnElement[bool] | None = None) -> Any:
-    clause = and_(actions.c.workflow_id == postmortems.c.workflow_id, actions.c.state == OPEN)
-    if extra is not None:
-        clause = and_(clause, extra)
-    return clause
 
 
 # Post-mortems with an open action its follow-up found overdue: one set, not a lookup per row
@@ -134,9 +128,9 @@ def postmortem_page(
             team=r.team,
             severity=r.severity,
             incident_id=r.incident_id,
-            open_actions=counted.get(r.workflow_id, (0, 0, None))[0],
-            overdue_actions=counted.get(r.workflow_id, (0, 0, None))[1],
-            next_action_due=counted.get(r.workflow_id, (0, 0, None))[2],
+            open_actions=counted.get(r.workflow_id, NO_ACTIONS)[0],
+            overdue_actions=counted.get(r.workflow_id, NO_ACTIONS)[1],
+            next_action_due=counted.get(r.workflow_id, NO_ACTIONS)[2],
             status="completed" if r.phase in TERMINAL else "running",
             started_at=r.started_at,
             problems=listed.get(r.workflow_id, []),
@@ -339,7 +333,6 @@ def overview(
 
 def ranked_actions(
     record: Record,
-    now: datetime,
     *,
     team: str | None = None,
     severity: str | None = None,
@@ -348,8 +341,8 @@ def ranked_actions(
     overdue: bool = True,
 ) -> tuple[int, list[OverdueRow]]:
     """(total, the rows from `offset`): open actions, overdue ones (most overdue first) or
-    those still on time (soonest due first). `now` is for the caller's days overdue."""
-    del now  # overdue is the follow-up's own verdict (its grace, its working days)
+    those still on time (soonest due first). Overdue is the follow-up's own verdict (its
+    grace, its working days), not a comparison with a clock."""
     clauses: list[ColumnElement[bool]] = [
         actions.c.state == OPEN,
         actions.c.overdue.is_(overdue),

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 
@@ -33,6 +34,17 @@ class PostgresServer:
     @property
     def url(self) -> str:
         return f"postgresql://pm@127.0.0.1:{self.port}/postgres"
+
+    def database(self, password: str = "") -> str:
+        """A new, empty database; its URL (with `password`, which trust auth ignores: for
+        checking that no error shows it)."""
+        import psycopg
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        user = f"pm:{password}" if password else "pm"
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{name}"
 
     def start(self) -> PostgresServer:
         initdb, postgres = binary("initdb"), binary("postgres")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -84,7 +83,7 @@ async def test_a_weekly_digest_reaches_every_channel(
         # The digest reads the record, which follows the workflows a moment later.
         store = Record(settings.record_database)
         await until(
-            lambda: asyncio.to_thread(reads.ranked_actions, store, datetime.now(UTC), team=team),
+            lambda: asyncio.to_thread(reads.ranked_actions, store, team=team),
             lambda found: found[0] == 1,
         )
         store.dispose()

@@ -10,12 +10,10 @@ import json
 import random
 import sqlite3
 import threading
-import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -189,10 +187,7 @@ def test_concurrent_projections_converge_on_the_newest(record: Record):
 def test_a_database_down_mid_write_is_unavailable_and_changes_nothing(
     postgres: PostgresServer,
 ):
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://pm:s3cret-password@127.0.0.1:{postgres.port}/{name}"
+    url = postgres.database(password="s3cret-password")
     store = Record(url)
     store.upgrade()
     store.project(document(1), 1)
@@ -443,10 +438,7 @@ async def test_the_api_answers_503_while_the_record_is_down_then_serves_it(
     from tests.test_dashboard import VIEWER, as_role
     from tests.test_webhooks import free_port
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(postgres.url, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = f"postgresql://pm:s3cret-password@127.0.0.1:{postgres.port}/{name}"
+    url = postgres.database(password="s3cret-password")
     served = settings.model_copy(
         update={
             "api_port": free_port(),

@@ -233,7 +233,7 @@ def test_action_pages_are_every_open_action_by_due_date(record: Record, overdue:
         seen, offset = [], 0
         while True:
             total, rows = reads.ranked_actions(
-                record, NOW, team=team, severity=severity, offset=offset, limit=7, overdue=overdue
+                record, team=team, severity=severity, offset=offset, limit=7, overdue=overdue
             )
             assert total == len(want)
             if not rows:
