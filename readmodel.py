@@ -261,7 +261,11 @@ class OverviewCache:
     """The overview is ~70 count queries; a manager's page must not wait for them. Served from
     memory while younger than `fresh`; older (up to `stale`), it is served at once and
     refreshed in the background (one refresh per team at a time); older still, recomputed.
-    The page and the JSON say when it was computed (`now`)."""
+    The page and the JSON say when it was computed (`now`).
+
+    Bounded: only the overview of every team and of each team `kept` accepts (the routing
+    file's) is held; any other team a viewer names is computed for that request and not
+    kept, so a crawler walking team names cannot grow the memory or the warmer's rounds."""
 
     def __init__(
         self,
@@ -269,15 +273,17 @@ class OverviewCache:
         *,
         fresh: timedelta = timedelta(seconds=15),
         stale: timedelta = timedelta(minutes=10),
+        kept: Callable[[str], bool] = lambda team: False,
     ) -> None:
         self._compute = compute
         self._fresh, self._stale = fresh, stale
+        self._kept = kept
         self._known: dict[str | None, Overview] = {}
         self._running: dict[str | None, asyncio.Task[Overview]] = {}
 
     async def get(self, team: str | None) -> Overview:
-        if self._fresh <= timedelta(0):
-            return await self._compute(team)  # caching off
+        if self._fresh <= timedelta(0) or (team is not None and not self._kept(team)):
+            return await self._compute(team)  # caching off, or a team not configured
         known = self._known.get(team)
         age = datetime.now(UTC) - known.now if known else None
         if known is not None and age is not None and age < self._fresh:
@@ -312,7 +318,10 @@ class OverviewCache:
         while True:
             await asyncio.sleep(self._fresh.total_seconds() * 0.8)
             for team in list(self._known):
-                await self._warm(team)
+                if team is None or self._kept(team):  # a team removed from routing: dropped
+                    await self._warm(team)
+                else:
+                    self._known.pop(team, None)
 
     async def _warm(self, team: str | None) -> None:
         try:

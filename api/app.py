@@ -84,7 +84,9 @@ def create_app(
         )
 
     app.state.overviews = readmodel.OverviewCache(
-        compute_overview, fresh=timedelta(seconds=settings.overview_cache_seconds)
+        compute_overview,
+        fresh=timedelta(seconds=settings.overview_cache_seconds),
+        kept=lambda team: team in dashboard.teams(settings),
     )
 
     for router in (incidents.router, trackers.router):

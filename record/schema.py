@@ -75,7 +75,7 @@ postmortems = Table(
     Column("resolved_at", Instant, nullable=False, index=True),
     Column("review_at", Instant),
     Column("review_window_end", Instant),
-    Column("findings_at", Instant, index=True),  # index: 0004
+    Column("findings_at", Instant),
     Column("closed_at", Instant),
     Column("published_url", Text),
     Column("proximate_cause", Text),
@@ -86,7 +86,9 @@ postmortems = Table(
     Column("recorded_at", Instant, nullable=False),
     Column("started_at", Instant),  # 0002: when the post-mortem began (its first phase)
     Column("action_count", Integer),  # 0004: its actions, for the weeks' "opened"
-    Index("ix_postmortems_phase_window", "phase", "review_window_end"),  # 0004
+    # 0005: what the overview counts, read from the index alone
+    Index("ix_postmortems_findings_count", "findings_at", "action_count"),
+    Index("ix_postmortems_review_late", "phase", "review_window_end", "findings_at"),
 )
 
 actions = Table(
@@ -99,7 +101,7 @@ actions = Table(
     Column("priority", String(8), nullable=False),
     Column("owner", String(200), nullable=False),
     Column("team", String(200), nullable=False, index=True),
-    Column("due", Instant, nullable=False, index=True),
+    Column("due", Instant, nullable=False),
     Column("state", String(16), nullable=False, index=True),
     Column("state_reason", Text, nullable=False),
     Column("ticket_tracker", String(32)),
@@ -111,6 +113,8 @@ actions = Table(
     Column("completed_at", Instant, index=True),  # index: 0004
     Column("last_reminder_at", Instant),  # 0002
     Index("ix_actions_state_due", "state", "due", "overdue", "team"),  # 0004: the ageing
+    Index("ix_actions_open_overdue", "state", "overdue", "team"),  # 0005: overdue by team
+    Index("ix_actions_due_outcome", "due", "type", "state", "team"),  # 0005: done by due date
 )
 
 factors = Table(

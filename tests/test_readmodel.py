@@ -15,6 +15,7 @@ from temporalio.service import RPCError
 
 import engine
 import readmodel
+from config import load_routing
 from tests.scenario import until
 from workflows import search_attributes as sa
 
@@ -185,3 +186,32 @@ async def test_counts_failing_together_leave_no_error_unread():
         assert [c for c in unread if id(c.get("future")) in ours] == []
     finally:
         loop.set_exception_handler(None)
+
+
+async def test_the_overview_cache_keeps_only_configured_teams(settings, tmp_path):
+    """A viewer may name any team: an unknown one is answered (computed for the request) and
+    not kept, so naming thousands of teams grows neither the memory nor the warmer's rounds.
+    Through the app's own cache, on a real (empty) record, with the routing file's teams."""
+    from api.app import create_app
+    from record.store import Record
+
+    record = Record(f"sqlite:///{tmp_path / 'record.sqlite3'}")
+    record.upgrade()
+    try:
+        configured = sorted(load_routing(settings.teams_file).teams)[0]
+        app = create_app(
+            settings.model_copy(update={"overview_cache_seconds": 60}), client=None, record=record
+        )
+        cache: readmodel.OverviewCache = app.state.overviews
+        await cache.get(None)
+        kept = await cache.get(configured)
+        assert await cache.get(configured) is kept  # a configured team: held
+        for n in range(50):
+            unknown = await cache.get(f"no-such-team-{n}")
+            assert sum(unknown.phases.values()) == 0 and unknown.overdue_by_team == {
+                f"no-such-team-{n}": 0
+            }
+        assert set(cache._known) == {None, configured}
+        assert not set(cache._running) - {None, configured}
+    finally:
+        record.dispose()
