@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: run test lint typecheck compose browser nginx postgres clock unit bench clean mutation lock
+.PHONY: run test lint typecheck compose browser nginx postgres clock unit bench clean mutation lock first-names
 
 # Installed from the lock file (exact versions), then the project itself without resolving.
 $(STAMP): pyproject.toml requirements-dev.lock
@@ -107,6 +107,11 @@ mutation: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/lifecycle.py
+
+# The blameless check's first-name list, derived again from names-dataset (a development
+# dependency) after its version changes; a test compares the shipped list with it.
+first-names: $(STAMP)
+	$(BIN)/python -m integrations.lexicon
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -586,6 +586,16 @@ def load_routing(path: Path) -> Routing:
     return routing
 
 
+def routed_teams(settings: Settings) -> list[str]:
+    """The routing file's team names, for the blameless check (a team is an agent a
+    sentence may blame); none when the file cannot be read: the check runs without them,
+    and the file's own error is reported where routing is used."""
+    try:
+        return sorted(load_routing(settings.teams_file).teams)
+    except ConfigError:
+        return []
+
+
 def secret_env_name(kind: str, team: str) -> str:
     """`PM_JIRA_TOKEN__PAYMENTS`: the default variable holding a team's tracker token."""
     return f"PM_{kind.upper()}_TOKEN__" + re.sub(r"[^A-Z0-9]", "_", team.upper())

@@ -59,6 +59,7 @@ from config import (
     Settings,
     load_routing,
     read_secret,
+    routed_teams,
 )
 from domain.messages import DigestInput
 from engine import connect, temporal_answers
@@ -326,6 +327,7 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
     blameless = BlamelessActivities(
         lambda: load_lexicon(settings.blameless_language),
         enforced=settings.blameless_mode == "enforce",
+        teams=lambda: routed_teams(settings),
     )
     invitations = InvitationActivities(mailer(settings), base_url=settings.public_url)
     projection = RecordActivities(record)

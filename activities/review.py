@@ -31,14 +31,21 @@ class BlamelessActivities:
     """In an activity, not the workflow: the word list is data read from a file, and the mode
     is the worker's setting; both may change between runs without touching history."""
 
-    def __init__(self, lexicon: Callable[[], Lexicon], *, enforced: bool) -> None:
+    def __init__(
+        self,
+        lexicon: Callable[[], Lexicon],
+        *,
+        enforced: bool,
+        teams: Callable[[], list[str]] = list,
+    ) -> None:
         self._lexicon = lexicon
         self._enforced = enforced
+        self._teams = teams  # the routing file's team names: agents a sentence may blame
 
     @activity.defn(name="blameless.check")
     @maps_integration_errors
     def check(self, request: BlamelessCheckInput) -> BlamelessReport:
-        findings = check_postmortem(request.state, self._lexicon())
+        findings = check_postmortem(request.state, self._lexicon(), self._teams())
         notes = {f.id: f for f in findings}  # one per sentence and rule
         activity.logger.info("blameless check", extra={"findings": len(notes)})
         # At most limits.BLAMELESS_NOTES, the first in the text: a report of any size fits a

@@ -11,6 +11,7 @@ from temporalio.client import Client, WorkflowQueryFailedError
 
 import engine
 from api.deps import RecordDep, SettingsDep, Temporal, Viewer
+from config import routed_teams
 from domain.blameless import check_postmortem
 from domain.document import render_html
 from domain.invitation import review_event
@@ -84,7 +85,7 @@ async def draft(
     state = await state_of(temporal, record, workflow_id)
     # Before the review, the check runs here on the draft as it is; after, its record.
     lexicon = load_lexicon(settings.blameless_language)
-    notes = state.blameless or check_postmortem(state, lexicon)
+    notes = state.blameless or check_postmortem(state, lexicon, routed_teams(settings))
     html = render_html(
         state,  # the whole draft, private entries too: it is for the participants
         rendered_at=datetime.now(UTC),

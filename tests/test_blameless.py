@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -127,3 +128,33 @@ def test_the_command_checks_any_file_and_exits_1_on_findings(tmp_path: Path):
     )
     assert done.returncode == 0 and "no findings" in done.stdout
     assert check_document(clean.read_text(), LEXICON) == []
+
+
+def test_the_command_knows_the_routing_files_teams_and_more_given(tmp_path: Path):
+    """A team of the routing file named in the text is an agent ("sre-triage ignored ..."),
+    as is one given with --team; people are found by their first names without --name."""
+    import os
+
+    from tests.conftest import ROUTING
+
+    routing = tmp_path / "teams.toml"
+    routing.write_text(ROUTING.replace("[teams.platform]", "[teams.ops-oncall]"))
+    document = tmp_path / "postmortem.md"
+    document.write_text("ops-oncall ignored the page.\nnet-core ignored the page.\n")
+    env = {**os.environ, "PM_TEAMS_FILE": str(routing)}
+
+    def check(*extra: str) -> subprocess.CompletedProcess[str]:
+        command = [POSTMORTEM, "check-blameless", str(document), "--json", *extra]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+    found = check()
+    assert found.returncode == 1
+    assert [f["field"] for f in json.loads(found.stdout)] == ["line 1"]
+    both = check("--team", "net-core")
+    assert [f["field"] for f in json.loads(both.stdout)] == ["line 1", "line 2"]
+    named = tmp_path / "named.md"
+    named.write_text("Priya skipped the canary.\n")
+    done = subprocess.run(
+        [POSTMORTEM, "check-blameless", str(named)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1 and "[person-failure]" in done.stdout

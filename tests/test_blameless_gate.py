@@ -17,7 +17,7 @@ from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 BLAMING = {
-    "proximate_cause": "Alex made a human error and pushed a timeout of 0 ms.",
+    "proximate_cause": "A human error pushed a timeout of 0 ms.",
     "went_badly": ["Detection took 90 minutes", "Obviously the alert threshold was wrong."],
 }
 

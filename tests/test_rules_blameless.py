@@ -29,9 +29,9 @@ NOW = datetime(2026, 11, 26, tzinfo=UTC)
 
 
 def test_finding_ids_are_the_rule_and_eight_hex_digits_of_field_and_sentence():
-    (first,) = check_text("It should have been caught.", "root_cause", LEXICON)
-    (other_field,) = check_text("It should have been caught.", "summary", LEXICON)
-    (other_sentence,) = check_text("It could have been caught.", "root_cause", LEXICON)
+    (first,) = check_text("Sam should have caught it.", "root_cause", LEXICON)
+    (other_field,) = check_text("Sam should have caught it.", "summary", LEXICON)
+    (other_sentence,) = check_text("Sam could have caught it.", "root_cause", LEXICON)
     assert re.fullmatch(r"should-have-[0-9a-f]{8}", first.id)
     assert len({first.id, other_field.id, other_sentence.id}) == 3
 
@@ -44,12 +44,12 @@ def test_name_tokens_are_words_of_two_letters_or_more_and_the_full_name():
     assert tokens_of(["Ana Maria Costa"]) == {"ana", "maria", "costa", "ana maria costa"}
 
 
-def test_a_person_is_the_subject_only_within_six_words_before_the_verb():
-    names = tokens_of(["sam@example.com"])
-    near = "Sam said the new deploy script forgot to drain the node."
-    far = "Sam said that the new deploy script forgot to drain the node."
-    assert [f.rule for f in check_text(near, "text", LEXICON, names)] == ["failed-to"]
-    assert check_text(far, "text", LEXICON, names) == []
+def test_the_subject_is_the_noun_just_before_the_verb_not_any_person_before_it():
+    names = tokens_of(["zqxwv@example.com"])
+    script = "Zqxwv said the new deploy script forgot to drain the node."
+    person = "Zqxwv said the new deploy script was fine, then forgot to drain the node."
+    assert check_text(script, "text", LEXICON, names) == []
+    assert [f.rule for f in check_text(person, "text", LEXICON, names)] == ["failed-to"]
 
 
 def test_a_rule_skipped_for_want_of_a_person_does_not_stop_the_next_rules():
@@ -79,8 +79,8 @@ def test_only_trailing_full_stops_are_ignored_in_an_action_title():
 
 
 def test_a_document_is_checked_line_by_line_with_its_people():
-    text = "Sam forgot to drain the node.\nAll good here.\nObviously it was late."
-    found = check_document(text, LEXICON, ["sam@example.com"])
+    text = "Zqxwv forgot to drain the node.\nAll good here.\nObviously it was late."
+    found = check_document(text, LEXICON, ["zqxwv@example.com"])
     assert [(f.field, f.rule) for f in found] == [("line 1", "failed-to"), ("line 3", "obviously")]
     assert [f.rule for f in check_document(text, LEXICON)] == ["obviously"]
 
@@ -98,9 +98,9 @@ def _state(**overrides: object) -> PostmortemState:
     fields: dict[str, object] = {
         "workflow_id": "w",
         "incident": incident,
-        "owner": "olga@example.com",
+        "owner": "zqxwv@example.com",
         "timeline": [
-            TimelineEntry(at=NOW, text="Olga broke the config.", known="Clearly nothing."),
+            TimelineEntry(at=NOW, text="Zqxwv broke the config.", known="Obviously nothing."),
         ],
         "findings": ReviewOutcome(
             summary="Human error.",
@@ -109,7 +109,7 @@ def _state(**overrides: object) -> PostmortemState:
                 ContributingFactor(category=FactorCategory.OTHER, description="No check.")
             ],
             proximate_cause="The config was wrong.",
-            root_cause="It should have been reviewed.",
+            root_cause="Sam should have reviewed it.",
             went_badly=["Sam missed the alert."],
             got_lucky=["Of course the backup worked."],
             accepted_at=NOW,
@@ -141,7 +141,7 @@ def test_every_field_of_a_post_mortem_is_read_by_its_name():
         ("root_cause", "should-have"),
         ("went_badly[0]", "person-failure"),
         ("got_lucky[0]", "obviously"),
-        ("actions[0].description", "person-failure"),
+        ("actions[0].description", "ignored"),
     ]
 
 
