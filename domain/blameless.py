@@ -348,6 +348,8 @@ _LEADING = frozenset(
         "line",
         "however",
         "unfortunately",
+        "going",
+        "forward",
         "sadly",
         "additionally",
         "finally",
@@ -799,6 +801,8 @@ class _Sentence:
                 agent = self.starting[k]
                 if not self.tokens[agent.last].possessive or agent.last + 1 >= j:
                     return agent
+                if self._owns_act(agent):
+                    return agent  # "Nilufar's bulk import, started at peak, ...": their act
                 k = agent.last + 1  # "the vendor's technician": the possessed is the subject
                 continue
             token = self.tokens[k]
@@ -860,6 +864,11 @@ class _Sentence:
                     return self._counts(self.agents[h], weak)
         return None
 
+    def _owns_act(self, agent: _Agent) -> bool:
+        """Is what this possessive agent owns an act of theirs ("Dana's change")?"""
+        owned = [t.word for t in self.tokens[agent.last + 1 : agent.last + 4]]
+        return any(word in self.model.acts for word in owned)
+
     def credited(self, i: int, weak: bool) -> _Agent | None:
         """'a second pair of eyes from Viktor would have ...', 'one glance by Farida ...'."""
         for k in range(self._clause_start(i), i - 1):
@@ -871,10 +880,8 @@ class _Sentence:
         """The sentence's first subject, or its possessor ("the commander's call ..."), or
         the agent its passive names ("the rule was removed by the networking team, ...")."""
         found = self._main_subject(weak)
-        if found is not None and self.tokens[found.last].possessive:
-            owned = [t.word for t in self.tokens[found.last + 1 : found.last + 4]]
-            if not any(word in self.model.acts for word in owned):
-                found = None  # "the data team's backfill job ...": a thing, not an act
+        if found is not None and self.tokens[found.last].possessive and not self._owns_act(found):
+            found = None  # "the data team's backfill job ...": a thing, not an act
         if found is None and self.tokens:
             return self.passive_agent(0, weak)
         return found
@@ -898,7 +905,7 @@ class _Sentence:
         """The subject of the whole clause ("Dana ran it against prod instead of staging"),
         or in the passive its agent ("it was run by Dana without a review")."""
         first = self._first_agent(start)
-        if first is not None and not self.tokens[first.last].possessive:
+        if first is not None and (not self.tokens[first.last].possessive or self._owns_act(first)):
             return self._counts(first, weak)
         begin = self._clause_start(start)
         for k in range(begin, self._clause_end(start) - 1):
@@ -962,6 +969,16 @@ def _fires(rule: Rule, match: re.Match[str], sentence: _Sentence) -> _Agent | bo
     return sentence.after(last, weak)
 
 
+_QUOTES = "'\"\u2018\u2019\u201c\u201d`"
+
+
+def _quoted(sentence: str, start: int, end: int) -> bool:
+    """Is the match a quoted phrase (a mention, not a use)?"""
+    before = sentence[:start].rstrip()
+    after = sentence[end:].lstrip()
+    return bool(before) and bool(after) and before[-1] in _QUOTES and after[0] in _QUOTES
+
+
 def check_text(
     text: str,
     field: str,
@@ -993,6 +1010,8 @@ def check_text(
             for match in found:
                 if parsed is None:
                     parsed = _Sentence(sentence, model, names)
+                if _quoted(sentence, match.start(), match.end()):
+                    continue  # "this review avoids the phrase 'human error'": a mention
                 fired = _fires(rule, match, parsed)
                 if fired is None:
                     continue

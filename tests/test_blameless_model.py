@@ -159,10 +159,9 @@ def test_the_corpus_is_large_labelled_and_its_sets_are_apart():
         }
 
 
-# Recall at least this on each set, false alarms at most 5 %. The goal is 0.9 everywhere;
-# the held-out set (never tuned on) measured 0.892 (107 of 120) when this was written, so
-# its floor guards against a regression without pretending the goal is met.
-RECALL = {"heldout": 0.875}
+# Recall at least 0.9 (the goal) on each set, false alarms at most 5 %; the development set
+# written last (tuned on in one round) measured 0.892 and is held at 0.875.
+RECALL = {"dev5": 0.875}
 
 
 @pytest.mark.parametrize("name", [*DEVELOPMENT, "heldout"])
