@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import UTC, datetime
 
@@ -85,7 +86,10 @@ async def draft(
     state = await state_of(temporal, record, workflow_id)
     # Before the review, the check runs here on the draft as it is; after, its record.
     lexicon = load_lexicon(settings.blameless_language)
-    notes = state.blameless or check_postmortem(state, lexicon, routed_teams(settings))
+    # In a thread: a large post-mortem's check takes a second or two, the event loop must not.
+    notes = state.blameless or await asyncio.to_thread(
+        check_postmortem, state, lexicon, routed_teams(settings)
+    )
     html = render_html(
         state,  # the whole draft, private entries too: it is for the participants
         rendered_at=datetime.now(UTC),

@@ -204,14 +204,29 @@ def main() -> None:
             f"{whole:.1f} ms (splitting and tokenizing alone: {split:.1f} ms; "
             f"ratio {whole / split:.1f}x)"
         )
-    # The worst a field can hold: one sentence of the largest allowed size (limits.TEXT),
-    # made of the words that start the most searches ("if Dana had ... the on-call ...").
-    words = "if Dana had the on-call engineer 's without checking because caused by never "
-    hostile = (words * (limits.TEXT // len(words)))[: limits.TEXT]
-    worst = timed(lambda: check_text(hostile, "t", lexicon, names), 3)
+    # The worst a field can hold: one text of the largest allowed size (limits.TEXT) made of
+    # words that start searches and never fire (found by an independent attack: each took
+    # 7-37 s before fields were read in windows).
+    hostile_units = [
+        "if Dana had the on-call engineer 's without checking because caused by never ",
+        ", bad",
+        "bad ",
+        "the wrong ",
+        ", causing",
+        ") bad ",
+        "\u0130 bad ",
+        "Mr. ",
+        "db-001 failed with bad gateway, ",
+    ]
+    worst_ms, worst_unit = 0.0, ""
+    for unit in hostile_units:
+        hostile = (unit * (limits.TEXT // len(unit) + 1))[: limits.TEXT]
+        took = timed(lambda h=hostile: check_text(h, "t", lexicon, names), 3)
+        if took > worst_ms:
+            worst_ms, worst_unit = took, unit
     print(
-        f"the worst field found: one {len(hostile) // 1000} kB sentence of trigger words: "
-        f"{worst:.0f} ms"
+        f"the worst of {len(hostile_units)} hostile {limits.TEXT // 1000} kB fields "
+        f"({worst_unit.strip()!r} repeated): {worst_ms:.0f} ms"
     )
     kinds = Counter(r["kind"] for n in [*development, "heldout"] for r in corpus(n))
     print(f"\ncorpus: {count} sentences; kinds: {dict(sorted(kinds.items()))}")

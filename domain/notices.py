@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from domain.document import redact
 from domain.invitation import review_links
 from domain.models import BlamelessNote, CorrectiveAction, Incident, PostmortemState, ReviewSlot
 
@@ -139,7 +140,9 @@ def publication_held(workflow_id: str, notes: list[BlamelessNote]) -> str:
     lines += [
         f'- {n.id} ({n.field}): "{n.sentence}": {n.reason} Try: {n.suggestion}' for n in notes
     ]
-    return "\n".join(lines)
+    # The sentences quote the post-mortem, private timeline entries included: what looks
+    # like a secret is masked before it goes to the tracker, as in published documents.
+    return redact("\n".join(lines))[0]
 
 
 def published(locations: list[str]) -> str:
