@@ -79,6 +79,12 @@ class Grammar(BaseModel):
     prepositions: list[str]  # "the page to Dana": Dana is not the subject
     acts: list[str] = Field(default_factory=list)  # "Dana's decision": a person's act
     modified: list[str]  # "the on-call rotation": a role word as a modifier is no agent
+    leading: list[str]  # before a clause's subject: "At 14:02 UTC, ...", "In short, ..."
+    subordinators: list[str]  # "When ..., ...": the comma ends the opening clause
+    reporting: list[str]  # "the review found that ...": "that" opens a clause of its own
+    determiners: list[str]  # "Make the script ...": a capitalised word before one is a verb
+    honorifics: list[str]  # "Mr Pálsson", "Dr. Okafor": a person
+    irregular_participles: list[str]  # "was made by", "was run by": the passive
 
 
 class Rule(BaseModel):
@@ -270,122 +276,6 @@ _TOKEN = re.compile(
     r"@[\w.-]*\w|[^\W\d_](?:[\w'\u2019-]*\w)?(?:['\u2019]s\b|['\u2019](?=\s|$))?|\d[\d:.,]*\w*|[;:,()\u2014\u2013]|\s-\s"
 )
 _POSSESSIVE = re.compile(r"['\u2019]s?$")
-_REPORTING = frozenset(
-    [
-        "found",
-        "find",
-        "finds",
-        "concluded",
-        "showed",
-        "shows",
-        "revealed",
-        "determined",
-        "noted",
-        "confirmed",
-        "learned",
-        "learnt",
-        "realised",
-        "realized",
-        "said",
-        "says",
-        "believe",
-        "believed",
-        "think",
-        "thought",
-        "means",
-        "is",
-        "was",
-    ]
-)
-_HONORIFICS = frozenset(["mr", "mrs", "ms", "mx", "dr", "miss", "sir", "madam"])
-_DETERMINERS = frozenset(
-    [
-        "the",
-        "a",
-        "an",
-        "all",
-        "every",
-        "each",
-        "our",
-        "their",
-        "its",
-        "this",
-        "that",
-        "these",
-        "those",
-        "sure",
-    ]
-)
-_SUBORDINATORS = frozenset(
-    [
-        "when",
-        "if",
-        "after",
-        "before",
-        "because",
-        "since",
-        "while",
-        "although",
-        "though",
-        "once",
-        "until",
-        "as",
-        "whenever",
-    ]
-)
-# What a clause may start with before its subject: "At 14:02 UTC, ...", "On Monday the ...".
-_LEADING = frozenset(
-    [
-        "at",
-        "on",
-        "around",
-        "about",
-        "by",
-        "utc",
-        "gmt",
-        "the",
-        "a",
-        "an",
-        "then",
-        "later",
-        "after",
-        "before",
-        "during",
-        "approximately",
-        "monday",
-        "tuesday",
-        "wednesday",
-        "thursday",
-        "friday",
-        "saturday",
-        "sunday",
-        "overall",
-        "short",
-        "simply",
-        "put",
-        "summary",
-        "ultimately",
-        "basically",
-        "essentially",
-        "honestly",
-        "frankly",
-        "tl",
-        "dr",
-        "bottom",
-        "line",
-        "however",
-        "unfortunately",
-        "going",
-        "forward",
-        "sadly",
-        "additionally",
-        "finally",
-        "first",
-        "second",
-        "also",
-        "in",
-    ]
-)
 
 
 def _required(pattern: str) -> frozenset[str] | None:
@@ -509,6 +399,12 @@ class _Model:
     possessives: frozenset[str]
     not_roles: frozenset[str]
     acts: frozenset[str]
+    leading: frozenset[str]
+    subordinators: frozenset[str]
+    reporting: frozenset[str]
+    determiners: frozenset[str]
+    honorifics: frozenset[str]
+    irregular_participles: frozenset[str]
 
     @cached_property
     def grammatical(self) -> frozenset[str]:
@@ -519,7 +415,7 @@ class _Model:
             | self.coordinators
             | self.boundaries
             | self.prepositions
-            | _LEADING
+            | self.leading
         )
 
     @classmethod
@@ -551,45 +447,16 @@ class _Model:
             possessives=low(a.possessives),
             not_roles=low(a.not_roles),
             acts=low(g.acts),
+            leading=low(g.leading),
+            subordinators=low(g.subordinators),
+            reporting=low(g.reporting),
+            determiners=low(g.determiners),
+            honorifics=low(g.honorifics),
+            irregular_participles=low(g.irregular_participles),
         )
 
-
-_IRREGULAR = frozenset(
-    [
-        "done",
-        "made",
-        "run",
-        "left",
-        "put",
-        "set",
-        "cut",
-        "hit",
-        "let",
-        "shut",
-        "built",
-        "sent",
-        "taught",
-        "caught",
-        "brought",
-        "bought",
-        "thought",
-        "kept",
-        "lost",
-        "held",
-        "told",
-        "sold",
-        "found",
-        "paid",
-        "read",
-        "led",
-        "spent",
-        "dropped",
-    ]
-)
-
-
-def _participle(word: str) -> bool:
-    return word.endswith(("ed", "en", "wn")) or word in _IRREGULAR
+    def participle(self, word: str) -> bool:
+        return word.endswith(("ed", "en", "wn")) or word in self.irregular_participles
 
 
 _ENDINGS = ("'s", "\u2019s", "'", "\u2019")
@@ -649,7 +516,7 @@ class _Sentence:
         if token.text.startswith("@"):
             return _Agent(i, i, True, token.text)
         if (
-            token.word in _HONORIFICS
+            token.word in m.honorifics
             and i + 1 < len(self.tokens)
             and self.tokens[i + 1].text[:1].isupper()
         ):
@@ -659,7 +526,7 @@ class _Sentence:
         if token.word in m.weak_pronouns:
             return _Agent(i, i, False, token.text)
         if token.word in m.possessives:  # "on his part", "their mistake"
-            return _Agent(i, i, token.word in m.pronouns or token.word != "their", token.text)
+            return _Agent(i, i, token.word != "their", token.text)  # "their": often things
         if token.word in m.roles:
             if i > 0 and f"{words[i - 1]} {token.word}" in m.not_roles:
                 return None  # "the secrets manager", "the package manager"
@@ -745,7 +612,7 @@ class _Sentence:
         # is an imperative verb, not a person.
         first = i == 0 or not self.tokens[i - 1].word[:1].isalnum()
         after = self.tokens[i + 1].word if i + 1 < len(self.tokens) else ""
-        return not (first and after in _DETERMINERS)
+        return not (first and after in m.determiners)
 
     # -- relations ------------------------------------------------------------------
 
@@ -767,7 +634,7 @@ class _Sentence:
                 continue
             if self.tokens[j].word in m.boundaries or self.tokens[j].text in (";", ":", "("):
                 return j + 1
-            if self.tokens[j].word == "that" and j > 0 and self.tokens[j - 1].word in _REPORTING:
+            if self.tokens[j].word == "that" and j > 0 and self.tokens[j - 1].word in m.reporting:
                 return j + 1  # "the review found that the DBA ...": a clause of its own
             if self.tokens[j].text == "," and self._subordinate_first:
                 return j + 1  # "When Dana restarted it, the logs pointed at ...": a new clause
@@ -778,8 +645,8 @@ class _Sentence:
     def _subordinate_first(self) -> bool:
         """Does the sentence open with a subordinate clause ("When ..., ...")?"""
         for token in self.tokens:
-            if token.word[:1].isalpha() and token.word not in _LEADING:
-                return token.word in _SUBORDINATORS
+            if token.word[:1].isalpha() and token.word not in self.model.leading:
+                return token.word in self.model.subordinators
         return False
 
     def _clause_end(self, i: int) -> int:
@@ -803,7 +670,7 @@ class _Sentence:
         while j >= 0 and (tokens[j].word in m.fillers or tokens[j].word.endswith("ly")):
             passive = passive or tokens[j].word in m.passive
             j -= 1
-        if passive and start < len(tokens) and _participle(tokens[start].word):
+        if passive and start < len(tokens) and m.participle(tokens[start].word):
             return self._by_agent(start, weak)
         if j < 0:
             return None
@@ -837,7 +704,7 @@ class _Sentence:
             token = self.tokens[k]
             if (
                 not token.word[:1].isalpha()
-                or token.word in _LEADING
+                or token.word in self.model.leading
                 or token.word in self.model.fillers
                 or token.possessive  # "the customer's engineer"
             ):
@@ -856,13 +723,21 @@ class _Sentence:
 
     def passive_agent(self, i: int, weak: bool) -> _Agent | None:
         """The agent a passive clause names with "by" ("... was pushed by the intern")."""
+        return self._named_by(i, weak, after_participle=True)
+
+    def _named_by(self, i: int, weak: bool, *, after_participle: bool) -> _Agent | None:
+        """The first agent named with "by" in the clause of token `i` ("by Dana", "by the
+        intern"); with `after_participle`, only a "by" within three words of a participle."""
         begin = self._clause_start(i)
         for k in range(begin, self._clause_end(i) - 1):
-            previous = [t.word for t in self.tokens[max(begin, k - 3) : k]]
-            if self.tokens[k].word == "by" and any(_participle(w) for w in previous):
-                for h in (k + 1, k + 2):
-                    if h in self.starting:
-                        return self._counts(self.starting[h], weak)
+            if self.tokens[k].word != "by":
+                continue
+            previous = self.tokens[max(begin, k - 3) : k]
+            if after_participle and not any(self.model.participle(t.word) for t in previous):
+                continue
+            for h in (k + 1, k + 2):
+                if h in self.starting:
+                    return self._counts(self.starting[h], weak)
         return None
 
     def _by_agent(self, end: int, weak: bool) -> _Agent | None:
@@ -881,10 +756,10 @@ class _Sentence:
         tokens = self.tokens
         for j in range(start - 1, max(-1, start - 4), -1):
             agent = self.agents.get(j)
-            if agent is not None and tokens[j].possessive:
-                return self._counts(agent, weak)
-            if tokens[j].word in self.model.possessives:
-                return self._counts(_Agent(j, j, tokens[j].word != "their", tokens[j].text), weak)
+            if agent is not None and (
+                tokens[j].possessive or tokens[j].word in self.model.possessives
+            ):
+                return self._counts(agent, weak)  # "Dana's", "his"
             if tokens[j].word in self.model.boundaries or not tokens[j].word[:1].isalnum():
                 break
         if end < len(tokens) and tokens[end].word in ("by", "of", "from", "on"):
@@ -919,7 +794,7 @@ class _Sentence:
         for k, token in enumerate(self.tokens):
             if k in self.starting:
                 return self._counts(self.starting[k], weak)
-            if not token.word[:1].isalpha() or token.word in _LEADING:
+            if not token.word[:1].isalpha() or token.word in self.model.leading:
                 continue
             for ahead in (k + 1, k + 2):  # "the junior developer", "the incident commander's"
                 if ahead in self.starting and all(
@@ -936,13 +811,7 @@ class _Sentence:
         first = self._first_agent(start)
         if first is not None and (not self.tokens[first.last].possessive or self._owns_act(first)):
             return self._counts(first, weak)
-        begin = self._clause_start(start)
-        for k in range(begin, self._clause_end(start) - 1):
-            if self.tokens[k].word == "by" and k + 1 in self.starting:
-                return self._counts(self.starting[k + 1], weak)
-            if self.tokens[k].word == "by" and k + 2 in self.starting:
-                return self._counts(self.starting[k + 2], weak)
-        return None
+        return self._named_by(start, weak, after_participle=False)
 
     def after(self, end: int, weak: bool) -> _Agent | None:
         """An agent in the rest of the clause ("the root cause was that the DBA ..."), not
