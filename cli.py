@@ -63,7 +63,9 @@ from domain.models import (
 from domain.scheduling import WorkingHours, due_instant
 from integrations.errors import IntegrationError
 from integrations.local import LocalTracker
+from record import learning as learning_reads
 from record import reads
+from record import related as related_reads
 from record.store import Record, RecordUnavailable, open_record
 from workflows.postmortem import PostmortemWorkflow
 
@@ -190,10 +192,12 @@ def record() -> Record:
 
 async def fetch_state(workflow_id: str) -> PostmortemState:
     """Live from the workflow while Temporal keeps it; then as the record has it."""
-    state = await engine.postmortem_state(await client(), workflow_id, record())
+    store = record()
+    state = await engine.postmortem_state(await client(), workflow_id, store)
     if state is None:
         raise CliError(f"no post-mortem {workflow_id!r}")
-    return state
+    # The later post-mortems that found this one related, from the record.
+    return await asyncio.to_thread(related_reads.both_ways, store, state)
 
 
 def emit_json(data: Any) -> None:
@@ -264,6 +268,10 @@ def start(
     summary: Annotated[str, typer.Option(help="A first summary.")] = "",
     responder: Annotated[list[str] | None, typer.Option(help="A responder; repeatable.")] = None,
     source: Annotated[str, typer.Option(help="The incident source.")] = "manual",
+    service: Annotated[
+        str,
+        typer.Option(help="The service (component, system) it was on: repeats are found by it."),
+    ] = "",
 ) -> None:
     """Start the post-mortem of a resolved incident (or find the one already running)."""
     policy = routing()
@@ -279,6 +287,7 @@ def start(
             started_at=parse_instant(started_at, "--started-at") if started_at else None,
             summary=summary,
             responders=responder or [],
+            service=service,
         )
     except ValidationError as exc:
         flags = {"id": "--incident-id", "source": "--source", "title": "--title"}
@@ -352,6 +361,7 @@ def status_text(s: PostmortemState) -> str:
         f"{s.workflow_id}  [{s.phase}]",
         f"Incident   {inc.id} ({inc.source}) · {inc.title} · {inc.severity} · team {inc.team}",
         f"Resolved   {_when(inc.resolved_at)}",
+        *([f"Service    {inc.service}"] if inc.service else []),
         f"Owner      {s.owner or '—'}",
     ]
     if inc.unrouted:
@@ -410,6 +420,19 @@ def status_text(s: PostmortemState) -> str:
             if items:
                 lines.append(f"  {label}:")
                 lines += [f"    - {item}" for item in items]
+    if s.related:
+        lines += ["", "Related" + (f"    {s.related_summary}" if s.related_summary else "")]
+        for r in s.related:
+            how = "later " if r.later else ""
+            lines.append(
+                f"  {how}{r.workflow_id}  {r.incident_id} · {r.title} · {_when(r.resolved_at)}"
+            )
+            lines += [f"    why: {reason}" for reason in r.reasons]
+            lines += [
+                f"    {a.state.value}: {a.id} {a.title} ({a.owner}, due {_when(a.due)})"
+                + (f" — {a.state_reason}" if a.state_reason else "")
+                for a in r.actions
+            ]
     if s.blameless:
         held = s.blameless_holds and not s.published_url
         lines += ["", blameless_text(s.blameless, held=held)]
@@ -688,6 +711,7 @@ def list_command(
     overdue: Annotated[bool, typer.Option("--overdue", help="Only with overdue actions.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
 ) -> None:
     """Post-mortems, newest first, from the record: closed ones too, whatever Temporal's
     retention deleted. No workflow is queried."""
@@ -696,6 +720,7 @@ def list_command(
         team=team,
         severity=severity.value if severity else None,
         overdue=overdue,
+        service=service,
     )
 
     async def go() -> list[engine.PostmortemRow]:
@@ -756,6 +781,139 @@ def overdue(
             f"{r.days_overdue(now):>4}  {r.team:12} {r.owner:24} {r.ticket:10} "
             f"{r.postmortem_id:32} {r.action_id}: {r.title}"
         )
+
+
+@app.command()
+def learning(
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    days: Annotated[
+        int, typer.Option(min=1, max=learning_reads.MAX_DAYS, help="The period, up to today.")
+    ] = learning_reads.DEFAULT_DAYS,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    as_csv: Annotated[
+        str | None,
+        typer.Option("--csv", help=f"Print one table as CSV: {', '.join(learning_reads.TABLES)}."),
+    ] = None,
+) -> None:
+    """What the organisation has learned, from the record: factor categories per month,
+    repeats per service, actions done by their due date, dropped actions, time to findings
+    and to closure, open actions past due per service (as /learning shows)."""
+    if as_csv is not None and as_csv not in learning_reads.TABLES:
+        raise CliError(f"--csv: one of {', '.join(learning_reads.TABLES)}")
+    now = datetime.now(UTC)
+    chosen = learning_reads.LearningFilter.last(days, now, team, service)
+
+    async def go() -> learning_reads.Learning:
+        return learning_reads.learning(record(), chosen, now, settings().related_lookback_days)
+
+    data = run(go)
+    if as_json:
+        emit_json(data.as_json())
+    elif as_csv is not None:
+        typer.echo(learning_reads.csv_table(data, as_csv), nl=False)
+    else:
+        typer.echo(learning_text(data))
+
+
+def learning_text(data: learning_reads.Learning) -> str:
+    scope = " · ".join(x for x in (data.team, data.service) if x) or "every team and service"
+    lines = [
+        f"Learning: {scope}, {data.since:%Y-%m-%d} to {data.until:%Y-%m-%d} (exclusive): "
+        f"{data.postmortems} post-mortem(s)",
+        "",
+        "Contributing factors per month",
+        "  " + f"{'':20}" + "".join(f"{m:>8}" for m in data.months),
+    ]
+    for category, counts in data.categories.items():
+        if any(counts):
+            lines.append("  " + f"{category:20}" + "".join(f"{n:>8}" for n in counts))
+    lines += ["", f"Repeat incidents per service (within {data.lookback_days} days)"]
+    lines += [
+        f"  {r.service:30} {r.repeats:>3} repeat(s) of {r.incidents:>3}, last {r.last:%Y-%m-%d}"
+        for r in data.repeats
+    ] or ["  none"]
+    lines += ["", "Actions due in the period: on time / late / dropped / open past due / due"]
+    for by, group in (("type", data.by_type), ("priority", data.by_priority)):
+        for name, o in group.items():
+            if o.due:
+                share = f"{o.on_time_share:.0%}" if o.on_time_share is not None else "—"
+                lines.append(
+                    f"  {by:8} {name:12} {o.on_time:>4} {o.late:>4} {o.dropped:>4} "
+                    f"{o.open_past_due:>4} {o.due:>5}  on time {share}"
+                )
+    lines += ["", "Dropped actions"]
+    lines += [
+        f"  {d.workflow_id}/{d.action_id}: {d.title} — {d.reason or 'no reason given'}"
+        for d in data.dropped
+    ] or ["  none"]
+    lines += ["", "From resolution (days): median, 90th percentile"]
+    for name, spread in (("to findings", data.to_review), ("to closure", data.to_closure)):
+        lines.append(
+            f"  {name:12} {spread.median_days if spread.median_days is not None else '—':>6} "
+            f"{spread.p90_days if spread.p90_days is not None else '—':>6}  ({spread.count})"
+        )
+    lines += ["", "Open actions past due, per service"]
+    lines += [f"  {s:30} {n:>4}" for s, n in data.overdue_by_service.items()] or ["  none"]
+    return "\n".join(lines)
+
+
+@app.command("public")
+def public_command(
+    workflow_id: str,
+    publish: Annotated[
+        bool, typer.Option("--publish", help="Publish it to the team's public folder or repo.")
+    ] = False,
+    html: Annotated[bool, typer.Option("--html", help="Print the HTML, not Markdown.")] = False,
+) -> None:
+    """The customer-facing version of a post-mortem (impact, duration, what changed): no
+    private entries, names, internal links or secrets; checked by the blameless check."""
+    from domain import public
+    from integrations.errors import IntegrationError
+    from integrations.lexicon import load_lexicon
+    from integrations.publishing import Document, IndexEntry
+    from worker import known_secrets, team_public_publishing
+
+    config = settings()
+    state = run(lambda: fetch_state(workflow_id))
+    team = routing().team(state.incident.team)
+    summary = public.public_version(
+        state,
+        load_lexicon(config.blameless_language),
+        public_hosts=team.public_hosts,
+        secrets=known_secrets(config),
+    )
+    if not publish:
+        typer.echo(public.render(summary, html=html), nl=False)
+        for note in summary.notes:
+            typer.echo(f"blameless check: {note}", err=True)
+        return
+    if state.findings is None:
+        raise CliError(f"{workflow_id} has no findings yet: the public version says what changed")
+    if summary.notes:
+        raise CliError("not published: the blameless check found " + "; ".join(summary.notes))
+    document = Document(
+        entry=IndexEntry(
+            name=f"{state.incident.resolved_at:%Y}/{public.document_name(state)}",
+            title=summary.title,
+            incident_id=state.incident.id,
+            severity=state.incident.severity.value,
+            team="",
+            resolved_at=state.incident.resolved_at,
+            phase="published",
+            tags=[summary.service] if summary.service else [],
+            summary=summary.impact[:300],
+        ),
+        markdown=public.render(summary),
+        html=public.render(summary, html=True),
+    )
+    try:
+        places = [p.publish(document) for p in team_public_publishing(config, state.incident.team)]
+    except IntegrationError as exc:  # a folder not writable, a repository refusing
+        raise CliError(f"not published: {exc}") from None
+    for place in places:
+        typer.echo(f"published: {place}")
+    typer.echo(f"{summary.removed} name(s), address(es), link(s) or secret(s) taken out")
 
 
 # -- actions -------------------------------------------------------------------------------------

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     # acknowledged; "warn" shows the findings and publishes anyway.
     blameless_mode: Literal["enforce", "warn"] = "enforce"
     blameless_language: str = "en"
+    # Repeats: earlier post-mortems of the same service or with similar findings are looked
+    # for this many days back from the incident's resolution.
+    related_lookback_days: int = Field(default=90, ge=1, le=3650)
     # Dashboard access: bearer tokens (comma-separated) for read-only viewers and operators,
     # and/or the user header an OIDC proxy sets (operators listed by name). With none of
     # these, the API only listens on a loopback address.
@@ -407,6 +410,12 @@ class TeamConfig(BaseModel):
     review_location: str = ""  # a room or a video-call link, put on the invitation
     # Where the team's post-mortems are published (several at once); default: the folder.
     publish: list[PublishConfig] = Field(default_factory=lambda: _default_publishers())
+    # Where the public versions go (`postmortem public <id> --publish`): a folder of their
+    # own (default: public/ under the publish folder) or a repository, never beside the
+    # internal documents.
+    public: list[PublishConfig] = Field(default_factory=list)
+    # Hosts whose links may stay in a public version (the status page, the docs site).
+    public_hosts: list[str] = Field(default_factory=list)
     # A folder with the team's own postmortem.md.j2 and/or postmortem.html.j2.
     template_dir: Path | None = None
     digest: DigestConfig | None = None
@@ -490,10 +499,17 @@ class Routing(BaseModel):
         SourceMapping,
     ] = Field(default_factory=dict)
 
+    # Services to teams, for every source (after a source's own service_teams): an incident
+    # on "checkout-api" goes to its team whichever tool reports it.
+    services: dict[str, str] = Field(default_factory=dict)
+
     @model_validator(mode="after")
     def _triage_team_exists(self) -> Routing:
         if self.triage_team is not None and self.triage_team not in self.teams:
             raise ValueError(f"triage_team {self.triage_team!r} is not one of the [teams]")
+        for service, team in self.services.items():
+            if team not in self.teams:
+                raise ValueError(f"[services] {service!r}: team {team!r} is not one of the [teams]")
         return self
 
     def mapping_for(self, source: str) -> SourceMapping:

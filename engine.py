@@ -121,6 +121,7 @@ async def start_postmortem(client: Client, task_queue: str, inp: PostmortemInput
                     sa.INCIDENT_ID: incident.id,
                     sa.OPEN_ACTIONS: 0,
                     sa.OVERDUE_ACTIONS: 0,
+                    sa.SERVICE: incident.service or None,
                 }
             ),
         )

@@ -259,6 +259,22 @@ def team_publishing(settings: Settings, team: str) -> TeamPublishing:
     return TeamPublishing(publishers=publishers, template_dir=config.template_dir)
 
 
+def team_public_publishing(settings: Settings, team: str) -> list[Publisher]:
+    """Where a team's public versions go: its `public` targets, or a folder of their own."""
+    config = load_routing(settings.teams_file).team(team)
+    publishers: list[Publisher] = []
+    for target in config.public:
+        if isinstance(target, GitHubPublishConfig):
+            publishers.append(
+                GitHubPublisher(
+                    github_target(team, target), folder=target.folder, branch=target.branch
+                )
+            )
+        else:
+            publishers.append(FolderPublisher(target.dir or settings.published_dir / "public"))
+    return publishers or [FolderPublisher(settings.published_dir / "public")]
+
+
 SECRET_NAME = re.compile(r"^PM_.*(TOKEN|SECRET|PASSWORD|API_KEY|APIKEY)", re.IGNORECASE)
 
 
@@ -330,9 +346,10 @@ def activities_for(settings: Settings, client: Client) -> Sequence[Callable[...,
         teams=lambda: routed_teams(settings),
     )
     invitations = InvitationActivities(mailer(settings), base_url=settings.public_url)
-    projection = RecordActivities(record)
+    projection = RecordActivities(record, settings.related_lookback_days)
     return [
         projection.project,
+        projection.related,
         digests.gather,
         digests.deliver,
         blameless.check,

@@ -6,7 +6,8 @@ from pydantic import AliasChoices, BaseModel, Field
 from temporalio import activity
 
 from activities.errors import maps_integration_errors
-from domain.models import PostmortemState
+from domain.models import PostmortemDocument, PostmortemState, RelatedPostmortem
+from record import related
 from record.store import Record
 
 
@@ -19,9 +20,27 @@ class ProjectInput(BaseModel):
     version: int
 
 
+class RelatedInput(BaseModel):
+    document: PostmortemDocument
+
+
+class RelatedFound(BaseModel):
+    related: list[RelatedPostmortem]
+    summary: str
+
+
 class RecordActivities:
-    def __init__(self, record: Record) -> None:
+    def __init__(self, record: Record, lookback_days: int = 90) -> None:
         self._record = record
+        self._lookback_days = lookback_days
+
+    @activity.defn(name="record.related")
+    @maps_integration_errors
+    def related(self, request: RelatedInput) -> RelatedFound:
+        """Earlier post-mortems of the same service, or with similar findings, within the
+        look-back (record/related.py). The database down: retried until it answers."""
+        found = related.find(self._record, request.document, self._lookback_days)
+        return RelatedFound(related=found.related, summary=found.summary)
 
     @activity.defn(name="record.project")
     @maps_integration_errors

@@ -22,7 +22,7 @@ from temporalio.service import RPCError
 
 import engine
 import readmodel
-from api import dashboard, incidents, metrics, pages, postmortems, trackers
+from api import dashboard, incidents, learning, metrics, pages, postmortems, trackers
 from api.answers import WEBHOOKS, Refused, refusal
 from api.browser import browser_guard
 from api.deps import PageRefused
@@ -93,7 +93,8 @@ def create_app(
         app.include_router(router)  # bodies read by api/bodies.py, 1 MiB as they stream
     # The dashboard's forms and JSON bodies are small: FastAPI reads a body before the role
     # check runs, so an unauthenticated sender may make it read this much, no more.
-    for router in (dashboard.router, dashboard.exports, postmortems.router, pages.router):
+    dashboards = (dashboard.router, dashboard.exports, learning.router, postmortems.router)
+    for router in (*dashboards, pages.router):
         app.include_router(router, max_body_size=DASHBOARD_BODY)
     app.include_router(metrics.router, max_body_size=0)
 

@@ -182,7 +182,7 @@ async def incidentio_webhook(
         body,
         settings,
         "incidentio",
-        lambda p, m: incidentio.parse_webhook(p, m.team_label),
+        lambda p, m: incidentio.parse_webhook(p, m.team_label, m.service_label),
     )
     if event.detail == incidentio.PRIVATE_STUB and settings.incidentio_api_key:
         event = await _fetch_private(event, settings)
@@ -206,7 +206,11 @@ async def alertmanager_webhook(
     """Prometheus Alertmanager: a group whose `status` is `resolved` starts the post-mortem.
     Authenticated by the receiver's bearer token or basic auth."""
     event = _read(
-        request, body, settings, "alertmanager", lambda p, m: alerting.alertmanager(p, m.team_label)
+        request,
+        body,
+        settings,
+        "alertmanager",
+        lambda p, m: alerting.alertmanager(p, m.team_label, m.service_label),
     )
     return await kickoff(event, settings, temporal)
 
@@ -222,7 +226,7 @@ async def grafana_oncall_webhook(
         body,
         settings,
         "grafana-oncall",
-        lambda p, m: alerting.grafana_oncall(p, m.team_label),
+        lambda p, m: alerting.grafana_oncall(p, m.team_label, m.service_label),
     )
     return await kickoff(event, settings, temporal)
 
@@ -287,7 +291,7 @@ async def _fetch_private(event: IncidentEvent, settings: Settings) -> IncidentEv
         raise Refused(503, f"could not fetch the incident: {exc}") from None
     except SourceRejected as exc:
         raise Refused(202, f"incident not fetched: {exc}") from None
-    return incidentio.event_from_incident(incident, mapping.team_label)
+    return incidentio.event_from_incident(incident, mapping.team_label, mapping.service_label)
 
 
 # -- acting ----------------------------------------------------------------------------------
@@ -307,7 +311,11 @@ async def kickoff(event: IncidentEvent, settings: Settings, temporal: Client) ->
     routing = _routing(settings)
     try:
         mapped = map_event(
-            event, routing.mapping_for(event.source), set(routing.teams), routing.triage_team
+            event,
+            routing.mapping_for(event.source),
+            set(routing.teams),
+            routing.triage_team,
+            routing.services,
         )
     except ValueError as exc:  # a value our models refuse even after normalising
         raise Refused(422, f"not an incident we can record: {str(exc)[:300]}") from None

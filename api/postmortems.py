@@ -18,6 +18,7 @@ from domain.document import render_html
 from domain.invitation import review_event
 from domain.models import Phase, PostmortemState
 from integrations.lexicon import load_lexicon
+from record import related
 from record.store import Record
 
 # Post-mortem ids are `postmortem-<source>-<incident>`: a safe alphabet, no slashes.
@@ -36,7 +37,9 @@ async def state_of(client: Client, record: Record, workflow_id: str) -> Postmort
         raise HTTPException(503, f"the post-mortem cannot answer: {exc}") from None
     if state is None:
         raise HTTPException(404, f"no post-mortem {workflow_id!r}")
-    return state
+    # The later post-mortems that found this one related (from the record).
+    enriched: PostmortemState = await asyncio.to_thread(related.both_ways, record, state)
+    return enriched
 
 
 router = APIRouter(tags=["post-mortem"])

@@ -193,7 +193,9 @@ _SECRET_PATTERNS = [
         r"\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\b",  # JWT
         r"(?i)\b(?:bearer|basic)\s+[A-Za-z0-9._~+/=-]{16,}",
         r"(?i)\b(?:password|passwd|secret|token|api[_-]?key)\s*[:=]\s*\S{6,}",
-        r"(?i)\b[a-z][a-z0-9+.-]*://[^/\s:@]+:[^/\s@]+@",  # credentials in a URL
+        # credentials in a URL (a scheme is short: bounded, so a long run of letters and
+        # dots is read once, not once per position)
+        r"(?i)\b[a-z][a-z0-9+.-]{0,31}://[^/\s:@]{1,256}:[^/\s@]{1,256}@",
     )
 ]
 REDACTED = "[redacted]"

@@ -12,7 +12,7 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from domain import limits
-from domain.models import IDENTIFIER, Incident, Severity, TimelineEntry
+from domain.models import IDENTIFIER, Incident, Severity, TimelineEntry, service_name
 
 
 class EventKind(StrEnum):
@@ -42,7 +42,8 @@ class IncidentEvent:
     severity_name: str | None = None  # the tool's word: critical, major, warning...
     priority: str | None = None
     urgency: str | None = None
-    service: str | None = None
+    service: str | None = None  # the tool's id of the service (what service_teams maps)
+    service_name: str | None = None  # its name, where the tool sends one besides the id
     teams: tuple[str, ...] = ()
     team: str | None = None  # already one of ours (generic source)
     timeline: tuple[TimelineEntry, ...] = field(default_factory=tuple)
@@ -75,6 +76,8 @@ class SourceMapping(BaseModel):
     )
     default_severity: Severity = Severity.SEV3
     team_label: str = "team"  # the label (Alertmanager, Grafana) or field (incident.io) naming it
+    # The label (Alertmanager, Grafana OnCall) or custom field (incident.io) naming the service.
+    service_label: str = "service"
     service_teams: dict[str, str] = Field(default_factory=dict)
     team_teams: dict[str, str] = Field(default_factory=dict)
     default_team: str | None = None
@@ -151,12 +154,15 @@ def map_event(
     mapping: SourceMapping,
     known_teams: set[str],
     triage_team: str | None = None,
+    services: dict[str, str] | None = None,
 ) -> Mapped:
     """Our incident from the event, or the reason it cannot be one. An incident whose team
     the routing cannot find goes to `triage_team`, flagged unrouted with the reason: it is
-    never dropped for want of a mapping."""
+    never dropped for want of a mapping. `services`: the routing file's [services], a
+    service (as service_name() keeps it) to its team, for every source."""
     severity = _severity(event, mapping)
-    team = _team(event, mapping, known_teams)
+    service = service_name(event.service_name or event.service)
+    team = _team(event, mapping, known_teams, service, services or {})
     unrouted = ""
     if team is None:
         hint = f"service {_quoted(event.service)}" if event.service else "this incident"
@@ -188,6 +194,7 @@ def map_event(
         responders=[limits.clip(r, limits.NAME) for r in event.responders[: limits.RESPONDERS]],
         private=event.private,
         unrouted=unrouted,
+        service=service,
     )
     return Mapped(incident)
 
@@ -214,15 +221,28 @@ def _severity(event: IncidentEvent, mapping: SourceMapping) -> Severity:
     return mapping.default_severity
 
 
-def _team(event: IncidentEvent, mapping: SourceMapping, known_teams: set[str]) -> str | None:
+def _team(
+    event: IncidentEvent,
+    mapping: SourceMapping,
+    known_teams: set[str],
+    service: str = "",
+    services: dict[str, str] | None = None,
+) -> str | None:
+    """The event's own team; the source's service and team mappings; a label already naming
+    one of ours; the routing file's [services]; the source's default team."""
     if event.team:
         return event.team
-    if event.service and event.service in mapping.service_teams:
-        return mapping.service_teams[event.service]
+    for named in (event.service, event.service_name):
+        if named and named in mapping.service_teams:
+            return mapping.service_teams[named]
     for team in event.teams:
         if team in mapping.team_teams:
             return mapping.team_teams[team]
     for team in event.teams:  # a label or field that already names one of our teams
         if team in known_teams:
             return team
+    if service and services:
+        mapped = {service_name(k): v for k, v in services.items()}.get(service)
+        if mapped:
+            return mapped
     return mapping.default_team

@@ -11,6 +11,7 @@ from typing import Literal
 from icalendar import Calendar, Event, vCalAddress, vText
 
 from domain.models import PostmortemDocument, ReviewSlot
+from domain.related import still_open
 
 Method = Literal["REQUEST", "CANCEL", "PUBLISH"]
 PRODID = "-//postmortem-engine//review invitation//EN"
@@ -58,6 +59,18 @@ def describe(state: PostmortemDocument, slot: ReviewSlot, draft_link: str) -> st
     ]
     if slot.outside_window and slot.reason:
         lines += ["", f"Outside the review window: {slot.reason}"]
+    if state.related_summary:
+        lines += ["", f"Related: {state.related_summary}"]
+    open_before = still_open(state.related)
+    if open_before:
+        # Called out to the facilitator: the review should ask why these are still open.
+        lines += ["", "For the facilitator: still open from earlier post-mortems on this service:"]
+        lines += [
+            f"- {a.title} ({r.incident_id}; owner {a.owner}; due {a.due:%Y-%m-%d}"
+            + (f"; {a.ticket.key}" if a.ticket else "")
+            + ")"
+            for r, a in open_before
+        ]
     return "\n".join(lines)
 
 

@@ -32,6 +32,7 @@ NOTE = 4_000  # what was known at an entry, an action's description, one list it
 REASON = 2_000  # the reason given with a change (drop, move, cancel, acknowledge)
 SOURCE = 64  # where a timeline entry came from
 URL = 2_000  # an incident's link (a longer one is left out)
+SERVICE = 100  # the service (component, system) an incident was on, as normalised
 
 TIMELINE_ENTRIES = 2_000  # on one post-mortem
 IMPORTED_ENTRIES = 1_000  # taken from an incident tool's log; the rest is noted, not lost
@@ -72,6 +73,12 @@ FILING_ERROR = 300  # a refused ticket's error, as the action keeps it (its prob
 ENGINE_REASON = 60  # an action's state reason set by the engine ("closed in the tracker")
 LOCATIONS = 10  # where a document was published
 LOCATION = 500
+# Earlier post-mortems found related (same service, similar findings): the closest kept,
+# each with its reasons and its actions still open or dropped.
+RELATED = 10
+RELATED_REASONS = 3
+RELATED_REASON = 300
+RELATED_ACTIONS = 5
 
 # Concurrency of one post-mortem's filing: tickets and follow-ups started per batch, well
 # under Temporal's 2,000 pending activities or children per workflow.
@@ -216,7 +223,9 @@ def engine_extras() -> int:
     )
     ticket = TicketRef(tracker="t" * TICKET_TRACKER, key="k" * TICKET_KEY, url="u" * TICKET_URL)
     return (
-        PROBLEMS * (json_bytes(problem) + 1)
+        RELATED * (json_bytes(largest_related()) + 1)
+        + PROBLEM_TEXT  # the related summary line
+        + PROBLEMS * (json_bytes(problem) + 1)
         + PHASE_CHANGES * (json_bytes(change) + 1)
         + BLAMELESS_NOTES * (json_bytes(note) + 1)
         + (LOCATIONS + 1) * (LOCATION + 3)  # the locations, and the published link
@@ -226,6 +235,36 @@ def engine_extras() -> int:
         + continued_incident_bytes()
         + 1_000  # the fields' own keys, commas and brackets
     )
+
+
+@functools.cache
+def largest_related() -> object:
+    """The largest related post-mortem the state keeps, made by the code that makes it
+    (domain/related.py clips every text by bytes)."""
+    from domain.models import ActionState, RelatedAction, TicketRef
+    from domain.related import Candidate, entry
+
+    moment = datetime(2000, 1, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-9)))
+    worst = "\x01" * TEXT
+    action = RelatedAction(
+        id=worst,
+        title=worst,
+        state=ActionState.DROPPED,
+        owner=worst,
+        due=moment,
+        state_reason=worst,
+        ticket=TicketRef(tracker=worst, key=worst, url=worst),
+    )
+    candidate = Candidate(
+        workflow_id=worst,
+        incident_id=worst,
+        title=worst,
+        service=worst,
+        team=worst,
+        resolved_at=moment,
+        actions=[action] * (RELATED_ACTIONS + 1),
+    )
+    return entry(candidate, [worst] * (RELATED_REASONS + 1), 1.0, later=True)
 
 
 def continued_incident_bytes() -> int:

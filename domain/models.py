@@ -144,6 +144,15 @@ class TimelineEntry(Model):
     event: Literal["", "reopened", "resolved_again"] = ""
 
 
+def service_name(raw: str | None) -> str:
+    """A service as the engine keeps it: one line, lower-case, spaces single, at most
+    limits.SERVICE characters ("Checkout API" and "checkout  api" are one service)."""
+    if not raw:
+        return ""
+    cleaned = "".join(c if c.isprintable() else " " for c in raw)
+    return " ".join(cleaned.lower().split())[: limits.SERVICE].strip()
+
+
 class Incident(Model):
     source: Identifier = "manual"
     id: Identifier
@@ -159,6 +168,8 @@ class Incident(Model):
     private: bool = False
     # Why the routing could not place it (it started under the triage team); "" once routed.
     unrouted: str = ""
+    # The service (component, system) it was on: what repeats are found by. "" unknown.
+    service: Annotated[str, AfterValidator(service_name)] = ""
 
     @property
     def workflow_id(self) -> str:
@@ -174,6 +185,7 @@ class Incident(Model):
                 "external_id": None,
                 "responders": [],
                 "unrouted": "",
+                "service": "",
             }
         )
 
@@ -371,6 +383,33 @@ def _legacy_problem(text: str) -> dict[str, object]:
     return {"kind": kind, "message": text, "action_id": action_id}
 
 
+class RelatedAction(Model):
+    """An action of a related post-mortem that did not get done: still open, or dropped."""
+
+    id: str
+    title: str
+    state: ActionState
+    owner: str
+    due: AwareDatetime
+    state_reason: str = ""
+    ticket: TicketRef | None = None
+
+
+class RelatedPostmortem(Model):
+    """Another post-mortem this one repeats or resembles, and why (domain/related.py)."""
+
+    workflow_id: str
+    incident_id: str
+    title: str
+    service: str = ""
+    team: str = ""
+    resolved_at: AwareDatetime
+    reasons: list[str] = Field(default_factory=list)
+    actions: list[RelatedAction] = Field(default_factory=list)  # open or dropped
+    similarity: float = 0.0  # of the closest pair of findings; 0 for the same service alone
+    later: bool = False  # it came after this one (it found this one): shown, never stored
+
+
 class PhaseChange(Model):
     phase: Phase
     at: AwareDatetime
@@ -399,6 +438,10 @@ class PostmortemDocument(Model):
     published_url: str | None = None
     # Where people reach the API (links to the draft and the invitation), from the worker.
     public_url: str | None = None
+    # Earlier post-mortems of the same service or with similar findings, closest first,
+    # found when it starts and when its findings are recorded; and the line that says it.
+    related: list[RelatedPostmortem] = Field(default_factory=list)
+    related_summary: str = ""
 
 
 class PostmortemState(PostmortemDocument):

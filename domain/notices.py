@@ -27,9 +27,34 @@ def tracking_ticket(state: PostmortemState) -> tuple[str, str]:
             "",
             "The review asks what about the system allowed this to happen: process, tooling, "
             "ownership, safeguards, detection and documentation. It does not ask who.",
+            *(["", *related_lines(state)] if state.related else []),
         ]
     )
     return title, body
+
+
+def related_lines(state: PostmortemState, only: list[str] | None = None) -> list[str]:
+    """The related post-mortems as ticket lines: the summary, then each with its reason and
+    its actions still open or dropped."""
+    lines = [f"Related: {state.related_summary}"] if state.related_summary and only is None else []
+    for r in state.related:
+        if only is not None and r.workflow_id not in only:
+            continue
+        when_ = f"{r.resolved_at:%Y-%m-%d}"
+        lines.append(f"- {r.incident_id} ({when_}) {r.title} [{r.workflow_id}]")
+        lines += [f"  why: {reason}" for reason in r.reasons]
+        for a in r.actions:
+            ticket = f" {a.ticket.key}" if a.ticket else ""
+            lines.append(f"  {a.state.value}: {a.title} ({a.owner}, due {when(a.due)}){ticket}")
+    return lines
+
+
+def related_found(state: PostmortemState, new: list[str]) -> str:
+    """Said on the tracking ticket when the findings relate it to post-mortems it did not
+    name at the start."""
+    return "\n".join(
+        ["The findings resemble earlier post-mortems:", *related_lines(state, only=new)]
+    )
 
 
 def action_ticket(

@@ -27,7 +27,9 @@ def _text(value: Any) -> str:
     return str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
 
 
-def alertmanager(payload: dict[str, Any], team_label: str = "team") -> IncidentEvent:
+def alertmanager(
+    payload: dict[str, Any], team_label: str = "team", service_label: str = "service"
+) -> IncidentEvent:
     """A notification group; resolved only when every alert in it is (Alertmanager's rule)."""
     group_key = _text(payload.get("groupKey"))
     if not group_key:
@@ -53,6 +55,7 @@ def alertmanager(payload: dict[str, Any], team_label: str = "team") -> IncidentE
         url=_text(payload.get("externalURL")) or None,
         summary=_text(annotations.get("description")),
         severity_name=_text(labels.get("severity")) or None,
+        service=_text(labels.get(service_label)) or None,
         teams=(team,) if team else (),
         detail="" if resolved else f"group status {payload.get('status')!r}: only resolved starts",
     )
@@ -61,7 +64,9 @@ def alertmanager(payload: dict[str, Any], team_label: str = "team") -> IncidentE
 GRAFANA_KINDS = {"resolve": EventKind.RESOLVED, "unresolve": EventKind.REOPENED}
 
 
-def grafana_oncall(payload: dict[str, Any], team_label: str = "team") -> IncidentEvent:
+def grafana_oncall(
+    payload: dict[str, Any], team_label: str = "team", service_label: str = "service"
+) -> IncidentEvent:
     event, group = _dict(payload.get("event")), _dict(payload.get("alert_group"))
     kind = GRAFANA_KINDS.get(_text(event.get("type")), EventKind.OTHER)
     group_id = _text(group.get("id") or payload.get("alert_group_id"))
@@ -82,6 +87,8 @@ def grafana_oncall(payload: dict[str, Any], team_label: str = "team") -> Inciden
         occurred_at=_time(event.get("time")),
         url=_text(_dict(group.get("permalinks")).get("web")) or None,
         severity_name=_text(labels.get("severity")) or None,
+        # The service label, else the integration (one per monitored system, as a rule).
+        service=_text(labels.get(service_label)) or _text(integration.get("name")) or None,
         teams=(team,) if team else (),
         detail=f"event type {event.get('type')!r} is not followed",
     )
@@ -105,7 +112,9 @@ def opsgenie(payload: dict[str, Any]) -> IncidentEvent:
         resolved_at=_time(alert.get("updatedAt")) if closed else None,  # epoch nanoseconds
         occurred_at=_time(alert.get("updatedAt")),
         priority=_text(alert.get("priority")) or None,
-        service=_text(alert.get("entity")) or None,
+        # The alert's entity, else a "service:<name>" tag.
+        service=_text(alert.get("entity"))
+        or next((t.split(":", 1)[1] for t in tags if t.startswith("service:")), None),
         teams=team_tags,
         responders=(_text(alert.get("username")),) if alert.get("username") else (),
         detail=f"action {action!r} is not followed",

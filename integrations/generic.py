@@ -27,6 +27,7 @@ class GenericIncident(BaseModel):
     responders: list[str] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     private: bool = False
+    service: str | None = Field(default=None, max_length=200)  # component or system
 
 
 def to_event(body: GenericIncident) -> IncidentEvent:
@@ -44,5 +45,6 @@ def to_event(body: GenericIncident) -> IncidentEvent:
         private=body.private,
         severity=body.severity.value,
         team=body.team,
+        service=body.service,
         timeline=tuple(body.timeline),
     )

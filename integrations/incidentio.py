@@ -51,7 +51,9 @@ def svix_signature_ok(
     return "no webhook-signature matches"
 
 
-def parse_webhook(payload: dict[str, Any], team_field: str = "team") -> IncidentEvent:
+def parse_webhook(
+    payload: dict[str, Any], team_field: str = "team", service_field: str = "service"
+) -> IncidentEvent:
     event_type = str(payload.get("event_type") or "")
     body = _obj(payload.get(event_type))
     if event_type.startswith("private_incident."):
@@ -99,9 +101,22 @@ def parse_webhook(payload: dict[str, Any], team_field: str = "team") -> Incident
         summary=str(incident.get("summary") or ""),
         severity_name=str(severity.get("name") or "") or None,
         teams=_field_values(incident, team_field),
+        service=_service(incident, service_field),
         private=incident.get("visibility") == "private",
         detail=detail,
     )
+
+
+def _service(incident: dict[str, Any], field: str) -> str | None:
+    """The custom field naming the service (its first value), else the first affected
+    component of the catalog entries incident.io attaches (`affected_components`)."""
+    values = _field_values(incident, field)
+    if values:
+        return values[0]
+    for component in items(incident.get("affected_components")):
+        if isinstance(component, dict) and component.get("name"):
+            return str(component["name"])
+    return None
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -174,7 +189,9 @@ class IncidentIoClient:
         )
 
 
-def event_from_incident(incident: dict[str, Any], team_field: str = "team") -> IncidentEvent:
+def event_from_incident(
+    incident: dict[str, Any], team_field: str = "team", service_field: str = "service"
+) -> IncidentEvent:
     """A fetched incident (for a private stub): resolved if its status category says so."""
     status = _obj(incident.get("incident_status"))
     category = str(status.get("category") or "")
@@ -193,6 +210,7 @@ def event_from_incident(incident: dict[str, Any], team_field: str = "team") -> I
         summary=str(incident.get("summary") or ""),
         severity_name=str(_obj(incident.get("severity")).get("name") or "") or None,
         teams=_field_values(incident, team_field),
+        service=_service(incident, service_field),
         private=True,
         detail="" if resolved else f"status category {category!r} does not resolve it",
     )

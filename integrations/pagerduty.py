@@ -51,6 +51,7 @@ def parse_webhook(payload: dict[str, Any]) -> IncidentEvent:
         priority=_summary(data.get("priority")),
         urgency=_str(data.get("urgency")),
         service=_id(data.get("service")),
+        service_name=_summary(data.get("service")),
         teams=tuple(t for t in (_id(t) for t in items(data.get("teams"))) if t),
         detail="" if kind is not EventKind.OTHER else f"event type {event_type!r} is not followed",
     )

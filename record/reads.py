@@ -17,7 +17,14 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, and_, case, func, or_, select
 
-from domain.models import ActionState, ActionType, Phase, ProblemKind, action_workflow_id
+from domain.models import (
+    ActionState,
+    ActionType,
+    Phase,
+    ProblemKind,
+    action_workflow_id,
+    service_name,
+)
 from engine import OverdueRow, PostmortemRow
 from readmodel import AGEING, Overview, WeekBar
 from record.schema import actions, postmortems, problems
@@ -45,6 +52,7 @@ class PostmortemFilter:
     overdue: bool = False  # only those with overdue actions
     late_at: datetime | None = None  # only those whose review window closed before this
     with_problems: bool = False  # only running ones with a problem
+    service: str | None = None  # only this service (as domain.models.service_name keeps it)
 
 
 # Post-mortems with an open action its follow-up found overdue: one set, not a lookup per row
@@ -73,6 +81,8 @@ def _where(f: PostmortemFilter) -> list[ColumnElement[bool]]:
         clauses.append(postmortems.c.team == f.team)
     if f.severity:
         clauses.append(postmortems.c.severity == f.severity)
+    if f.service:
+        clauses.append(postmortems.c.service == service_name(f.service))
     if f.overdue:
         clauses.append(_HAS_OVERDUE)
     if f.late_at is not None:

@@ -13,6 +13,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Dialect,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -22,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.sql.expression import false
 from sqlalchemy.types import TypeDecorator
 
 
@@ -86,6 +88,21 @@ postmortems = Table(
     Column("recorded_at", Instant, nullable=False),
     Column("started_at", Instant),  # 0002: when the post-mortem began (its first phase)
     Column("action_count", Integer),  # 0004: its actions, for the weeks' "opened"
+    # 0006: what repeats are found by (domain/similarity.py keeps the terms' form)
+    Column("service", String(100), nullable=False, server_default=""),
+    Column("private", Boolean, nullable=False, server_default=false()),
+    Column("root_terms", Text),
+    Column("proximate_terms", Text),
+    Index("ix_postmortems_service_resolved", "service", "resolved_at"),
+    Index(  # 0006: the learning view's period, from the index alone
+        "ix_postmortems_learning",
+        "resolved_at",
+        "team",
+        "service",
+        "workflow_id",
+        "findings_at",
+        "closed_at",
+    ),
     # 0005: what the overview counts, read from the index alone
     Index("ix_postmortems_findings_count", "findings_at", "action_count"),
     Index("ix_postmortems_review_late", "phase", "review_window_end", "findings_at"),
@@ -114,7 +131,8 @@ actions = Table(
     Column("last_reminder_at", Instant),  # 0002
     Index("ix_actions_state_due", "state", "due", "overdue", "team"),  # 0004: the ageing
     Index("ix_actions_open_overdue", "state", "overdue", "team"),  # 0005: overdue by team
-    Index("ix_actions_due_outcome", "due", "type", "state", "team"),  # 0005: done by due date
+    # 0005: done by due date; 0006: with priority and completion, for the learning view
+    Index("ix_actions_due_outcome", "due", "type", "state", "team", "priority", "completed_at"),
 )
 
 factors = Table(
@@ -124,6 +142,21 @@ factors = Table(
     Column("position", Integer, primary_key=True),
     Column("category", String(40), nullable=False, index=True),
     Column("description", Text, nullable=False),
+    Column("terms", Text),  # 0006
+    Index("ix_factors_workflow_category", "workflow_id", "category"),  # 0006: categories by id
+)
+
+# 0006: the post-mortems each one found related (its document's `related`), so that the
+# earlier one shows the later: read by `related_id`.
+links = Table(
+    "links",
+    metadata,
+    _belongs_to_postmortem(),
+    Column("related_id", String(300), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("similarity", Float, nullable=False),
+    Index("ix_links_related_id", "related_id"),
 )
 
 # 0002: what the engine could not do (ProblemKind), until what fixes it happens.

@@ -34,8 +34,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, ProgrammingError
 
 from config import Settings
+from domain import similarity
 from domain.models import Phase, PostmortemDocument, PostmortemState
-from record.schema import actions, factors, postmortems, problems, turns
+from record.schema import actions, factors, links, postmortems, problems, turns
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL: processes starting together (two workers, two APIs) upgrade one at a time.
@@ -131,6 +132,10 @@ class Record:
             connection.execute(delete(actions).where(actions.c.workflow_id == workflow_id))
             connection.execute(delete(factors).where(factors.c.workflow_id == workflow_id))
             connection.execute(delete(problems).where(problems.c.workflow_id == workflow_id))
+            connection.execute(delete(links).where(links.c.workflow_id == workflow_id))
+            found = _link_rows(document)
+            if found:
+                connection.execute(insert(links), found)
             if document.actions:
                 connection.execute(insert(actions), [_cleaned(r) for r in _action_rows(document)])
             if document.findings is not None and document.findings.contributing_factors:
@@ -142,6 +147,7 @@ class Record:
                             "position": n,
                             "category": factor.category.value,
                             "description": factor.description.replace("\x00", "\ufffd"),
+                            "terms": _terms(factor.description),
                         }
                         for n, factor in enumerate(document.findings.contributing_factors)
                     ],
@@ -327,7 +333,37 @@ def _postmortem_row(document: PostmortemDocument, version: int) -> dict[str, Any
         "recorded_at": datetime.now(UTC),
         "started_at": document.phase_history[0].at if document.phase_history else None,
         "action_count": len(document.actions),
+        "service": incident.service,
+        "private": incident.private,
+        "root_terms": similarity.encode(similarity.terms(findings.root_cause))
+        if findings
+        else None,
+        "proximate_terms": (
+            similarity.encode(similarity.terms(findings.proximate_cause)) if findings else None
+        ),
     }
+
+
+def _terms(text: str) -> str:
+    return similarity.encode(similarity.terms(text))
+
+
+def _link_rows(document: PostmortemDocument) -> list[dict[str, Any]]:
+    """The earlier post-mortems it found related (a later one shown on it is not its own)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for n, r in enumerate(x for x in document.related if not x.later):
+        if r.workflow_id == document.workflow_id or r.workflow_id in rows:
+            continue
+        rows[r.workflow_id] = _cleaned(
+            {
+                "workflow_id": document.workflow_id,
+                "related_id": r.workflow_id,
+                "position": n,
+                "reasons": [x.replace("\x00", "\ufffd") for x in r.reasons],
+                "similarity": r.similarity,
+            }
+        )
+    return list(rows.values())
 
 
 def _action_rows(document: PostmortemDocument) -> list[dict[str, Any]]:

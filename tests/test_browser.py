@@ -172,3 +172,50 @@ async def test_operators_act_from_the_page_and_viewers_do_not_see_the_forms(api,
     await page.wait_for_selector("#done")
     await page.screenshot(path=str(ARTIFACTS / "operated.png"), full_page=True)
     await operator.close()
+
+
+async def test_the_learning_page_in_chromium(api, browser):  # noqa: F811
+    """/learning shows what /api/learning says: its filters, its chart, a table, its CSV."""
+    base, s = api
+    ARTIFACTS.mkdir(exist_ok=True)
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        await settled_overview(http, s)  # the seeded post-mortems are in the record
+        data = await visible(http, f"/api/learning?team={s.team}&days=90", lambda d: True)
+    context = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True
+    )
+    await context.add_cookies([session(VIEWER, base)])
+    page = await context.new_page()
+    await page.goto(f"{base}/learning")
+    await page.select_option("#team-filter", s.team)
+    await page.select_option("#days-filter", "90")
+    await page.click("form.filters button[type=submit]")
+    await page.wait_for_url(f"**/learning?team={s.team}&service=&days=90")
+    assert f"{data['postmortems']} post-mortem(s)" in await page.inner_text("#period")
+    cells = sum(1 for counts in data["categories"].values() for n in counts if n)
+    assert cells >= 1
+    assert await page.locator("#category-chart rect[data-category]").count() == cells
+    for kind, outcome in data["by_type"].items():
+        row = page.locator(f'#outcomes tr[data-type="{kind}"] td.num')
+        assert int(await row.nth(0).inner_text()) == outcome["due"], kind
+    async with page.expect_download() as download_info:
+        await page.click('a[href^="/api/learning.csv?table=categories"]')
+    download = await download_info.value
+    target = ARTIFACTS / "learning-categories.csv"
+    await download.save_as(target)
+    rows = {
+        r[0]: [int(n) for n in r[1:]] for r in list(csv.reader(io.StringIO(target.read_text())))[1:]
+    }
+    assert rows == data["categories"]
+    await page.screenshot(path=str(ARTIFACTS / "learning.png"), full_page=True)
+    await context.close()
+
+    phone = await browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+    await phone.add_cookies([session(VIEWER, base)])
+    mobile = await phone.new_page()
+    await mobile.goto(f"{base}/learning?team={s.team}")
+    overflow = await mobile.evaluate(
+        "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 1
+    await phone.close()

@@ -101,7 +101,10 @@ async def test_overdue_lists_exactly_the_overdue_postmortems(
         on_time.id,
         unreviewed.id,
     }
-    in_review = cli_json(dev_settings, "list", "--team", team, "--phase", "review_scheduled")
+    # Each post-mortem's last change reaches the record a moment after its own.
+    in_review = await until(
+        lambda: listed("--phase", "review_scheduled"), lambda rows: len(rows) == 1
+    )
     assert [row["workflow_id"] for row in in_review] == [unreviewed.id]
     actions = cli_json(dev_settings, "overdue", "--team", other_team)
     assert {a["postmortem_id"] for a in actions} == {late_a.id, late_b.id}

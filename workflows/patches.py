@@ -30,3 +30,6 @@ BLAMELESS_FAILS_CLOSED = "blameless-fails-closed"
 # Each change of a post-mortem is projected into the record (ARCHITECTURE.md, "Two stores"),
 # which outlives Temporal's retention.
 RECORD_PROJECTION = "record-projection"
+# Earlier post-mortems of the same service or with similar findings are looked up in the
+# record when a post-mortem starts and when its findings are recorded.
+RELATED_POSTMORTEMS = "related-postmortems"

@@ -15,7 +15,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.errors import INVALID_INPUT, NEVER_RETRIED
     from activities.incidents import ImportTimelineInput, IncidentSourceActivities
     from activities.publishing import Publication, PublishingActivities, PublishInput
-    from activities.record import ProjectInput, RecordActivities
+    from activities.record import ProjectInput, RecordActivities, RelatedFound, RelatedInput
     from activities.review import (
         BlamelessActivities,
         BlamelessCheckInput,
@@ -85,6 +85,7 @@ from workflows.patches import (
     NOTICES_FROM_NOW,
     OPTIONAL_POSTMORTEMS,
     RECORD_PROJECTION,
+    RELATED_POSTMORTEMS,
     REVIEW_INVITATION,
     VERIFY_REOPEN,
 )
@@ -116,6 +117,9 @@ INVITATION_RETRY = RetryPolicy(
     maximum_attempts=12,  # about 40 minutes; then a problem on status, the review goes on
     non_retryable_error_types=NEVER_RETRIED,
 )
+# The related lookup is advice: a few tries, then the post-mortem goes on without it (its
+# next one, at the findings, tries again).
+RELATED_RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10), maximum_attempts=3)
 PUBLISH_RETRY = RetryPolicy(
     maximum_interval=timedelta(minutes=10),
     non_retryable_error_types=NEVER_RETRIED,
@@ -154,6 +158,7 @@ class PostmortemWorkflow:
         self._projected = 0
         self._projector: asyncio.Task[None] | None = None
         self._closing = False  # the run ends: the projector writes what is left, then stops
+        self._related_news: list[str] = []  # related found with the findings: said on the ticket
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
@@ -224,6 +229,8 @@ class PostmortemWorkflow:
         s.public_url = context.public_url
         if s.incident.source not in ("manual", "generic"):
             await self._import_timeline()
+        if workflow.patched(RELATED_POSTMORTEMS):
+            await self._find_related()
         title, body = notices.tracking_ticket(s)
         s.tracking_ticket, error = await self._file_ticket(
             TicketRequest(
@@ -367,6 +374,9 @@ class PostmortemWorkflow:
         return s.review.window_end + s.review_escalations * repeat
 
     async def _file_actions(self) -> None:
+        if self._related_news:
+            news, self._related_news = self._related_news, []
+            await self._comment_tracking(notices.related_found(self._s, news))
         await self._file_pending_actions()
         self._set_phase(Phase.PUBLISHED)
 
@@ -915,6 +925,8 @@ class PostmortemWorkflow:
             s.actions.extend(actions)
             if workflow.patched(BLAMELESS_CHECK):
                 await self._check_blameless()
+            if workflow.patched(RELATED_POSTMORTEMS):
+                await self._find_related()
             self._wake()
             return ReviewAccepted(
                 action_ids=[a.id for a in actions],
@@ -944,6 +956,8 @@ class PostmortemWorkflow:
                 revised_at=workflow.now(),
             )
             await self._check_blameless()
+            if workflow.patched(RELATED_POSTMORTEMS):
+                await self._find_related()
             self._republish = s.published_url is not None
             self._wake()
             return ReviewAccepted(
@@ -1226,6 +1240,28 @@ class PostmortemWorkflow:
             check()
         except ValueError as exc:
             raise ApplicationError(str(exc), type=INVALID_INPUT, non_retryable=True) from None
+
+    async def _find_related(self) -> None:
+        """Earlier post-mortems of the same service, or with similar findings (the record
+        finds them). Advice: the database down, the post-mortem goes on with what it had.
+        Those new since the last lookup are said on the tracking ticket once the findings
+        are in (at the start, the ticket is filed with them)."""
+        s = self._s
+        try:
+            found: RelatedFound = await workflow.execute_activity_method(
+                RecordActivities.related,
+                RelatedInput(document=s.document()),
+                start_to_close_timeout=QUICK_TIMEOUT * 3,
+                retry_policy=RELATED_RETRY,
+            )
+        except ActivityError as err:
+            workflow.logger.warning("related post-mortems not looked up: %s", err.cause)
+            return
+        before = {r.workflow_id for r in s.related}
+        s.related = found.related[: limits.RELATED]
+        s.related_summary = limits.clip_bytes(found.summary, limits.PROBLEM_TEXT)
+        if s.findings is not None:
+            self._related_news = [r.workflow_id for r in s.related if r.workflow_id not in before]
 
     async def _check_blameless(self) -> None:
         """Run the check on the text as it is now; acknowledgements of findings still present

@@ -27,6 +27,8 @@ ACTION_OPENED_AT = SearchAttributeKey.for_datetime("ActionOpenedAt")  # stable a
 ACTION_TYPE = SearchAttributeKey.for_keyword("ActionType")
 ACTION_STATE = SearchAttributeKey.for_keyword("ActionState")
 ESCALATION_LEVEL = SearchAttributeKey.for_int("EscalationLevel")
+# Post-mortems: the service (component, system) the incident was on; set when it starts.
+SERVICE = SearchAttributeKey.for_keyword("PostmortemService")
 
 ALL = (
     PHASE,
@@ -44,6 +46,7 @@ ALL = (
     ACTION_TYPE,
     ACTION_STATE,
     ESCALATION_LEVEL,
+    SERVICE,
 )
 
 
