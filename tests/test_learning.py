@@ -338,6 +338,7 @@ async def test_the_api_the_csv_and_the_page_show_the_same_numbers(env, settings)
     store.dispose()
 
 
+@pytest.mark.realclock  # the CLI runs in a process of its own, on the machine's clock
 def test_the_cli_prints_the_same_numbers(settings):
     """`postmortem learning --json` at its own moment: the same as computed here for it."""
     from tests.test_cli import ok, refused
