@@ -196,6 +196,9 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         search_attributes=search_attributes.ALL,
         data_converter=pydantic_data_converter,
         dev_server_extra_args=DEV_SERVER_ARGS,
+        # The SDK waits 5 s by default: a cold CI machine once took longer, and every test
+        # on the dev server failed at setup.
+        dev_server_startup_timeout=timedelta(seconds=60),
     )
     yield environment
     await environment.shutdown()
