@@ -869,7 +869,6 @@ def public_command(
     """The customer-facing version of a post-mortem (impact, duration, what changed): no
     private entries, names, internal links or secrets; checked by the blameless check."""
     from domain import public
-    from integrations.errors import IntegrationError
     from integrations.lexicon import load_lexicon
     from integrations.publishing import Document, IndexEntry
     from worker import known_secrets, team_public_publishing

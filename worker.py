@@ -55,6 +55,7 @@ from config import (
     ConfigError,
     GitHubConfig,
     GitHubPublishConfig,
+    PublishConfig,
     SecretSource,
     Settings,
     load_routing,
@@ -243,11 +244,11 @@ def github_target(team: str, github: GitHubConfig) -> GitHubTarget:
     )
 
 
-def team_publishing(settings: Settings, team: str) -> TeamPublishing:
-    """A team's publishers as the routing file says now (several at once)."""
-    config = load_routing(settings.teams_file).team(team)
+def _publishers(team: str, targets: Sequence[PublishConfig], default_dir: Path) -> list[Publisher]:
+    """A team's publish targets: its GitHub repositories and folders (`default_dir` for a
+    folder without its own)."""
     publishers: list[Publisher] = []
-    for target in config.publish:
+    for target in targets:
         if isinstance(target, GitHubPublishConfig):
             publishers.append(
                 GitHubPublisher(
@@ -255,24 +256,24 @@ def team_publishing(settings: Settings, team: str) -> TeamPublishing:
                 )
             )
         else:
-            publishers.append(FolderPublisher(target.dir or settings.published_dir))
-    return TeamPublishing(publishers=publishers, template_dir=config.template_dir)
+            publishers.append(FolderPublisher(target.dir or default_dir))
+    return publishers
+
+
+def team_publishing(settings: Settings, team: str) -> TeamPublishing:
+    """A team's publishers as the routing file says now (several at once)."""
+    config = load_routing(settings.teams_file).team(team)
+    return TeamPublishing(
+        publishers=_publishers(team, config.publish, settings.published_dir),
+        template_dir=config.template_dir,
+    )
 
 
 def team_public_publishing(settings: Settings, team: str) -> list[Publisher]:
     """Where a team's public versions go: its `public` targets, or a folder of their own."""
+    folder = settings.published_dir / "public"
     config = load_routing(settings.teams_file).team(team)
-    publishers: list[Publisher] = []
-    for target in config.public:
-        if isinstance(target, GitHubPublishConfig):
-            publishers.append(
-                GitHubPublisher(
-                    github_target(team, target), folder=target.folder, branch=target.branch
-                )
-            )
-        else:
-            publishers.append(FolderPublisher(target.dir or settings.published_dir / "public"))
-    return publishers or [FolderPublisher(settings.published_dir / "public")]
+    return _publishers(team, config.public, folder) or [FolderPublisher(folder)]
 
 
 SECRET_NAME = re.compile(r"^PM_.*(TOKEN|SECRET|PASSWORD|API_KEY|APIKEY)", re.IGNORECASE)

@@ -4,7 +4,6 @@ as CSV (`/api/learning.csv?table=...`) and the `/learning` page with inline SVG 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
@@ -13,7 +12,9 @@ from fastapi.responses import HTMLResponse, Response
 from api.dashboard import Team, now, teams
 from api.deps import RecordDep, SettingsDep, Viewer
 from api.pages import PageViewer, page
+from config import Settings
 from record import learning as reads
+from record.store import Record
 
 Service = Annotated[
     str | None,
@@ -29,7 +30,7 @@ router = APIRouter(tags=["learning"])
 
 
 async def _learning(
-    settings: Any, record: Any, team: str | None, service: str | None, days: int
+    settings: Settings, record: Record, team: str | None, service: str | None, days: int
 ) -> reads.Learning:
     moment = now()
     chosen = reads.LearningFilter.last(days, moment, team, service)
@@ -171,6 +172,4 @@ async def learning_page(
         role=role,
         categories=category_chart(data),
         repeats=repeat_chart(data),
-        tables=reads.TABLES,
-        rendered=datetime.now(UTC),
     )

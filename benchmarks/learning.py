@@ -39,6 +39,7 @@ import httpx
 from pydantic import SecretStr
 from sqlalchemy import select
 
+from benchmarks.dashboard import TEAMS, routing
 from benchmarks.devserver import start_dev_server
 from config import Settings
 from domain import related, similarity
@@ -62,7 +63,6 @@ from record.schema import postmortems
 from record.store import Record
 from worker import api_server
 
-TEAMS = [f"team-{n:02d}" for n in range(20)]
 SERVICES = [f"service-{n:02d}" for n in range(40)]
 SUBJECTS = ["config pushes", "schema migrations", "certificate renewals", "cache invalidation",
             "failover drills", "queue consumers", "feature flags", "DNS records", "log retention",
@@ -73,13 +73,6 @@ GAPS = ["skip the canary stage", "have no owner after the reorganisation",
         "are documented only in a chat thread", "have no rollback plan",
         "are not load tested before release"]  # fmt: skip
 DAYS = 730
-
-
-def routing() -> str:
-    return "\n".join(
-        f'[teams.{t}]\nproject = "T{n:02d}"\nmanager = "m{n}@example.com"\n'
-        for n, t in enumerate(TEAMS)
-    )
 
 
 def archived(i: int, rng: random.Random, now: datetime) -> PostmortemState:

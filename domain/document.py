@@ -45,7 +45,7 @@ def _when(d: datetime | None) -> str:
 
 
 @cache
-def _environment(team_dir: Path | None, html: bool) -> jinja2.Environment:
+def environment(team_dir: Path | None, html: bool) -> jinja2.Environment:
     loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("domain", "templates")]
     if team_dir is not None:
         loaders.insert(0, jinja2.FileSystemLoader(team_dir))
@@ -112,7 +112,7 @@ def render_html(state: PostmortemDocument, *, rendered_at: datetime, **options: 
 
 def _render(team_dir: Path | None, html: bool, name: str, context: dict[str, Any]) -> str:
     try:
-        return _environment(team_dir, html).get_template(name).render(**context)
+        return environment(team_dir, html).get_template(name).render(**context)
     except jinja2.TemplateSyntaxError as exc:
         where = f"template {exc.filename or name}, line {exc.lineno}"
         raise TemplateProblem(f"{where}: {exc.message}") from None
@@ -138,7 +138,7 @@ def _context(
     return {
         "state": state,
         "incident": incident,
-        "duration": _human_duration(duration.total_seconds()) if duration else None,
+        "duration": human_duration(duration.total_seconds()) if duration else None,
         "timeline": sorted(state.timeline, key=lambda e: e.at),
         "factors": {title: items for title, items in grouped.items() if items},
         "findings": state.findings,
@@ -170,7 +170,7 @@ def _ordered(actions: Iterable[CorrectiveAction]) -> Iterable[CorrectiveAction]:
     return sorted(actions, key=lambda a: (a.due, a.id))
 
 
-def _human_duration(seconds: float) -> str:
+def human_duration(seconds: float) -> str:
     minutes = int(seconds // 60)
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)

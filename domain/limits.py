@@ -24,7 +24,13 @@ import pydantic_core
 
 if TYPE_CHECKING:
     from domain.messages import PostmortemInput
-    from domain.models import CorrectiveAction, Findings, PostmortemState, TimelineEntry
+    from domain.models import (
+        CorrectiveAction,
+        Findings,
+        PostmortemState,
+        RelatedPostmortem,
+        TimelineEntry,
+    )
 
 NAME = 200  # a title, an owner, a team, a responder
 TEXT = 20_000  # a timeline entry, a cause, a contributing factor, a summary
@@ -238,7 +244,7 @@ def engine_extras() -> int:
 
 
 @functools.cache
-def largest_related() -> object:
+def largest_related() -> RelatedPostmortem:
     """The largest related post-mortem the state keeps, made by the code that makes it
     (domain/related.py clips every text by bytes)."""
     from domain.models import ActionState, RelatedAction, TicketRef

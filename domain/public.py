@@ -16,13 +16,11 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from urllib.parse import urlsplit
 
-import jinja2
-
 from domain import limits
-from domain.document import redact
+from domain.blameless import Lexicon, check_text
+from domain.document import environment, human_duration, redact
 from domain.models import ActionState, ActionType, PostmortemDocument
 
 PERSON = "an engineer"
@@ -144,9 +142,7 @@ def summarise(state: PostmortemDocument, scrub: Scrubber) -> PublicSummary:
     findings = state.findings
     duration = None
     if incident.started_at is not None:
-        minutes = int((incident.resolved_at - incident.started_at).total_seconds() // 60)
-        hours, minutes = divmod(minutes, 60)
-        duration = f"{hours} h {minutes} min" if hours else f"{minutes} min"
+        duration = human_duration((incident.resolved_at - incident.started_at).total_seconds())
     entries = [] if incident.private else [e for e in state.timeline if not e.private]
     entries.sort(key=lambda e: e.at)
     timeline = [(e.at, clean(e.text, limits.NOTE)) for e in entries[:TIMELINE_ENTRIES]]
@@ -181,22 +177,10 @@ def as_text_fields(summary: PublicSummary) -> Iterable[tuple[str, str]]:
         yield f"changes[{i}]", text
 
 
-@lru_cache(maxsize=1)
-def _templates() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("domain", "templates"),
-        autoescape=jinja2.select_autoescape(["html.j2"]),
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    env.filters["when"] = lambda d: f"{d:%Y-%m-%d %H:%M} UTC" if d else "—"
-    return env
-
-
 def render(summary: PublicSummary, html: bool = False) -> str:
+    """Markdown, or HTML (escaped), from the documents' own templates folder."""
     name = "public.html.j2" if html else "public.md.j2"
-    return _templates().get_template(name).render(s=summary)
+    return environment(None, html).get_template(name).render(s=summary)
 
 
 def document_name(state: PostmortemDocument) -> str:
@@ -207,16 +191,13 @@ def document_name(state: PostmortemDocument) -> str:
 
 def public_version(
     state: PostmortemDocument,
-    lexicon: object,
+    lexicon: Lexicon,
     *,
     public_hosts: Iterable[str] = (),
     secrets: Iterable[str] = (),
 ) -> PublicSummary:
     """The summary, scrubbed, with what the blameless check still finds in it (`notes`:
     publication waits for none)."""
-    from domain.blameless import Lexicon, check_text
-
-    assert isinstance(lexicon, Lexicon)
     people = people_of(state)
     scrub = Scrubber(
         people=people,

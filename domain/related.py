@@ -68,39 +68,30 @@ def decide(mine: Mine, candidates: list[Candidate], lookback_days: int) -> list[
     the most recent; at most limits.RELATED."""
     ranked: list[tuple[float, datetime, RelatedPostmortem]] = []
     for c in candidates:
-        reasons: list[str] = []
-        best = 0.0
-        if mine.service and c.service == mine.service:
-            reasons.append(f"same service {mine.service} within {lookback_days} days")
+        same = bool(mine.service) and c.service == mine.service
+        similar: list[tuple[float, str]] = []  # (score, reason), to keep the closest
         for my_label, _my_text, my_terms in mine.findings:
             for label, text, their_terms in c.findings:
-                if not similarity.similar(my_terms, their_terms):
+                score = similarity.score(my_terms, their_terms)
+                if not score:
                     continue
-                score = similarity.similarity(my_terms, their_terms)
-                if score > best:
-                    best = score
                 shared = ", ".join(sorted(my_terms & their_terms)[:6])
-                reasons.append(
-                    f"similar {label} to this one's {my_label} ({score:.0%}; shared: {shared}): "
-                    f"{text}"
+                similar.append(
+                    (
+                        score,
+                        f"similar {label} to this one's {my_label} ({score:.0%}; shared: "
+                        f"{shared}): {text}",
+                    )
                 )
-        if not reasons:
+        if not same and not similar:
             continue
-        # The same-service reason first, then the closest findings.
-        head = [r for r in reasons if r.startswith("same service")]
-        rest = sorted((r for r in reasons if not r.startswith("same service")), key=_score)
-        kept = [*head, *rest][: limits.RELATED_REASONS]
+        similar.sort(key=lambda s: -s[0])  # stable: equal scores keep their order
+        head = [f"same service {mine.service} within {lookback_days} days"] if same else []
+        kept = [*head, *(reason for _score, reason in similar)][: limits.RELATED_REASONS]
+        best = similar[0][0] if similar else 0.0
         ranked.append((best, c.resolved_at, entry(c, kept, best)))
     ranked.sort(key=lambda r: (-r[0], -r[1].timestamp(), r[2].workflow_id))
     return [r[2] for r in ranked[: limits.RELATED]]
-
-
-def _score(reason: str) -> float:
-    """Sorts the similar-findings reasons closest first (their percentage, negated)."""
-    try:
-        return -float(reason.split("(", 1)[1].split("%", 1)[0])
-    except (IndexError, ValueError):
-        return 0.0
 
 
 def entry(c: Candidate, reasons: list[str], best: float, later: bool = False) -> RelatedPostmortem:

@@ -75,8 +75,8 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return 2 * len(a & b) / (len(a) + len(b))
 
 
-def similar(a: frozenset[str], b: frozenset[str], threshold: float = SIMILAR) -> bool:
-    return len(a & b) >= MIN_SHARED and similarity(a, b) >= threshold
+def similar(a: frozenset[str], b: frozenset[str]) -> bool:
+    return score(a, b) > 0
 
 
 def score(a: frozenset[str], b: frozenset[str]) -> float:

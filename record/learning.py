@@ -339,7 +339,7 @@ def csv_table(data: Learning, table: str) -> str:
     elif table == "repeats":
         w.writerow(["service", "incidents", "repeats", "last"])
         for r in data.repeats:
-            w.writerow([_cell(r.service), r.incidents, r.repeats, r.last.isoformat()])
+            w.writerow([spreadsheet_safe(r.service), r.incidents, r.repeats, r.last.isoformat()])
     elif table == "actions":
         fields = ["due", "on_time", "late", "dropped", "open_past_due", "open_not_due"]
         w.writerow(["by", "value", *fields, "on_time_share"])
@@ -364,11 +364,11 @@ def csv_table(data: Learning, table: str) -> str:
                 [
                     d.workflow_id,
                     d.action_id,
-                    _cell(d.title),
+                    spreadsheet_safe(d.title),
                     d.type,
                     d.priority,
-                    _cell(d.team),
-                    _cell(d.reason),
+                    spreadsheet_safe(d.team),
+                    spreadsheet_safe(d.reason),
                     d.dropped_at.isoformat() if d.dropped_at else "",
                 ]
             )
@@ -379,12 +379,7 @@ def csv_table(data: Learning, table: str) -> str:
     elif table == "overdue":
         w.writerow(["service", "open_past_due"])
         for service, n in data.overdue_by_service.items():
-            w.writerow([_cell(service), n])
+            w.writerow([spreadsheet_safe(service), n])
     else:
         raise ValueError(f"no table {table!r} (tables: {', '.join(TABLES)})")
     return out.getvalue()
-
-
-def _cell(text: str) -> object:
-    """A spreadsheet runs a cell starting like a formula: such text is quoted."""
-    return spreadsheet_safe(text)

@@ -19,6 +19,7 @@ from domain import limits, related, similarity
 from domain.models import (
     ActionState,
     PostmortemDocument,
+    PostmortemState,
     RelatedAction,
     RelatedPostmortem,
     TicketRef,
@@ -243,7 +244,7 @@ def later(record: Record, workflow_id: str) -> list[RelatedPostmortem]:
     ]
 
 
-def both_ways(record: Record | None, state: Any) -> Any:
+def both_ways(record: Record | None, state: PostmortemState) -> PostmortemState:
     """The state with the later post-mortems that found it added to its `related` (shown by
     `status` and the page; never written back)."""
     if record is None:

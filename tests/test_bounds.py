@@ -215,7 +215,7 @@ def with_engine_extras_at_their_limits(state: PostmortemState, now: datetime) ->
     state.published_locations = [limits.clip_bytes(worst, limits.LOCATION)] * limits.LOCATIONS
     state.publication_note = limits.clip_bytes(worst, limits.PROBLEM_TEXT)
     # Related post-mortems, each made by domain/related.py from texts past every limit.
-    state.related = [limits.largest_related()] * limits.RELATED  # type: ignore[list-item]
+    state.related = [limits.largest_related()] * limits.RELATED
     state.related_summary = limits.clip_bytes(worst, limits.PROBLEM_TEXT)
 
 

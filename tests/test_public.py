@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -202,7 +201,6 @@ async def test_the_cli_publishes_to_the_teams_public_folder_only_when_clean(env,
         assert leak not in body.lower()
     assert not list((settings.published_dir).glob("*/*.md"))  # no internal document beside
     store.dispose()
-    assert isinstance(folder, Path)
 
 
 # -- found by an independent attack -------------------------------------------------------
