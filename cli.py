@@ -26,7 +26,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 import engine
 from config import ConfigError, Routing, Settings, load_routing, routed_teams
-from domain import limits
+from domain import limits, verification
 from domain.findings import (
     check_findings,
     describe_validation_error,
@@ -47,12 +47,14 @@ from domain.messages import (
     ReviewAccepted,
     ReviseFindingsInput,
     RouteInput,
+    VerifyActionInput,
 )
 from domain.models import (
     ActionSpec,
     ActionState,
     ActionType,
     BlamelessNote,
+    CorrectiveAction,
     Incident,
     Phase,
     PostmortemState,
@@ -423,7 +425,9 @@ def status_text(s: PostmortemState) -> str:
     if s.related:
         lines += ["", "Related" + (f"    {s.related_summary}" if s.related_summary else "")]
         for r in s.related:
-            how = "later " if r.later else ""
+            how = ("later " if r.later else "") + (
+                "REPEAT AFTER A VERIFIED ACTION " if r.verified_repeat else ""
+            )
             lines.append(
                 f"  {how}{r.workflow_id}  {r.incident_id} · {r.title} · {_when(r.resolved_at)}"
             )
@@ -451,6 +455,9 @@ def status_text(s: PostmortemState) -> str:
         lines.append(f"      ticket {ticket}")
         if a.state_reason:
             lines.append(f"      {a.state_reason}")
+        if said := verification.describe(a):
+            note = f": {a.verification_note}" if a.verification_note else ""
+            lines.append(f"      {said}{note}")
     return "\n".join(lines)
 
 
@@ -842,6 +849,13 @@ def learning_text(data: learning_reads.Learning) -> str:
                     f"  {by:8} {name:12} {o.on_time:>4} {o.late:>4} {o.dropped:>4} "
                     f"{o.open_past_due:>4} {o.due:>5}  on time {share}"
                 )
+    lines += ["", "Did they work: verified / ineffective / unanswered"]
+    lines += [
+        f"  {name:12} {v.verified:>4} {v.ineffective:>4} {v.unanswered:>4}  worked "
+        + (f"{v.worked_share:.0%}" if v.worked_share is not None else "—")
+        for name, v in data.verified_by_type.items()
+        if v.verified or v.ineffective or v.unanswered
+    ] or ["  none answered in the period"]
     lines += ["", "Dropped actions"]
     lines += [
         f"  {d.workflow_id}/{d.action_id}: {d.title} — {d.reason or 'no reason given'}"
@@ -998,6 +1012,36 @@ def action_drop(
         workflow_id,
         ActionStateChange(action_id=action_id, state=ActionState.DROPPED, reason=reason),
     )
+
+
+@action_app.command("verify")
+def action_verify(
+    workflow_id: str,
+    action_id: str,
+    worked: Annotated[
+        bool | None,
+        typer.Option(
+            "--worked/--did-not-work",
+            help="Whether the done action worked (did not: a follow-up action revisits it).",
+            show_default=False,
+        ),
+    ] = None,
+    note: Annotated[str, typer.Option(help="What showed it: needed when it did not work.")] = "",
+) -> None:
+    """Say whether a done action worked: asked of its owner some time after it was done
+    (its verification), and answerable from the moment it is done."""
+    if worked is None:
+        raise typer.BadParameter("say --worked or --did-not-work", param_hint="--worked")
+    answer = VerifyActionInput(action_id=action_id, worked=worked, note=note)
+
+    async def go() -> CorrectiveAction:
+        handle = await handle_of(workflow_id)
+        return await handle.execute_update(PostmortemWorkflow.verify_action, answer)
+
+    action = run(go)
+    typer.echo(f"action {action.id}: {action.verification}")
+    if not worked:
+        typer.echo("a follow-up action revisits it: see `postmortem status`")
 
 
 @action_app.command("retry")

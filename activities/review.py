@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from temporalio import activity
 
 from activities.errors import maps_integration_errors
-from domain import limits
+from domain import limits, notices
 from domain.blameless import Lexicon, check_postmortem
 from domain.invitation import Method, invitation_message, is_address, review_event
-from domain.models import BlamelessNote, PostmortemDocument
+from domain.models import BlamelessNote, CorrectiveAction, PostmortemDocument
 from integrations.email import Attachment, Mailer
 
 
@@ -69,9 +69,20 @@ class Delivery(BaseModel):
     reason: str = ""  # why nothing was sent
 
 
+class VerificationAsk(BaseModel):
+    """One owner's actions whose time came to ask whether they worked (not the whole
+    document: one of these per owner goes into the history)."""
+
+    workflow_id: str
+    incident: str  # its id, as the subject names it
+    owner: str
+    actions: list[CorrectiveAction]
+
+
 class InvitationActivities:
     """The review's invitation (iCalendar REQUEST), its cancellation (CANCEL, same UID) and
-    the reminder the day before, by email to the participants who have an address."""
+    the reminder the day before, by email to the participants who have an address; and,
+    long after, the question whether an action worked, to its owner when an address."""
 
     def __init__(self, mailer: Mailer | None, *, base_url: str) -> None:
         self._mailer = mailer
@@ -109,3 +120,24 @@ class InvitationActivities:
             "review invitation sent", extra={"kind": request.kind, "recipients": len(recipients)}
         )
         return Delivery(sent=True, recipients=recipients)
+
+    @activity.defn(name="review.ask_verification")
+    @maps_integration_errors
+    def ask_verification(self, request: VerificationAsk) -> Delivery:
+        if self._mailer is None:
+            return Delivery(sent=False, reason="email is off (PM_SMTP_HOST is not set)")
+        if not is_address(request.owner):
+            return Delivery(sent=False, reason=f"{request.owner!r} has no email address")
+        subject, text = notices.verification_email(
+            request.workflow_id, request.incident, request.actions, self._base_url
+        )
+        first = request.actions[0].id
+        self._mailer.send(
+            [request.owner],
+            subject,
+            text,
+            # Stable per post-mortem, owner's first action and question: a retry is known.
+            message_id=f"<{request.workflow_id}.verify.{first}@postmortem-engine>",
+        )
+        activity.logger.info("verification asked", extra={"actions": len(request.actions)})
+        return Delivery(sent=True, recipients=[request.owner])

@@ -13,7 +13,7 @@ import io
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import AwareDatetime, BaseModel, Field, StringConstraints
 from temporalio.client import (
@@ -36,6 +36,7 @@ from domain.messages import (
     CancelInput,
     RescheduleReviewInput,
     RouteInput,
+    VerifyActionInput,
 )
 from domain.models import Name, Phase, PostmortemState, Severity
 from record import reads
@@ -362,6 +363,30 @@ async def api_cancel(
     """Operators only: cancel the post-mortem, with the reason."""
     arg = CancelInput(reason=body.reason)
     return await operated(temporal, record, workflow_id, PostmortemWorkflow.cancel, arg)
+
+
+class VerifyBody(BaseModel):
+    worked: bool
+    note: str = Field(default="", max_length=20_000, description="What showed it")
+
+
+# An action's id, as the engine gives it (domain/models.py): checked before Temporal is asked.
+ActionPath = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")]
+
+
+@router.post("/postmortems/{workflow_id}/actions/{action_id}/verify", **OPERATED)
+async def api_verify(
+    _: Operator,
+    temporal: Temporal,
+    record: RecordDep,
+    workflow_id: str,
+    action_id: ActionPath,
+    body: VerifyBody,
+) -> Done:
+    """Operators only: whether a done action worked. One that did not (a note says what
+    showed it) opens a follow-up action to revisit it; an answer is given once."""
+    arg = VerifyActionInput(action_id=action_id, worked=body.worked, note=body.note)
+    return await operated(temporal, record, workflow_id, PostmortemWorkflow.verify_action, arg)
 
 
 # Outside /api: a link a manager can open in a spreadsheet.

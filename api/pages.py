@@ -33,6 +33,7 @@ from api.dashboard import (
 )
 from api.deps import PageOperator, PageViewer, RecordDep, SettingsDep, Temporal
 from api.postmortems import state_of
+from domain import verification
 from domain.findings import describe_validation_error
 from domain.messages import (
     AcknowledgeInput,
@@ -40,6 +41,7 @@ from domain.messages import (
     CancelInput,
     RescheduleReviewInput,
     RouteInput,
+    VerifyActionInput,
 )
 from domain.models import Severity
 from record import reads
@@ -59,6 +61,7 @@ def _templates() -> jinja2.Environment:
     )
     env.filters["when"] = lambda d: f"{d.astimezone(UTC):%Y-%m-%d %H:%M} UTC" if d else "—"
     env.filters["day"] = lambda d: f"{d:%Y-%m-%d}" if d else "—"
+    env.filters["verification"] = verification.describe
     return env
 
 
@@ -173,7 +176,7 @@ async def postmortem_page(
     )
 
 
-Operation = Literal["schedule", "acknowledge", "cancel", "route", "begin"]
+Operation = Literal["schedule", "acknowledge", "cancel", "route", "begin", "verify"]
 
 
 @router.post("/postmortems/{workflow_id}/operate")
@@ -189,6 +192,8 @@ async def operate_form(
     finding_id: Annotated[str, Form(max_length=200)] = "",
     note: Annotated[str, Form(max_length=20_000)] = "",
     team: Annotated[str, Form(max_length=200)] = "",
+    action_id: Annotated[str, Form(max_length=40)] = "",
+    worked: Annotated[Literal["yes", "no", ""], Form()] = "",
     csrf: Annotated[str, Form(max_length=200)] = "",
 ) -> Response:
     """The operators' forms on a post-mortem's page; back to the page with the outcome."""
@@ -213,6 +218,12 @@ async def operate_form(
             update, arg = PostmortemWorkflow.route, RouteInput(team=team.strip(), reason=reason)
         elif operation == "begin":
             update, arg = PostmortemWorkflow.begin, BeginInput(reason=reason)
+        elif operation == "verify":
+            if not worked:
+                problem = quote_plus("say whether the action worked")
+                return RedirectResponse(f"{back}?error={problem}", status_code=303)
+            update = PostmortemWorkflow.verify_action
+            arg = VerifyActionInput(action_id=action_id, worked=worked == "yes", note=note)
         else:
             update, arg = PostmortemWorkflow.cancel, CancelInput(reason=reason)
     except ValidationError as exc:

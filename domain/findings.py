@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
-from domain import limits
+from domain import limits, verification
 from domain.models import ActionSpec, CorrectiveAction, Findings
 from domain.scheduling import WorkingHours, due_instant
 
@@ -123,6 +123,9 @@ def check_actions(
                 f"{where}: team {spec.team!r} is not in the routing file (known teams: {known})"
             )
         problems += limits.too_long(f"{where}.description", spec.description, limits.NOTE)
+        problems += limits.too_long(
+            f"{where}.verify_question", spec.verify_question or "", limits.VERIFY_QUESTION
+        )
         calendar = teams.get(spec.team) if teams is not None else None
         if _due_is_past(spec.due, now, calendar):
             problems.append(f"{where}: due date {spec.due} is in the past")
@@ -163,8 +166,15 @@ def resolve_actions(
             if isinstance(spec.due, datetime)
             else due_instant(spec.due, calendar.timezone, calendar.hours)
         )
+        written = spec.model_dump(exclude={"id", "due", "verify_after_days", "verify_question"})
         actions.append(
-            CorrectiveAction(**spec.model_dump(exclude={"id", "due"}), id=action_id, due=due)
+            CorrectiveAction(
+                **written,
+                id=action_id,
+                due=due,
+                verify_after_days=verification.verify_days(spec),
+                verify_question=verification.own_question(spec),
+            )
         )
     return actions
 

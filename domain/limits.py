@@ -81,6 +81,10 @@ LOCATIONS = 10  # where a document was published
 LOCATION = 500
 # Earlier post-mortems found related (same service, similar findings): the closest kept,
 # each with its reasons and its actions still open or dropped.
+# Did the action work? (domain/verification.py)
+VERIFY_DAYS = 365  # asked at most this long after an action is done
+VERIFY_QUESTION = 500  # bytes of the question asked (the type's default, or the findings')
+
 RELATED = 10
 RELATED_REASONS = 3
 RELATED_REASON = 300
@@ -122,9 +126,17 @@ def action_reserve() -> int:
     """Bytes an action takes beyond the JSON of the ActionSpec a person wrote, once the
     engine tracks it: a generated id, its due instant, its ticket and a filing error (a
     follow-up that did not start keeps its error beside the ticket), the engine's state
-    reason, its reminders, escalations and closing. Measured on the models, so a new field
-    is counted."""
-    from domain.models import ActionSpec, ActionState, ActionType, CorrectiveAction, TicketRef
+    reason, its reminders, escalations and closing, its verification's state and dates (a
+    question of its own and the answer's note are a person's input, counted by
+    action_bytes). Measured on the models, so a new field is counted."""
+    from domain.models import (
+        ActionSpec,
+        ActionState,
+        ActionType,
+        CorrectiveAction,
+        TicketRef,
+        Verification,
+    )
 
     day = datetime(2000, 1, 1, tzinfo=UTC)
     moment = datetime(2000, 1, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-9)))
@@ -144,6 +156,10 @@ def action_reserve() -> int:
         last_escalation_at=moment,
         completed_at=moment,
         overdue=True,
+        verify_after_days=VERIFY_DAYS,
+        verification=Verification.INEFFECTIVE,
+        verification_asked_at=moment,
+        verified_at=moment,
     )
     grown = tracked.model_copy(
         update={
@@ -169,11 +185,15 @@ def action_bytes(action: CorrectiveAction) -> int:
         "team": action.team,
     }
     reason = max(0, text_bytes(action.state_reason) - ENGINE_REASON)
-    # The ActionSpec's keys and a bare date: the "id":null and "due":"…" of the minimal spec.
+    reason += text_bytes(action.verification_note)  # a person's answer: whether it worked
+    # A question of its own: in the spec, its text and quotes where the minimal one has null.
+    reason += max(0, text_bytes(action.verify_question) - 2)
+    # The ActionSpec's keys and a bare date: the "id":null, "due":"…" and the verification's
+    # nulls of the minimal spec.
     return json_bytes(written) + _SPEC_EXTRA + action_reserve() + reason
 
 
-_SPEC_EXTRA = len(',"id":null,"due":"2000-01-01"')
+_SPEC_EXTRA = len(',"id":null,"due":"2000-01-01","verify_after_days":null,"verify_question":null')
 
 
 def record_problem(current_bytes: int, added_bytes: int, new_actions: int = 0) -> str | None:
@@ -270,7 +290,7 @@ def largest_related() -> RelatedPostmortem:
         resolved_at=moment,
         actions=[action] * (RELATED_ACTIONS + 1),
     )
-    return entry(candidate, [worst] * (RELATED_REASONS + 1), 1.0, later=True)
+    return entry(candidate, [worst] * (RELATED_REASONS + 1), 1.0, later=True, verified_repeat=True)
 
 
 def continued_incident_bytes() -> int:

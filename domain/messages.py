@@ -76,6 +76,14 @@ class ActionStateChange(Model):
     reason: str = ""
 
 
+class VerifyActionInput(Model):
+    """Did a done action work? Its owner's answer (domain/verification.py)."""
+
+    action_id: ActionId
+    worked: bool
+    note: str = ""
+
+
 class MoveDeadlineInput(Model):
     action_id: ActionId
     due: AwareDatetime

@@ -74,6 +74,22 @@ class ActionType(StrEnum):
     PROCESS = "process"
 
 
+class Verification(StrEnum):
+    """Whether a done corrective action worked (domain/verification.py): asked its owner
+    `verify_after_days` after it was done, answered `verified` or `ineffective`, or left
+    `unanswered` when nobody answered in time."""
+
+    NONE = ""  # no answer and no question yet
+    ASKED = "asked"
+    VERIFIED = "verified"
+    INEFFECTIVE = "ineffective"
+    UNANSWERED = "unanswered"
+
+    @property
+    def answered(self) -> bool:
+        return self in (Verification.VERIFIED, Verification.INEFFECTIVE)
+
+
 class Priority(StrEnum):
     P1 = "P1"
     P2 = "P2"
@@ -235,6 +251,10 @@ class ActionSpec(Model):
     team: Name
     # A bare date means the end of that day in the owning team's time zone.
     due: AwareDatetime | date
+    # How long after it is done its owner is asked whether it worked, and what (both
+    # defaulted by its type, domain/verification.py; 0 days: never asked).
+    verify_after_days: int | None = Field(default=None, ge=0, le=limits.VERIFY_DAYS)
+    verify_question: str | None = None
 
 
 class CorrectiveAction(Model):
@@ -258,6 +278,13 @@ class CorrectiveAction(Model):
     escalation_level: int = 0
     last_escalation_at: AwareDatetime | None = None
     completed_at: AwareDatetime | None = None
+    # Did it work? (domain/verification.py; absent from actions recorded before)
+    verify_after_days: int = 0
+    verify_question: str = ""
+    verification: Verification = Verification.NONE
+    verification_note: str = ""
+    verification_asked_at: AwareDatetime | None = None
+    verified_at: AwareDatetime | None = None  # answered, or left unanswered
 
 
 class Findings(Model):
@@ -408,6 +435,9 @@ class RelatedPostmortem(Model):
     actions: list[RelatedAction] = Field(default_factory=list)  # open or dropped
     similarity: float = 0.0  # of the closest pair of findings; 0 for the same service alone
     later: bool = False  # it came after this one (it found this one): shown, never stored
+    # The same service and factor category again, after an action of the earlier one was
+    # verified as working (domain/verification.py): shown on both.
+    verified_repeat: bool = False
 
 
 class PhaseChange(Model):

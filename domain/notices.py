@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from domain import limits, verification
 from domain.document import redact
 from domain.invitation import review_links
-from domain.models import BlamelessNote, CorrectiveAction, Incident, PostmortemState, ReviewSlot
+from domain.models import (
+    BlamelessNote,
+    CorrectiveAction,
+    Incident,
+    PostmortemState,
+    ReviewSlot,
+    Verification,
+)
+from domain.verification import ANSWER_DAYS
 
 
 def when(instant: datetime) -> str:
@@ -177,7 +187,80 @@ def published(locations: list[str]) -> str:
 def closed(state: PostmortemState) -> str:
     done = sum(1 for a in state.actions if a.state == "done")
     dropped = sum(1 for a in state.actions if a.state == "dropped")
-    return f"Post-mortem closed: {done} corrective action(s) done, {dropped} dropped with a reason."
+    text = f"Post-mortem closed: {done} corrective action(s) done, {dropped} dropped with a reason."
+    answers = Counter(a.verification for a in state.actions if a.verification)
+    if answers:
+        said = ", ".join(
+            f"{answers[v]} {v}"
+            for v in (Verification.VERIFIED, Verification.INEFFECTIVE, Verification.UNANSWERED)
+            if answers[v]
+        )
+        text += f" Did they work: {said}."
+    return text
+
+
+def verification_question(workflow_id: str, action: CorrectiveAction) -> str:
+    """On the action's ticket, when its owner is asked whether it worked."""
+    done = when(action.completed_at) if action.completed_at else "earlier"
+    return (
+        f"@{action.owner}: this corrective action was done {done}. Did it work? "
+        f"{verification.question(action)} Answer with `postmortem action verify {workflow_id} "
+        f'{action.id} --worked` or `--did-not-work --note "what showed it"`, or on the '
+        "post-mortem's page. An action that did not work opens a follow-up to revisit it; "
+        "that is the method working, not a failure of the team."
+    )
+
+
+def verification_email(
+    workflow_id: str, incident: str, actions: list[CorrectiveAction], base_url: str
+) -> tuple[str, str]:
+    """The subject and text of the email asking an owner whether their actions worked."""
+    count = len(actions)
+    subject = limits.clip(
+        f"Did it work? {count} corrective action(s) of {incident}"
+        if count > 1
+        else f"Did it work? {actions[0].title} ({incident})",
+        200,
+    )
+    lines = [
+        f"Some time ago these corrective actions from the post-mortem of {incident} were done.",
+        "Whether they worked is what tells the organisation it learned something: please "
+        "answer for each.",
+        "",
+    ]
+    for a in actions:
+        lines += [f"- {a.id}: {a.title}", f"  {verification.question(a)}"]
+        if a.ticket:
+            lines.append(f"  Ticket: {a.ticket.key} {a.ticket.url}".rstrip())
+    lines += [
+        "",
+        f"Answer on the post-mortem's page: {base_url.rstrip('/')}/postmortems/{workflow_id}",
+        f"or: postmortem action verify {workflow_id} <action> --worked",
+        f"    postmortem action verify {workflow_id} <action> --did-not-work --note ...",
+        "",
+        f"Unanswered after {ANSWER_DAYS} days, an action is recorded as unanswered.",
+    ]
+    return subject, "\n".join(lines)
+
+
+def verification_unanswered(actions: list[CorrectiveAction]) -> str:
+    listed = "; ".join(f"{a.id} ({a.title})" for a in actions[:20])
+    more = f" and {len(actions) - 20} more" if len(actions) > 20 else ""
+    return (
+        f"Nobody said within {ANSWER_DAYS} days whether these corrective actions worked: "
+        f"{listed}{more}. They are recorded as unanswered; an answer can no longer be given "
+        "once the post-mortem closes."
+    )
+
+
+def verification_answered(action: CorrectiveAction, follow_up: str | None) -> str:
+    if action.verification is Verification.VERIFIED:
+        text = "Verified: this corrective action worked."
+    else:
+        text = "This corrective action did not work."
+        if follow_up:
+            text += f" A follow-up action ({follow_up}) revisits it."
+    return text + (f" Note: {action.verification_note}" if action.verification_note else "")
 
 
 def cancelled(reason: str) -> str:

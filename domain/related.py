@@ -94,7 +94,13 @@ def decide(mine: Mine, candidates: list[Candidate], lookback_days: int) -> list[
     return [r[2] for r in ranked[: limits.RELATED]]
 
 
-def entry(c: Candidate, reasons: list[str], best: float, later: bool = False) -> RelatedPostmortem:
+def entry(
+    c: Candidate,
+    reasons: list[str],
+    best: float,
+    later: bool = False,
+    verified_repeat: bool = False,
+) -> RelatedPostmortem:
     """The related post-mortem as the state keeps it: each text clipped by bytes."""
     clip = limits.clip_bytes
     return RelatedPostmortem(
@@ -108,6 +114,18 @@ def entry(c: Candidate, reasons: list[str], best: float, later: bool = False) ->
         actions=[related_action(a) for a in c.actions[: limits.RELATED_ACTIONS]],
         similarity=round(best, 3),
         later=later,
+        verified_repeat=verified_repeat,
+    )
+
+
+def after_verified(r: RelatedPostmortem, category: str, action_title: str) -> RelatedPostmortem:
+    """`r` flagged: this incident has its service and a factor category of its again, after
+    one of its actions was verified as working. The reason comes first."""
+    title = limits.clip_bytes(action_title, 120)
+    reason = f'{category} factors again after its action "{title}" was verified as working'
+    reasons = [limits.clip_bytes(reason, limits.RELATED_REASON), *r.reasons]
+    return r.model_copy(
+        update={"verified_repeat": True, "reasons": reasons[: limits.RELATED_REASONS]}
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from domain import limits
+from domain import limits, verification
 from domain.findings import check_actions, check_findings
 from domain.messages import (
     AcknowledgeInput,
@@ -17,6 +17,7 @@ from domain.messages import (
     RetryFilingInput,
     ReviseFindingsInput,
     RouteInput,
+    VerifyActionInput,
 )
 from domain.models import (
     ActionSpec,
@@ -144,6 +145,32 @@ def action_state(s: PostmortemState, change: ActionStateChange) -> None:
     if change.state is ActionState.DROPPED and not change.reason.strip():
         raise ValueError("dropping an action needs a reason, so the record stays honest")
     within_record(s, change.reason)
+
+
+def verify_action(s: PostmortemState, answer: VerifyActionInput, now: datetime) -> None:
+    """Whether a done action worked: once, by a done action's owner or an operator; a
+    "did not work" says what showed it, and opens a follow-up (which must fit)."""
+    not_finished(s)
+    _refuse(limits.too_long("note", answer.note, limits.REASON))
+    action = known_action(s, answer.action_id)
+    if action.state is not ActionState.DONE:
+        raise ValueError(
+            f"action {action.id} is {action.state}: only a done action can be verified"
+        )
+    if action.verification.answered:
+        when = action.verified_at.date().isoformat() if action.verified_at else "earlier"
+        raise ValueError(f"action {action.id} was already answered {action.verification} ({when})")
+    if not answer.worked:
+        if not answer.note.strip():
+            raise ValueError(
+                "an action that did not work needs a note: what showed it (a repeat, a drill, "
+                "a metric), so its follow-up starts from it"
+            )
+        follow_up = verification.revisit(action, answer.note, now)
+        add_action(s, follow_up, now)
+        within_record(s, [answer.note, follow_up], 1)
+    else:
+        within_record(s, answer.note)
 
 
 def move_deadline(s: PostmortemState, move: MoveDeadlineInput, now: datetime) -> None:

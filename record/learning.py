@@ -40,6 +40,7 @@ DROPPED_SHOWN = 100  # the newest dropped actions
 OPEN = ActionState.OPEN.value
 DONE = ActionState.DONE.value
 DROPPED = ActionState.DROPPED.value
+ANSWERS = ("verified", "ineffective", "unanswered")
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,22 @@ class Outcome(BaseModel):
         """Of those whose due date has passed (or that ended): done on time."""
         decided = self.due - self.open_not_due
         return round(self.on_time / decided, 3) if decided else None
+
+
+class Verified(BaseModel):
+    """Done actions whose owner was asked whether they worked, by the answer, for those
+    answered (or left unanswered) in the period (domain/verification.py)."""
+
+    verified: int = 0
+    ineffective: int = 0
+    unanswered: int = 0
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def worked_share(self) -> float | None:
+        """Of those answered: it worked."""
+        answered = self.verified + self.ineffective
+        return round(self.verified / answered, 3) if answered else None
 
 
 class ServiceRepeats(BaseModel):
@@ -121,6 +138,7 @@ class Learning(BaseModel):
     repeats: list[ServiceRepeats] = Field(default_factory=list)
     by_type: dict[str, Outcome] = Field(default_factory=dict)
     by_priority: dict[str, Outcome] = Field(default_factory=dict)
+    verified_by_type: dict[str, Verified] = Field(default_factory=dict)
     dropped: list[Dropped] = Field(default_factory=list)
     to_review: Spread = Field(default_factory=Spread)
     to_closure: Spread = Field(default_factory=Spread)
@@ -237,6 +255,21 @@ def learning(record: Record, f: LearningFilter, now: datetime, lookback_days: in
                 tally = group.setdefault(key, Outcome())
                 tally.due += n
                 setattr(tally, ended, getattr(tally, ended) + n)
+        # Did they work: answers given (or left unanswered) in the period, by type.
+        result.verified_by_type = {t.value: Verified() for t in ActionType}
+        for kind, said, n in connection.execute(
+            select(actions.c.type, actions.c.verification, func.count())
+            .select_from(action_rows)
+            .where(
+                actions.c.verification.in_(ANSWERS),
+                actions.c.verified_at >= f.since,
+                actions.c.verified_at < f.until,
+                *theirs,
+            )
+            .group_by(actions.c.type, actions.c.verification)
+        ):
+            answered = result.verified_by_type.setdefault(kind, Verified())
+            setattr(answered, said, getattr(answered, said) + int(n))
         dropped_at = func.coalesce(actions.c.completed_at, actions.c.due)
         result.dropped = [
             Dropped(
@@ -325,7 +358,7 @@ def _percentile(ordered: list[float], p: float) -> float:
 
 # -- CSV -------------------------------------------------------------------------------------
 
-TABLES = ("categories", "repeats", "actions", "dropped", "timing", "overdue")
+TABLES = ("categories", "repeats", "actions", "verified", "dropped", "timing", "overdue")
 
 
 def csv_table(data: Learning, table: str) -> str:
@@ -346,6 +379,10 @@ def csv_table(data: Learning, table: str) -> str:
         for by, group in (("type", data.by_type), ("priority", data.by_priority)):
             for name, o in group.items():
                 w.writerow([by, name, *(getattr(o, x) for x in fields), o.on_time_share])
+    elif table == "verified":
+        w.writerow(["type", *ANSWERS, "worked_share"])
+        for name, v in data.verified_by_type.items():
+            w.writerow([name, v.verified, v.ineffective, v.unanswered, v.worked_share])
     elif table == "dropped":
         w.writerow(
             [

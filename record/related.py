@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -23,6 +23,7 @@ from domain.models import (
     RelatedAction,
     RelatedPostmortem,
     TicketRef,
+    Verification,
 )
 from record.schema import actions, factors, links, postmortems
 from record.store import Record, RecordUnavailable
@@ -91,6 +92,18 @@ def find(record: Record, document: PostmortemDocument, lookback_days: int) -> Fo
         decided = related.decide(mine, list(chosen.values()), lookback_days)
         kept = {r.workflow_id for r in decided}
         open_actions = _not_done(connection, [c for w, c in chosen.items() if w in kept])
+        repeats = _verified_repeats(
+            connection,
+            [r.workflow_id for r in decided if mine.service and r.service == mine.service],
+            {f.category.value for f in document.findings.contributing_factors}
+            if document.findings
+            else set(),
+            incident.started_at or incident.resolved_at,
+        )
+    decided = [
+        related.after_verified(r, *repeats[r.workflow_id]) if r.workflow_id in repeats else r
+        for r in decided
+    ]
     final = [
         r.model_copy(
             update={
@@ -196,6 +209,31 @@ def _similar(
     return found
 
 
+def _verified_repeats(
+    connection: Any, same_service: list[str], categories: set[str], before: datetime
+) -> dict[str, tuple[str, str]]:
+    """Of the earlier post-mortems of the same service, those with an action verified as
+    working, done before this incident began, and a factor of a category this one has too:
+    (the category, the action's title), the first verified for each."""
+    if not same_service or not categories:
+        return {}
+    rows = connection.execute(
+        select(actions.c.workflow_id, factors.c.category, actions.c.title)
+        .join(factors, factors.c.workflow_id == actions.c.workflow_id)
+        .where(
+            actions.c.workflow_id.in_(same_service),
+            actions.c.verification == Verification.VERIFIED.value,
+            actions.c.completed_at < before,
+            factors.c.category.in_(sorted(categories)),
+        )
+        .order_by(actions.c.workflow_id, actions.c.verified_at, factors.c.category)
+    )
+    found: dict[str, tuple[str, str]] = {}
+    for workflow_id, category, title in rows:
+        found.setdefault(workflow_id, (category, title))
+    return found
+
+
 def _not_done(connection: Any, kept: Sequence[related.Candidate]) -> dict[str, list[RelatedAction]]:
     if not kept:
         return {}
@@ -232,14 +270,20 @@ def later(record: Record, workflow_id: str) -> list[RelatedPostmortem]:
     """The later post-mortems that found this one related, newest first (limits.RELATED)."""
     with record.reading() as connection:
         rows = connection.execute(
-            select(*_HEAD, links.c.reasons, links.c.similarity)
+            select(*_HEAD, links.c.reasons, links.c.similarity, links.c.verified_repeat)
             .join(links, links.c.workflow_id == postmortems.c.workflow_id)
             .where(links.c.related_id == workflow_id, postmortems.c.private.is_(False))
             .order_by(postmortems.c.resolved_at.desc(), postmortems.c.workflow_id)
             .limit(limits.RELATED)
         ).all()
     return [
-        related.entry(_candidate(row), list(row.reasons), row.similarity, later=True)
+        related.entry(
+            _candidate(row),
+            list(row.reasons),
+            row.similarity,
+            later=True,
+            verified_repeat=row.verified_repeat,
+        )
         for row in rows
     ]
 

@@ -129,6 +129,8 @@ actions = Table(
     Column("escalation_level", Integer, nullable=False),
     Column("completed_at", Instant, index=True),  # index: 0004
     Column("last_reminder_at", Instant),  # 0002
+    Column("verification", String(16), nullable=False, server_default=""),  # 0007
+    Column("verified_at", Instant),  # 0007
     Index("ix_actions_state_due", "state", "due", "overdue", "team"),  # 0004: the ageing
     Index("ix_actions_open_overdue", "state", "overdue", "team"),  # 0005: overdue by team
     # 0005: done by due date; 0006: with priority and completion, for the learning view
@@ -156,6 +158,7 @@ links = Table(
     Column("position", Integer, nullable=False),
     Column("reasons", JSON, nullable=False),
     Column("similarity", Float, nullable=False),
+    Column("verified_repeat", Boolean, nullable=False, server_default=false()),  # 0007
     Index("ix_links_related_id", "related_id"),
 )
 

@@ -361,6 +361,7 @@ def _link_rows(document: PostmortemDocument) -> list[dict[str, Any]]:
                 "position": n,
                 "reasons": [x.replace("\x00", "\ufffd") for x in r.reasons],
                 "similarity": r.similarity,
+                "verified_repeat": r.verified_repeat,
             }
         )
     return list(rows.values())
@@ -387,6 +388,8 @@ def _action_rows(document: PostmortemDocument) -> list[dict[str, Any]]:
             "escalation_level": a.escalation_level,
             "completed_at": a.completed_at,
             "last_reminder_at": a.last_reminder_at,
+            "verification": a.verification.value,
+            "verified_at": a.verified_at,
         }
         for a in document.actions
     ]

@@ -62,6 +62,9 @@ def findings(now: datetime, **overrides: Any) -> dict[str, Any]:
                 "owner": "alex@example.com",
                 "team": "payments",
                 "due": (now + timedelta(days=30)).isoformat(),
+                # Not asked whether it worked (tests/test_verification.py asks): a test that
+                # closes a post-mortem on the dev server would wait a month of real time.
+                "verify_after_days": 0,
             },
             {
                 "id": "alert",
@@ -70,6 +73,7 @@ def findings(now: datetime, **overrides: Any) -> dict[str, Any]:
                 "owner": "kim@example.com",
                 "team": "platform",
                 "due": (now + timedelta(days=30)).isoformat(),
+                "verify_after_days": 0,
             },
         ],
     }

@@ -16,7 +16,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.service import RPCError
 
-from domain import blameless, limits, updates
+from domain import blameless, limits, updates, verification
 from domain.findings import check_findings
 from domain.intake import EventKind, IncidentEvent, SourceMapping, map_event
 from domain.messages import (
@@ -44,6 +44,7 @@ from domain.models import (
     ReviewSlot,
     TicketRef,
     TimelineEntry,
+    Verification,
 )
 from domain.policy import FollowUpPolicy
 from engine import start_postmortem
@@ -108,7 +109,8 @@ def test_a_payload_recorded_before_the_limits_still_decodes():
 
 def test_the_record_limit_counts_room_for_every_action():
     reserve = limits.action_reserve()
-    assert 1_000 < reserve < 1_400  # a ticket and a filing error at their limits, timestamps
+    # A ticket and a filing error at their limits, timestamps, the verification's state.
+    assert 1_000 < reserve < 1_500
     assert limits.record_problem(limits.RECORD_BYTES - 10, 10) is None
     assert limits.record_problem(limits.RECORD_BYTES - 10, 11) is not None
     assert limits.record_problem(limits.RECORD_BYTES - reserve, 0, 1) is None
@@ -163,8 +165,13 @@ def worst_action(spec: ActionSpec, n: int) -> CorrectiveAction:
     """`spec` tracked at its largest: the engine's every addition at its limit."""
     moment = datetime(2026, 6, 1, 23, 59, 59, 999_999, tzinfo=timezone(timedelta(hours=-9)))
     return CorrectiveAction(
-        **spec.model_dump(exclude={"id", "due"}),
+        **spec.model_dump(exclude={"id", "due", "verify_after_days", "verify_question"}),
         id=f"a{n:039d}",
+        verify_after_days=limits.VERIFY_DAYS,
+        verify_question=verification.own_question(spec),
+        verification=Verification.INEFFECTIVE,
+        verification_asked_at=moment,
+        verified_at=moment,
         due=moment,
         state=ActionState.OPEN,  # followed up: the workflow waits, the query reads
         state_reason="r" * limits.ENGINE_REASON,
@@ -259,7 +266,11 @@ def largest_state(now: datetime) -> PostmortemState:
     ]
     with_engine_extras_at_their_limits(state, now)
     spec = ActionSpec.model_validate(SPEC)
-    state.actions = [worst_action(spec, n) for n in range(limits.ACTIONS)]
+    # The most actions that fit beside the rest, most of the record's room (1,000 at their
+    # largest and every acknowledgement note at its limit no longer fit together).
+    per_action = limits.action_bytes(worst_action(spec, 0))
+    room = (limits.RECORD_BYTES - updates.record_bytes(state)) * 9 // 10
+    state.actions = [worst_action(spec, n) for n in range(min(limits.ACTIONS, room // per_action))]
     # The timeline, within its own limit and the record's, then the findings' texts.
     entry = TimelineEntry(at=now, text=WORST * limits.TEXT, known=WORST * limits.NOTE)
 
@@ -581,7 +592,7 @@ async def test_findings_past_the_record_limit_are_refused_and_nothing_changes(
             PostmortemWorkflow.complete_review, CompleteReviewInput(findings=findings)
         )
     message = getattr(refused.value.cause, "message", "")
-    assert "this post-mortem's record would be 2." in message
+    assert "this post-mortem's record would be 3." in message
     assert "over its limit of 1.80 MB" in message
     after = await handle.query(PostmortemWorkflow.status)
     assert after.findings is None and after.actions == [] and after == before

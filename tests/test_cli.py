@@ -87,6 +87,7 @@ COMMANDS = [
     ["action", "move"],
     ["action", "retry"],
     ["action", "add"],
+    ["action", "verify"],
     ["check-blameless"],
     ["tracker"],
     ["tracker", "list"],
@@ -295,6 +296,20 @@ async def test_a_post_mortem_from_the_command_line(
     assert "already done" in await arefused(
         dev_settings, "action", "done", workflow_id, "checkout-alert"
     )
+    # Did it work: said once, of a done action; "did not work" needs what showed it.
+    assert "--worked or --did-not-work" in await arefused(
+        dev_settings, "action", "verify", workflow_id, "checkout-alert"
+    )
+    assert "only a done action can be verified" in await arefused(
+        dev_settings, "action", "verify", workflow_id, "timeout-range", "--worked"
+    )
+    assert "needs a note" in await arefused(
+        dev_settings, "action", "verify", workflow_id, "checkout-alert", "--did-not-work"
+    )
+    assert "checkout-alert: verified" in await aok(
+        dev_settings, "action", "verify", workflow_id, "checkout-alert", "--worked"
+    )
+    assert "verified: it worked" in await aok(dev_settings, "status", workflow_id)
     assert "needs a reason" in await arefused(
         dev_settings, "action", "drop", workflow_id, "timeout-range", "--reason", " "
     )

@@ -33,3 +33,6 @@ RECORD_PROJECTION = "record-projection"
 # Earlier post-mortems of the same service or with similar findings are looked up in the
 # record when a post-mortem starts and when its findings are recorded.
 RELATED_POSTMORTEMS = "related-postmortems"
+# Did the action work? A done action's owner is asked `verify_after_days` after it was done;
+# the post-mortem closes once every such question is answered or left unanswered.
+ACTION_VERIFICATION = "action-verification"

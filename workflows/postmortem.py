@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         InvitationActivities,
         InvitationInput,
         InvitationKind,
+        VerificationAsk,
     )
     from activities.routing import (
         PlanReviewInput,
@@ -33,7 +34,8 @@ with workflow.unsafe.imports_passed_through():
         RoutingActivities,
     )
     from activities.tracker import CommentInput, TicketStatusInput, TrackerActivities
-    from domain import followup_timing, limits, notices, updates
+    from domain import followup_timing, limits, notices, updates, verification
+    from domain.invitation import is_address
     from domain.messages import (
         ALREADY_RECORDED,
         AcknowledgeInput,
@@ -53,6 +55,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewAccepted,
         ReviseFindingsInput,
         RouteInput,
+        VerifyActionInput,
     )
     from domain.models import (
         ActionSpec,
@@ -68,6 +71,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewSlot,
         TicketRef,
         TimelineEntry,
+        Verification,
         action_workflow_id,
     )
     from integrations.tracker import TicketRequest
@@ -77,6 +81,7 @@ import contextlib
 
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
 from workflows.patches import (
+    ACTION_VERIFICATION,
     BLAMELESS_CHECK,
     BLAMELESS_FAILS_CLOSED,
     BOUNDED_STATE,
@@ -159,6 +164,7 @@ class PostmortemWorkflow:
         self._projector: asyncio.Task[None] | None = None
         self._closing = False  # the run ends: the projector writes what is left, then stops
         self._related_news: list[str] = []  # related found with the findings: said on the ticket
+        self._answers: list[tuple[str, str | None]] = []  # verified actions (and follow-ups): said
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemState:
@@ -427,6 +433,7 @@ class PostmortemWorkflow:
 
     async def _follow_up(self) -> None:
         s = self._s
+        verifying = workflow.patched(ACTION_VERIFICATION)
         while self._cancel_reason is None:
             # Reset before any await: a wake-up (cancel, signal) during filing is not lost.
             self._woken = False
@@ -434,15 +441,70 @@ class PostmortemWorkflow:
             if self._republish:
                 self._republish = False
                 await self._publish_document()
-            if all(a.state.is_terminal for a in s.actions):
+            if verifying:
+                await self._verify_due()
+            if all(a.state.is_terminal for a in s.actions) and not (
+                verifying and any(verification.waiting(a) for a in s.actions)
+            ):
                 break
             if self._history_is_long():
                 await self._continue_as_new()
-            await workflow.wait_condition(lambda: self._woken)
+            moment = verification.next_moment(s.actions) if verifying else None
+            if moment is None:
+                await workflow.wait_condition(lambda: self._woken)
+            else:
+                await wait_until(moment, lambda: self._woken)
         if self._cancel_reason is None:
             self._set_phase(Phase.CLOSED, notices.closed(s))
             await self._publish_document()
             await self._comment_tracking(notices.closed(s))
+
+    async def _verify_due(self) -> None:
+        """Did they work? Asks the owners of done actions whose time came (a comment on each
+        ticket, one email per owner), notes those left unanswered, and says the answers."""
+        s, now = self._s, workflow.now()
+        asking = verification.due_to_ask(s.actions, now)
+        expired = verification.due_to_expire(s.actions, now)
+        for a in asking:  # marked before any await: each is asked once
+            a.verification, a.verification_asked_at = Verification.ASKED, now
+        for a in expired:
+            a.verification, a.verified_at = Verification.UNANSWERED, now
+        if asking or expired:
+            self._changes += 1
+            s.updated_at = now
+        for a in asking:
+            await self._comment_on(
+                a.team, a.ticket, notices.verification_question(s.workflow_id, a)
+            )
+        owners: dict[str, list[CorrectiveAction]] = {}
+        for a in asking:
+            if is_address(a.owner):
+                owners.setdefault(a.owner, []).append(a.model_copy())
+        for owner, theirs in owners.items():
+            await self._ask_by_email(owner, theirs)
+        if expired:
+            await self._comment_tracking(notices.verification_unanswered(expired))
+        while self._answers:
+            action_id, follow_up = self._answers.pop(0)
+            action = s.action(action_id)
+            if action is not None:
+                await self._comment_on(
+                    action.team, action.ticket, notices.verification_answered(action, follow_up)
+                )
+
+    async def _ask_by_email(self, owner: str, actions: list[CorrectiveAction]) -> None:
+        s = self._s
+        try:
+            await workflow.execute_activity_method(
+                InvitationActivities.ask_verification,
+                VerificationAsk(
+                    workflow_id=s.workflow_id, incident=s.incident.id, owner=owner, actions=actions
+                ),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=INVITATION_RETRY,
+            )
+        except ActivityError as err:  # the ticket's comment asked too
+            workflow.logger.warning("verification not emailed: %s", err.cause)
 
     async def _continue_as_new(self) -> None:
         """A fresh history, unless a cancel came in meanwhile: it is carried out first (the
@@ -678,18 +740,20 @@ class PostmortemWorkflow:
         return ref, None
 
     async def _comment_tracking(self, text: str) -> None:
-        s = self._s
-        if s.tracking_ticket is None:
+        await self._comment_on(self._s.incident.team, self._s.tracking_ticket, text)
+
+    async def _comment_on(self, team: str, ticket: TicketRef | None, text: str) -> None:
+        if ticket is None:
             return
         try:
             await workflow.execute_activity_method(
                 TrackerActivities.comment,
-                CommentInput(team=s.incident.team, ref=s.tracking_ticket, text=text),
+                CommentInput(team=team, ref=ticket, text=text),
                 start_to_close_timeout=TRACKER_TIMEOUT,
                 retry_policy=TRACKER_RETRY,
             )
         except ActivityError as err:
-            workflow.logger.warning("comment not posted on the tracking ticket: %s", err.cause)
+            workflow.logger.warning("comment not posted on %s: %s", ticket.key, err.cause)
 
     async def _publish_document(self) -> None:
         s = self._s
@@ -1032,6 +1096,35 @@ class PostmortemWorkflow:
         updates.action_state(self._s, change)
 
     @workflow.update
+    async def verify_action(self, answer: VerifyActionInput) -> CorrectiveAction:
+        """Whether a done action worked; one that did not opens a follow-up to revisit it."""
+        async with self._lock:
+            now = workflow.now()
+            self._still_valid(lambda: updates.verify_action(self._s, answer, now))
+            action = self._s.action(answer.action_id)
+            assert action is not None
+            follow_up: CorrectiveAction | None = None
+            if not answer.worked:
+                spec = verification.revisit(action, answer.note.strip(), now)
+                (follow_up,) = await self._prepare_actions([spec])
+                self._still_valid(lambda: updates.verify_action(self._s, answer, now))
+            action.verification = (
+                Verification.VERIFIED if answer.worked else Verification.INEFFECTIVE
+            )
+            action.verification_note = answer.note.strip()
+            action.verified_at = now
+            if follow_up is not None:
+                self._s.actions.append(follow_up)
+            self._answers.append((action.id, follow_up.id if follow_up else None))
+            self._sync_visibility()
+            self._wake()
+            return action
+
+    @verify_action.validator
+    def _check_verify_action(self, answer: VerifyActionInput) -> None:
+        updates.verify_action(self._s, answer, workflow.now())
+
+    @workflow.update
     async def move_deadline(self, move: MoveDeadlineInput) -> CorrectiveAction:
         action = self._s.action(move.action_id)
         assert action is not None
@@ -1188,6 +1281,8 @@ class PostmortemWorkflow:
             reason = limits.clip_bytes(reason, limits.ENGINE_REASON)
         action.state, action.state_reason, action.completed_at = ActionState.OPEN, reason, None
         action.overdue, action.escalation_level = now >= action.due, 0
+        if not action.verification.answered:  # redone: asked again once it is done again
+            action.verification, action.verification_asked_at = Verification.NONE, None
         self._reopened.append(action.id)
         self._sync_visibility()
         self._wake()
@@ -1203,7 +1298,9 @@ class PostmortemWorkflow:
         if current.state.is_terminal and not reported.state.is_terminal:
             return
         index = self._s.actions.index(current)
-        self._s.actions[index] = reported
+        # Whether it worked is the post-mortem's to know: the follow-up's copy never heard.
+        kept = {k: getattr(current, k) for k in verification.KEPT_BY_POSTMORTEM}
+        self._s.actions[index] = reported.model_copy(update=kept)
         self._sync_visibility()
         self._wake()
 
