@@ -132,12 +132,14 @@ class InvitationActivities:
             request.workflow_id, request.incident, request.actions, self._base_url
         )
         first = request.actions[0].id
+        at = request.actions[0].verification_asked_at
+        asked = f"{at:%Y%m%dT%H%M%S}" if at else "0"  # asked again after a reopening: anew
         self._mailer.send(
             [request.owner],
             subject,
             text,
-            # Stable per post-mortem, owner's first action and question: a retry is known.
-            message_id=f"<{request.workflow_id}.verify.{first}@postmortem-engine>",
+            # Stable per post-mortem, owner's first action and asking: a retry is known.
+            message_id=f"<{request.workflow_id}.verify.{first}.{asked}@postmortem-engine>",
         )
         activity.logger.info("verification asked", extra={"actions": len(request.actions)})
         return Delivery(sent=True, recipients=[request.owner])

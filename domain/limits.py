@@ -186,8 +186,7 @@ def action_bytes(action: CorrectiveAction) -> int:
     }
     reason = max(0, text_bytes(action.state_reason) - ENGINE_REASON)
     reason += text_bytes(action.verification_note)  # a person's answer: whether it worked
-    # A question of its own: in the spec, its text and quotes where the minimal one has null.
-    reason += max(0, text_bytes(action.verify_question) - 2)
+    reason += text_bytes(action.verify_question)  # a question of its own
     # The ActionSpec's keys and a bare date: the "id":null, "due":"…" and the verification's
     # nulls of the minimal spec.
     return json_bytes(written) + _SPEC_EXTRA + action_reserve() + reason

@@ -368,6 +368,7 @@ class ProblemKind(StrEnum):
     BLAMELESS_CHECK = "blameless_check"  # the check could not run on the text
     STEP_FAILED = "step_failed"  # an unexpected error no retry fixes: `postmortem retry`
     RECORD = "record"  # a change could not be written to the record: the next one tries
+    VERIFICATION = "verification"  # an owner could not be asked whether an action worked
     OTHER = "other"
 
 

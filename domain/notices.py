@@ -79,6 +79,14 @@ def action_ticket(
             f"incident {incident.id}: {incident.title}.",
             f"Owner: {action.owner} · Team: {action.team} · Due: {when(action.due)}",
             f"Post-mortem: {postmortem_id}",
+            *(
+                [
+                    f"{action.verify_after_days} days after it is done, its owner will be "
+                    f"asked whether it worked: {verification.question(action)}"
+                ]
+                if action.verify_after_days
+                else []
+            ),
         ]
     )
     return title, body
@@ -219,7 +227,7 @@ def verification_email(
     subject = limits.clip(
         f"Did it work? {count} corrective action(s) of {incident}"
         if count > 1
-        else f"Did it work? {actions[0].title} ({incident})",
+        else f"Did it work? {' '.join(actions[0].title.split())} ({incident})",
         200,
     )
     lines = [

@@ -17,10 +17,16 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio.client import WorkflowUpdateStage
 
 from domain import limits, updates, verification
 from domain.findings import TeamCalendar, resolve_actions
-from domain.messages import ActionStateChange, CompleteReviewInput, VerifyActionInput
+from domain.messages import (
+    ActionProgress,
+    ActionStateChange,
+    CompleteReviewInput,
+    VerifyActionInput,
+)
 from domain.models import (
     ActionSpec,
     ActionState,
@@ -40,7 +46,7 @@ from record.learning import LearningFilter, csv_table, learning
 from record.store import Record
 from tests import scenario
 from tests.conftest import Inbox
-from tests.scenario import refused, until
+from tests.scenario import idle, refused, until
 from tests.test_lifecycle import comments, status_of
 from tests.test_lifecycle import record as record_history
 from tests.test_related import NOW, archived
@@ -220,9 +226,19 @@ async def test_a_done_action_is_asked_on_its_ticket_and_by_email_and_the_answers
         state = await until(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
         canary, alert = state.actions
         assert (canary.verify_after_days, alert.verify_after_days) == (10, 60)
+        ticket = tracker.get("PAY-2")
+        assert (
+            ticket is not None
+            and (
+                "10 days after it is done, its owner will be asked whether it worked: Has a bad "
+                "config reached production since?"
+            )
+            in ticket.body
+        )
         invitations = len(inbox.messages)
 
         # Open: nothing to answer yet, and nothing changes.
+        await until(lambda: idle(handle), lambda quiet: quiet)  # the follow-ups' reports in
         before = await handle.query(PostmortemWorkflow.status)
         reason = await refused(
             handle,
@@ -290,6 +306,7 @@ async def test_a_done_action_is_asked_on_its_ticket_and_by_email_and_the_answers
         )
         assert f"A follow-up action ({revisit.id}) revisits it" in notes[-1]
         # Answered once: a second answer is refused, and nothing changes.
+        await until(lambda: idle(handle), lambda quiet: quiet)  # the follow-ups' reports in
         before = await handle.query(PostmortemWorkflow.status)
         reason = await refused(
             handle,
@@ -481,6 +498,7 @@ async def test_the_api_and_the_page_take_an_answer_and_refuse_the_rest_changing_
     ):
         url = f"/api/postmortems/{handle.id}/actions/canary/verify"
         operator = {"Authorization": f"Bearer {OPERATOR}"}
+        await until(lambda: idle(handle), lambda quiet: quiet)  # the follow-ups' reports in
         before = await handle.query(PostmortemWorkflow.status)
         for headers, body, status, said in [
             ({}, {"worked": True}, 401, ""),  # no token
@@ -539,3 +557,35 @@ async def test_the_api_and_the_page_take_an_answer_and_refuse_the_rest_changing_
         Verification.INEFFECTIVE,
     ]
     assert state.actions[2].title == "Revisit: Alert on checkout error rate above 1%"
+
+
+async def test_an_answer_lands_on_the_action_even_when_its_follow_up_reports_meanwhile(
+    env, client, settings, worker, tracker
+):
+    """The follow-up's report of "done" replaces the post-mortem's copy of the action; an
+    answer whose follow-up action was being prepared meanwhile still lands on the action
+    (found by an independent review: it landed on the replaced copy and was lost)."""
+    handle = await _following_up(client, settings, await env.get_current_time())
+    await handle.execute_update(
+        PostmortemWorkflow.set_action_state,
+        ActionStateChange(action_id="canary", state=ActionState.DONE),
+    )
+    await until(lambda: idle(handle), lambda quiet: quiet)
+    done = (await handle.query(PostmortemWorkflow.status)).actions[0]
+    answer = await handle.start_update(
+        PostmortemWorkflow.verify_action,
+        VerifyActionInput(action_id="canary", worked=False, note="it came back"),
+        wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+    )
+    # What the follow-up sends after it commented "Marked done": its snapshot of the action.
+    await handle.signal(PostmortemWorkflow.action_progress, ActionProgress(action=done))
+    assert (await answer.result()).verification is Verification.INEFFECTIVE
+    state = await handle.query(PostmortemWorkflow.status)
+    assert state.actions[0].verification is Verification.INEFFECTIVE
+    assert [a.id for a in state.actions] == ["canary", "alert", "a1"]
+    reason = await refused(
+        handle,
+        PostmortemWorkflow.verify_action,
+        VerifyActionInput(action_id="canary", worked=False, note="again"),
+    )
+    assert "already answered" in reason

@@ -461,7 +461,8 @@ class PostmortemWorkflow:
 
     async def _verify_due(self) -> None:
         """Did they work? Asks the owners of done actions whose time came (a comment on each
-        ticket, one email per owner), notes those left unanswered, and says the answers."""
+        ticket, one email per owner, all at once), notes those left unanswered, and says the
+        answers. An action nobody could be asked about is a problem on status."""
         s, now = self._s, workflow.now()
         asking = verification.due_to_ask(s.actions, now)
         expired = verification.due_to_expire(s.actions, now)
@@ -469,33 +470,61 @@ class PostmortemWorkflow:
             a.verification, a.verification_asked_at = Verification.ASKED, now
         for a in expired:
             a.verification, a.verified_at = Verification.UNANSWERED, now
+            self._clear(ProblemKind.VERIFICATION, a.id)
         if asking or expired:
             self._changes += 1
             s.updated_at = now
-        for a in asking:
-            await self._comment_on(
-                a.team, a.ticket, notices.verification_question(s.workflow_id, a)
-            )
         owners: dict[str, list[CorrectiveAction]] = {}
         for a in asking:
             if is_address(a.owner):
                 owners.setdefault(a.owner, []).append(a.model_copy())
-        for owner, theirs in owners.items():
-            await self._ask_by_email(owner, theirs)
+        answers, self._answers = self._answers, []
+        sends: list[tuple[list[str], Callable[[], Awaitable[bool]]]] = [
+            *(([a.id], self._ask_on_ticket(a)) for a in asking),
+            *(
+                ([a.id for a in theirs], self._ask_by_email(o, theirs))
+                for o, theirs in owners.items()
+            ),
+            *(([], self._say_answer(action_id, made)) for action_id, made in answers),
+        ]
+        reached: set[str] = set()
+        for first in range(0, len(sends), limits.FILING_BATCH):  # at once, in batches
+            batch = sends[first : first + limits.FILING_BATCH]
+            delivered = await asyncio.gather(*(send() for _ids, send in batch))
+            reached.update(
+                i for (ids, _send), ok in zip(batch, delivered, strict=True) if ok for i in ids
+            )
+        for a in asking:  # unless answered meanwhile
+            if a.id not in reached and a.verification is Verification.ASKED:
+                self._problem(
+                    ProblemKind.VERIFICATION,
+                    f"{a.owner} was not asked whether action {a.id} worked (no ticket comment or "
+                    "email went out): answer with `postmortem action verify`",
+                    a.id,
+                )
         if expired:
             await self._comment_tracking(notices.verification_unanswered(expired))
-        while self._answers:
-            action_id, follow_up = self._answers.pop(0)
-            action = s.action(action_id)
-            if action is not None:
-                await self._comment_on(
-                    action.team, action.ticket, notices.verification_answered(action, follow_up)
-                )
 
-    async def _ask_by_email(self, owner: str, actions: list[CorrectiveAction]) -> None:
+    def _ask_on_ticket(self, action: CorrectiveAction) -> Callable[[], Awaitable[bool]]:
+        text = notices.verification_question(self._s.workflow_id, action)
+        return lambda: self._comment_on(action.team, action.ticket, text)
+
+    def _say_answer(self, action_id: str, follow_up: str | None) -> Callable[[], Awaitable[bool]]:
+        action = self._s.action(action_id)
+        if action is None:
+            return _nothing
+        text = notices.verification_answered(action, follow_up)
+        return lambda: self._comment_on(action.team, action.ticket, text)
+
+    def _ask_by_email(
+        self, owner: str, actions: list[CorrectiveAction]
+    ) -> Callable[[], Awaitable[bool]]:
+        return lambda: self._email_question(owner, actions)
+
+    async def _email_question(self, owner: str, actions: list[CorrectiveAction]) -> bool:
         s = self._s
         try:
-            await workflow.execute_activity_method(
+            delivery: Delivery = await workflow.execute_activity_method(
                 InvitationActivities.ask_verification,
                 VerificationAsk(
                     workflow_id=s.workflow_id, incident=s.incident.id, owner=owner, actions=actions
@@ -505,6 +534,8 @@ class PostmortemWorkflow:
             )
         except ActivityError as err:  # the ticket's comment asked too
             workflow.logger.warning("verification not emailed: %s", err.cause)
+            return False
+        return delivery.sent
 
     async def _continue_as_new(self) -> None:
         """A fresh history, unless a cancel came in meanwhile: it is carried out first (the
@@ -742,9 +773,10 @@ class PostmortemWorkflow:
     async def _comment_tracking(self, text: str) -> None:
         await self._comment_on(self._s.incident.team, self._s.tracking_ticket, text)
 
-    async def _comment_on(self, team: str, ticket: TicketRef | None, text: str) -> None:
+    async def _comment_on(self, team: str, ticket: TicketRef | None, text: str) -> bool:
+        """Whether the comment was posted."""
         if ticket is None:
-            return
+            return False
         try:
             await workflow.execute_activity_method(
                 TrackerActivities.comment,
@@ -754,6 +786,8 @@ class PostmortemWorkflow:
             )
         except ActivityError as err:
             workflow.logger.warning("comment not posted on %s: %s", ticket.key, err.cause)
+            return False
+        return True
 
     async def _publish_document(self) -> None:
         s = self._s
@@ -1108,6 +1142,9 @@ class PostmortemWorkflow:
                 spec = verification.revisit(action, answer.note.strip(), now)
                 (follow_up,) = await self._prepare_actions([spec])
                 self._still_valid(lambda: updates.verify_action(self._s, answer, now))
+                # The action as it is now: a follow-up's report during the await replaced it.
+                action = self._s.action(answer.action_id)
+                assert action is not None
             action.verification = (
                 Verification.VERIFIED if answer.worked else Verification.INEFFECTIVE
             )
@@ -1116,6 +1153,7 @@ class PostmortemWorkflow:
             if follow_up is not None:
                 self._s.actions.append(follow_up)
             self._answers.append((action.id, follow_up.id if follow_up else None))
+            self._clear(ProblemKind.VERIFICATION, action.id)
             self._sync_visibility()
             self._wake()
             return action
@@ -1281,8 +1319,9 @@ class PostmortemWorkflow:
             reason = limits.clip_bytes(reason, limits.ENGINE_REASON)
         action.state, action.state_reason, action.completed_at = ActionState.OPEN, reason, None
         action.overdue, action.escalation_level = now >= action.due, 0
-        if not action.verification.answered:  # redone: asked again once it is done again
-            action.verification, action.verification_asked_at = Verification.NONE, None
+        # Redone: asked again once it is done again (an earlier verdict was on other work).
+        action.verification, action.verification_note = Verification.NONE, ""
+        action.verification_asked_at = action.verified_at = None
         self._reopened.append(action.id)
         self._sync_visibility()
         self._wake()
@@ -1412,6 +1451,10 @@ class PostmortemWorkflow:
         reminder_at = s.review.start - s.follow_up.review_reminder_before
         if workflow.now() >= reminder_at and workflow.patched(NO_REMINDER_BEHIND_INVITATION):
             s.review_reminder_sent = True
+
+
+async def _nothing() -> bool:
+    return False
 
 
 def _kept_ref(ref: TicketRef) -> tuple[TicketRef | None, str | None]:
