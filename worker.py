@@ -595,16 +595,10 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
                 await asyncio.sleep(0.2)
         if client is None:
             raise ConfigError(f"cannot connect to the dev server at {address}")
-        print(
-            f"Temporal dev server: {address} (data in {settings.temporal_db})\n"
-            f"Temporal UI:         http://127.0.0.1:{settings.temporal_ui_port}\n"
-            f"Routing file:        {settings.teams_file}\n"
-            f"Local tracker:       {settings.tracker_db}\n"
-            f"Published documents: {settings.published_dir}\n"
-            f"Webhooks (API):      http://{settings.api_host}:{settings.api_port}/docs\n"
-            "Worker running. Press Ctrl-C to stop.",
-            flush=True,
-        )
+        # Ctrl-C is ours before anything starts, and "Worker running" is said once it is.
+        # The line used to come first: a signal sent on it could meet Python's default
+        # handler in the middle of the start (a suspect for a CI run where `up` never
+        # stopped after SIGINT).
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -613,6 +607,16 @@ async def run_embedded(settings: Settings, port: int = 7233) -> None:
         await ensure_digest_schedules(client, settings)
         async with build_worker(client, settings):
             serving = asyncio.create_task(api.serve())
+            print(
+                f"Temporal dev server: {address} (data in {settings.temporal_db})\n"
+                f"Temporal UI:         http://127.0.0.1:{settings.temporal_ui_port}\n"
+                f"Routing file:        {settings.teams_file}\n"
+                f"Local tracker:       {settings.tracker_db}\n"
+                f"Published documents: {settings.published_dir}\n"
+                f"Webhooks (API):      http://{settings.api_host}:{settings.api_port}/docs\n"
+                "Worker running. Press Ctrl-C to stop.",
+                flush=True,
+            )
             await stop.wait()
             api.should_exit = True
             await serving
