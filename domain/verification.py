@@ -113,7 +113,7 @@ def revisit(action: CorrectiveAction, note: str, now: datetime) -> ActionSpec:
     investigation (which is not itself asked whether it worked: no loop)."""
     title = limits.clip(REVISIT_PREFIX + action.title, limits.NAME)
     description = limits.clip_bytes(
-        f"Action {action.id} was done but did not work, its owner answered: {note}",
+        f"Action {action.id} was done but did not work. What showed it: {note}",
         limits.NOTE,
     )
     return ActionSpec(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 from typing import TypeVar
 
 from temporalio import workflow
@@ -479,13 +480,21 @@ class PostmortemWorkflow:
             if is_address(a.owner):
                 owners.setdefault(a.owner, []).append(a.model_copy())
         answers, self._answers = self._answers, []
+        question, answered = notices.verification_question, notices.verification_answered
         sends: list[tuple[list[str], Callable[[], Awaitable[bool]]]] = [
-            *(([a.id], self._ask_on_ticket(a)) for a in asking),
             *(
-                ([a.id for a in theirs], self._ask_by_email(o, theirs))
+                ([a.id], partial(self._comment_on, a.team, a.ticket, question(s.workflow_id, a)))
+                for a in asking
+            ),
+            *(
+                ([a.id for a in theirs], partial(self._email_question, o, theirs))
                 for o, theirs in owners.items()
             ),
-            *(([], self._say_answer(action_id, made)) for action_id, made in answers),
+            *(
+                ([], partial(self._comment_on, a.team, a.ticket, answered(a, made)))
+                for action_id, made in answers
+                if (a := s.action(action_id)) is not None
+            ),
         ]
         reached: set[str] = set()
         for first in range(0, len(sends), limits.FILING_BATCH):  # at once, in batches
@@ -504,22 +513,6 @@ class PostmortemWorkflow:
                 )
         if expired:
             await self._comment_tracking(notices.verification_unanswered(expired))
-
-    def _ask_on_ticket(self, action: CorrectiveAction) -> Callable[[], Awaitable[bool]]:
-        text = notices.verification_question(self._s.workflow_id, action)
-        return lambda: self._comment_on(action.team, action.ticket, text)
-
-    def _say_answer(self, action_id: str, follow_up: str | None) -> Callable[[], Awaitable[bool]]:
-        action = self._s.action(action_id)
-        if action is None:
-            return _nothing
-        text = notices.verification_answered(action, follow_up)
-        return lambda: self._comment_on(action.team, action.ticket, text)
-
-    def _ask_by_email(
-        self, owner: str, actions: list[CorrectiveAction]
-    ) -> Callable[[], Awaitable[bool]]:
-        return lambda: self._email_question(owner, actions)
 
     async def _email_question(self, owner: str, actions: list[CorrectiveAction]) -> bool:
         s = self._s
@@ -1451,10 +1444,6 @@ class PostmortemWorkflow:
         reminder_at = s.review.start - s.follow_up.review_reminder_before
         if workflow.now() >= reminder_at and workflow.patched(NO_REMINDER_BEHIND_INVITATION):
             s.review_reminder_sent = True
-
-
-async def _nothing() -> bool:
-    return False
 
 
 def _kept_ref(ref: TicketRef) -> tuple[TicketRef | None, str | None]:
