@@ -491,9 +491,9 @@ class PostmortemWorkflow:
                 for o, theirs in owners.items()
             ),
             *(
-                ([], partial(self._comment_on, a.team, a.ticket, answered(a, made)))
+                ([], partial(self._comment_on, told.team, told.ticket, answered(told, made)))
                 for action_id, made in answers
-                if (a := s.action(action_id)) is not None
+                if (told := s.action(action_id)) is not None
             ),
         ]
         reached: set[str] = set()
