@@ -3,8 +3,10 @@ those whose findings are similar (domain/related.py decides and words them), wit
 look-back; and the later ones that found a post-mortem related (its `links`).
 
 Reads at most: the same service's post-mortems in the window (an index range on service and
-resolution time), the factors and causes' stored terms of the window's post-mortems (one
-range on resolution time), and the open or dropped actions of the ones kept."""
+resolution time); for each term of the new post-mortem's findings, the findings of the window
+that have it (an index range on term and resolution time), counted by the database, which
+returns only the similar ones; the texts of the closest SIMILAR_READ; and the open or
+dropped actions of the ones kept."""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Float, func, literal, literal_column, select, union_all
 
 from domain import limits, related, similarity
 from domain.models import (
@@ -25,7 +27,7 @@ from domain.models import (
     TicketRef,
     Verification,
 )
-from record.schema import actions, factors, links, postmortems
+from record.schema import FINDING_WHATS, actions, factors, finding_terms, links, postmortems
 from record.store import Record, RecordUnavailable
 
 SAME_SERVICE_READ = 50  # the newest of the same service read; the count covers them all
@@ -79,7 +81,7 @@ def find(record: Record, document: PostmortemDocument, lookback_days: int) -> Fo
             for row in rows:
                 chosen[row.workflow_id] = _candidate(row)
         if mine.findings:
-            similar = _similar(connection, mine, window)
+            similar = _similar(connection, mine, since, until, document.workflow_id)
             missing = [w for w in similar if w not in chosen]
             if missing:
                 rows = connection.execute(
@@ -144,69 +146,111 @@ SIMILAR_READ = 2 * limits.RELATED
 
 
 def _similar(
-    connection: Any, mine: related.Mine, window: Sequence[Any]
+    connection: Any, mine: related.Mine, since: datetime, until: datetime, me: str
 ) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
-    """The window's post-mortems with a factor or cause similar to one of `mine`, the
-    closest SIMILAR_READ of them: their similar findings (label, text, terms). Term sets
-    are compared first; only the kept findings' texts are read."""
-    mine_terms = [t for _label, _text, t in mine.findings]
-    scores: dict[str, float] = {}
-    matched: dict[str, list[tuple[str, int, frozenset[str]]]] = {}
+    """The look-back's post-mortems with a factor or cause similar to one of `mine`, the
+    closest SIMILAR_READ of them: their similar findings (label, text, terms).
 
-    every = frozenset().union(*mine_terms)
-
-    def consider(workflow_id: str, what: str, position: int, stored: str | None) -> None:
-        theirs = similarity.decode(stored)
-        if len(theirs & every) < similarity.MIN_SHARED:
-            return  # shares too little with all of mine together: with each of them too
-        best = max(similarity.score(t, theirs) for t in mine_terms)
-        if best:
-            scores[workflow_id] = max(best, scores.get(workflow_id, 0.0))
-            matched.setdefault(workflow_id, []).append((what, position, theirs))
-
-    factor_rows = connection.execute(
-        select(factors.c.workflow_id, factors.c.position, factors.c.terms)
-        .join(postmortems, postmortems.c.workflow_id == factors.c.workflow_id)
-        .where(*window, factors.c.terms.is_not(None))
+    The database counts, for each finding of mine, the terms each finding of the look-back
+    shares with it (`finding_terms`, by term and time) and keeps those that share at least
+    MIN_SHARED and whose Dice coefficient (twice the shared over both sizes) reaches
+    SIMILAR: domain/similarity.py's rule, exactly. Only the kept findings are read."""
+    parts = []
+    for n, (_label, _text, found) in enumerate(mine.findings):
+        if len(found) < similarity.MIN_SHARED:
+            continue  # shares too few terms with anything
+        shared = func.count()
+        parts.append(
+            select(
+                literal_column(str(n)).label("mine"),
+                finding_terms.c.workflow_id,
+                finding_terms.c.what,
+                finding_terms.c.position,
+                finding_terms.c.size,
+                shared.label("shared"),
+                # Dice: IEEE division of exact integers, the same number as Python's
+                (literal(2.0, Float) * shared / (len(found) + finding_terms.c.size)).label("score"),
+            )
+            .where(
+                finding_terms.c.term.in_(sorted(found)),
+                finding_terms.c.resolved_at >= since,
+                finding_terms.c.resolved_at <= until,
+                finding_terms.c.workflow_id != me,
+            )
+            .group_by(
+                finding_terms.c.workflow_id,
+                finding_terms.c.what,
+                finding_terms.c.position,
+                finding_terms.c.size,
+            )
+            .having(
+                shared >= similarity.MIN_SHARED,
+                2 * shared
+                >= literal(similarity.SIMILAR, Float) * (len(found) + finding_terms.c.size),
+            )
+        )
+    if not parts:
+        return {}
+    # The pairs once; the closest SIMILAR_READ post-mortems by their best pair, and only
+    # their pairs come back (a look-back where everything resembles everything returns 20).
+    pairs = union_all(*parts).cte("pairs")
+    best = func.max(pairs.c.score).label("best")
+    closest = (
+        select(pairs.c.workflow_id, best)
+        .group_by(pairs.c.workflow_id)
+        .order_by(best.desc(), pairs.c.workflow_id)
+        .limit(SIMILAR_READ)
+        .cte("closest")
     )
-    for workflow_id, position, terms in factor_rows:
-        consider(workflow_id, "factor", position, terms)
-    cause_rows = connection.execute(
+    rows = connection.execute(
         select(
-            postmortems.c.workflow_id, postmortems.c.root_terms, postmortems.c.proximate_terms
-        ).where(*window, postmortems.c.root_terms.is_not(None))
-    )
-    for workflow_id, root, proximate in cause_rows:
-        consider(workflow_id, "root cause", 0, root)
-        consider(workflow_id, "proximate cause", 0, proximate)
+            pairs.c.mine, pairs.c.workflow_id, pairs.c.what, pairs.c.position, pairs.c.size,
+            pairs.c.shared,
+        ).join(closest, closest.c.workflow_id == pairs.c.workflow_id)
+    )  # fmt: skip
+    scores: dict[str, float] = {}
+    matched: dict[str, set[tuple[str, int]]] = {}
+    for n, workflow_id, what, position, size, count in rows:
+        mine_size = len(mine.findings[int(n)][2])
+        score = 2 * count / (mine_size + size)
+        if score < similarity.SIMILAR:
+            continue  # the database rounded otherwise: the rule is Python's
+        scores[workflow_id] = max(score, scores.get(workflow_id, 0.0))
+        matched.setdefault(workflow_id, set()).add((what, position))
     kept = sorted(scores, key=lambda w: (-scores[w], w))[:SIMILAR_READ]
     if not kept:
         return {}
-    texts: dict[tuple[str, str, int], str] = {}
-    for workflow_id, position, category, description in connection.execute(
+    texts: dict[tuple[str, str, int], tuple[str, str | None]] = {}
+    categories: dict[tuple[str, int], str] = {}
+    for workflow_id, position, category, description, stored in connection.execute(
         select(factors.c.workflow_id, factors.c.position, factors.c.category,
-               factors.c.description).where(factors.c.workflow_id.in_(kept))
+               factors.c.description, factors.c.terms).where(factors.c.workflow_id.in_(kept))
     ):  # fmt: skip
-        texts[(workflow_id, "factor", position)] = description
-        texts[(workflow_id, "category", position)] = category
-    for workflow_id, root, proximate in connection.execute(
+        texts[(workflow_id, "factor", position)] = (description, stored)
+        categories[(workflow_id, position)] = category
+    for workflow_id, root, root_terms, proximate, proximate_terms in connection.execute(
         select(
-            postmortems.c.workflow_id, postmortems.c.root_cause, postmortems.c.proximate_cause
+            postmortems.c.workflow_id,
+            postmortems.c.root_cause,
+            postmortems.c.root_terms,
+            postmortems.c.proximate_cause,
+            postmortems.c.proximate_terms,
         ).where(postmortems.c.workflow_id.in_(kept))
     ):
-        texts[(workflow_id, "root cause", 0)] = root or ""
-        texts[(workflow_id, "proximate cause", 0)] = proximate or ""
-    found: dict[str, list[tuple[str, str, frozenset[str]]]] = {}
+        texts[(workflow_id, "root cause", 0)] = (root or "", root_terms)
+        texts[(workflow_id, "proximate cause", 0)] = (proximate or "", proximate_terms)
+    order = {what: n for n, what in enumerate(FINDING_WHATS)}
+    result: dict[str, list[tuple[str, str, frozenset[str]]]] = {}
     for workflow_id in kept:
-        for what, position, terms in matched[workflow_id]:
+        for what, position in sorted(matched[workflow_id], key=lambda k: (order[k[0]], k[1])):
+            text, stored = texts.get((workflow_id, what, position), ("", None))
             label = (
-                f"factor [{texts.get((workflow_id, 'category', position), 'other')}]"
+                f"factor [{categories.get((workflow_id, position), 'other')}]"
                 if what == "factor"
                 else what
             )
-            text = texts.get((workflow_id, what, position), "")
-            found.setdefault(workflow_id, []).append((label, text, terms))
-    return found
+            result.setdefault(workflow_id, []).append((label, text, similarity.decode(stored)))
+    return result
 
 
 def _verified_repeats(

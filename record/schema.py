@@ -148,6 +148,26 @@ factors = Table(
     Index("ix_factors_workflow_category", "workflow_id", "category"),  # 0006: categories by id
 )
 
+# 0008: each term of each finding (a contributing factor, the root cause, the proximate
+# cause) of a post-mortem that is not private, with its finding's size in terms and its
+# resolution time: the repeat lookup counts, in SQL, the terms each finding of the look-back
+# shares with each of a new post-mortem's, and keeps those similar enough (its index holds
+# every column it reads). Written with the factors; a private post-mortem has none.
+FINDING_WHATS = ("factor", "root cause", "proximate cause")
+finding_terms = Table(
+    "finding_terms",
+    metadata,
+    _belongs_to_postmortem(),
+    Column("what", String(16), primary_key=True),  # one of FINDING_WHATS
+    Column("position", Integer, primary_key=True),  # the factor's; 0 for a cause
+    Column("term", String(100), primary_key=True),
+    Column("size", Integer, nullable=False),  # the finding's terms
+    Column("resolved_at", Instant, nullable=False),
+    Index(
+        "ix_finding_terms_lookup", "term", "resolved_at", "workflow_id", "what", "position", "size"
+    ),
+)
+
 # 0006: the post-mortems each one found related (its document's `related`), so that the
 # earlier one shows the later: read by `related_id`.
 links = Table(

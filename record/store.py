@@ -36,7 +36,15 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, Program
 from config import Settings
 from domain import similarity
 from domain.models import Phase, PostmortemDocument, PostmortemState
-from record.schema import actions, factors, links, postmortems, problems, turns
+from record.schema import (
+    actions,
+    factors,
+    finding_terms,
+    links,
+    postmortems,
+    problems,
+    turns,
+)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 # PostgreSQL: processes starting together (two workers, two APIs) upgrade one at a time.
@@ -138,20 +146,34 @@ class Record:
                 connection.execute(insert(links), found)
             if document.actions:
                 connection.execute(insert(actions), [_cleaned(r) for r in _action_rows(document)])
-            if document.findings is not None and document.findings.contributing_factors:
-                connection.execute(
-                    insert(factors),
-                    [
-                        {
-                            "workflow_id": workflow_id,
-                            "position": n,
-                            "category": factor.category.value,
-                            "description": factor.description.replace("\x00", "\ufffd"),
-                            "terms": _terms(factor.description),
-                        }
-                        for n, factor in enumerate(document.findings.contributing_factors)
-                    ],
+            connection.execute(
+                delete(finding_terms).where(finding_terms.c.workflow_id == workflow_id)
+            )
+            factor_rows = [
+                {
+                    "workflow_id": workflow_id,
+                    "position": n,
+                    "category": factor.category.value,
+                    "description": factor.description.replace("\x00", "\ufffd"),
+                    "terms": _terms(factor.description),
+                }
+                for n, factor in enumerate(
+                    document.findings.contributing_factors if document.findings else []
                 )
+            ]
+            if factor_rows:
+                connection.execute(insert(factors), factor_rows)
+            indexed = term_rows(
+                workflow_id,
+                row["resolved_at"],
+                [("factor", r["position"], r["terms"]) for r in factor_rows]
+                + [
+                    ("root cause", 0, row["root_terms"]),
+                    ("proximate cause", 0, row["proximate_terms"]),
+                ],
+            )
+            if indexed and not row["private"]:  # a private one is never found
+                connection.execute(insert(finding_terms), indexed)
             if isinstance(document, PostmortemState) and document.problems:
                 connection.execute(
                     insert(problems),
@@ -346,6 +368,27 @@ def _postmortem_row(document: PostmortemDocument, version: int) -> dict[str, Any
 
 def _terms(text: str) -> str:
     return similarity.encode(similarity.terms(text))
+
+
+def term_rows(
+    workflow_id: str, resolved_at: datetime, findings: list[tuple[str, int, str | None]]
+) -> list[dict[str, Any]]:
+    """`finding_terms` rows of a post-mortem's findings: (what, position, stored terms)."""
+    rows: list[dict[str, Any]] = []
+    for what, position, stored in findings:
+        found = similarity.decode(stored)
+        rows.extend(
+            {
+                "workflow_id": workflow_id,
+                "what": what,
+                "position": position,
+                "term": term,
+                "size": len(found),
+                "resolved_at": resolved_at,
+            }
+            for term in sorted(found)
+        )
+    return rows
 
 
 def _link_rows(document: PostmortemDocument) -> list[dict[str, Any]]:

@@ -626,3 +626,107 @@ def test_an_upgrade_keeps_archived_private_post_mortems_private(record_url: str)
     mine = archived(3, service="", factors=["Config pushes have no canary stage"], days_before=0)
     assert [r.incident_id for r in related_reads.find(store, mine, 90).related] == ["INC-2"]
     store.dispose()
+
+
+# -- the database counts shared terms: the same answer as the rule -------------------------
+
+
+def _brute_similar(
+    mine: related.Mine, docs: list[PostmortemDocument], since: datetime, until_: datetime
+) -> dict[str, list[tuple[str, str, frozenset[str]]]]:
+    """What `_similar` must return, computed the slow way: every finding of every visible
+    post-mortem of the look-back compared with every one of mine by similarity.score."""
+    scores: dict[str, float] = {}
+    found: dict[str, list[tuple[str, str, frozenset[str]]]] = {}
+    for doc in docs:
+        if doc.incident.private or not since <= doc.incident.resolved_at <= until_:
+            continue
+        assert doc.findings is not None
+        theirs = [
+            (f"factor [{f.category.value}]", f.description, similarity.terms(f.description))
+            for f in doc.findings.contributing_factors
+        ] + [
+            (label, text, similarity.terms(text))
+            for label, text in (
+                ("root cause", doc.findings.root_cause),
+                ("proximate cause", doc.findings.proximate_cause),
+            )
+        ]
+        for label, text, their_terms in theirs:
+            best = max(similarity.score(t, their_terms) for _l, _x, t in mine.findings)
+            if best:
+                scores[doc.workflow_id] = max(best, scores.get(doc.workflow_id, 0.0))
+                found.setdefault(doc.workflow_id, []).append((label, text, their_terms))
+    kept = sorted(scores, key=lambda w: (-scores[w], w))[: related_reads.SIMILAR_READ]
+    return {w: found[w] for w in kept}
+
+
+def test_the_database_keeps_exactly_the_findings_the_rule_calls_similar(record: Record):
+    """The lookup's SQL (shared terms counted per finding, the Dice bound in HAVING, the
+    closest SIMILAR_READ by their best pair) against the rule applied to every finding:
+    random texts over a small vocabulary, so that shares of 1, 2 and more terms, Dice just
+    under, at and over 0.5, ties, private ones and the look-back's edges all occur."""
+    import random
+
+    words = ["canary", "config", "pipeline", "alert", "owner", "rollback", "disk", "quota",
+             "retry", "budget", "failover", "drill"]  # fmt: skip
+    rng = random.Random(1608)
+
+    def text() -> str:
+        return " ".join(rng.sample(words, rng.randint(1, 6)))
+
+    docs = []
+    for n in range(80):
+        doc = archived(
+            n, service=f"svc-{n % 7}", factors=[text() for _ in range(rng.randint(1, 4))],
+            days_before=rng.choice([0, 1, 30, 89, 90, 91, 120]), private=rng.random() < 0.1,
+        )  # fmt: skip
+        docs.append(doc)
+        assert record.project(doc, 1)
+    for attempt in range(12):
+        mine_doc = archived(
+            1000 + attempt, service="svc-x", factors=[text() for _ in range(rng.randint(1, 3))],
+            days_before=0,
+        )  # fmt: skip
+        assert mine_doc.findings is not None
+        mine = related.Mine(
+            service="svc-x",
+            findings=related.findings_of(
+                [(f.category.value, f.description) for f in mine_doc.findings.contributing_factors],
+                mine_doc.findings.proximate_cause,
+                mine_doc.findings.root_cause,
+            ),
+        )
+        until_ = mine_doc.incident.resolved_at
+        since = until_ - timedelta(days=90)
+        with record.reading() as connection:
+            got = related_reads._similar(connection, mine, since, until_, mine_doc.workflow_id)
+        want = _brute_similar(mine, docs, since, until_)
+        assert list(got) == list(want), attempt
+        for workflow_id, findings_ in want.items():
+            assert sorted(got[workflow_id]) == sorted(findings_), (attempt, workflow_id)
+    assert len(want) == related_reads.SIMILAR_READ  # the cut was reached
+
+
+def test_similarity_is_kept_at_its_bounds_and_dropped_past_them(record: Record):
+    """Dice exactly 0.5 with two shared terms: similar; 4/9: not; one shared term of one
+    each (Dice 1.0): not, one word is a coincidence."""
+    cases = {
+        1: "canary config alert owner",  # shares canary, config of 4 with 4: 0.5, kept
+        2: "canary config alert owner disk",  # 2 of 4 with 5: 4/9, dropped
+        3: "quota",  # one shared of one: dropped
+    }
+    for n, factor in cases.items():
+        assert record.project(archived(n, service="", factors=[factor], days_before=1), 1)
+    mine = related.Mine(
+        service="",
+        findings=[
+            ("factor [other]", "", similarity.terms("canary config rollback retry")),
+            ("factor [other]", "", similarity.terms("quota")),
+        ],
+    )
+    with record.reading() as connection:
+        got = related_reads._similar(connection, mine, NOW - timedelta(days=90), NOW, "me")
+    assert {w: [t for _l, t, _s in f] for w, f in got.items()} == {
+        archived(1, service="", factors=["x"], days_before=1).workflow_id: [cases[1]]
+    }

@@ -9,7 +9,10 @@ SMTP server and the local tracker; the record on SQLite and a real PostgreSQL.""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,14 +20,18 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 from pydantic import SecretStr
+from temporalio import activity
 from temporalio.client import WorkflowUpdateStage
+from temporalio.worker import Worker
 
+from activities.routing import PrepareActionsInput
 from domain import limits, updates, verification
 from domain.findings import TeamCalendar, resolve_actions
 from domain.messages import (
     ActionProgress,
     ActionStateChange,
     CompleteReviewInput,
+    PostmortemInput,
     VerifyActionInput,
 )
 from domain.models import (
@@ -51,7 +58,7 @@ from tests.test_lifecycle import comments, status_of
 from tests.test_lifecycle import record as record_history
 from tests.test_related import NOW, archived
 from tests.test_webhooks import free_port
-from worker import build_worker
+from worker import WORKFLOWS, activities_for, build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 # -- the rules, on given moments -----------------------------------------------------------
@@ -589,3 +596,118 @@ async def test_an_answer_lands_on_the_action_even_when_its_follow_up_reports_mea
         VerifyActionInput(action_id="canary", worked=False, note="again"),
     )
     assert "already answered" in reason
+
+
+async def test_an_answer_given_as_the_run_continues_as_new_is_still_said_on_its_ticket(
+    env, client, settings, tracker
+):
+    """An answer whose handler was still preparing its follow-up action when the run went to
+    continue as new (it waits for every handler to end): the answer, kept in the run's memory
+    until it is said, is said on the action's ticket before the next run begins (found by an
+    independent review: it was lost with the run). The follow-up's preparation is held by a
+    gate around the real activity, so that the run reaches its continue-as-new first."""
+
+    gate, held = threading.Event(), threading.Event()
+    gate.set()
+    found = activities_for(settings, client)
+    (real,) = [f for f in found if getattr(f, "__name__", "") == "prepare_actions"]
+
+    @activity.defn(name="routing.prepare_actions")
+    def gated(request: PrepareActionsInput) -> list[Any]:
+        if not gate.is_set():
+            held.set()
+            gate.wait(120)
+        return real(request)
+
+    activities = [gated if f is real else f for f in found]
+    async with Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=activities,
+        activity_executor=ThreadPoolExecutor(4),
+    ):
+        now = await env.get_current_time()
+        incident = scenario.incident(now)
+        handle = await client.start_workflow(
+            PostmortemWorkflow.run,
+            PostmortemInput(incident=incident, continue_after_events=20),
+            id=incident.workflow_id,
+            task_queue=settings.task_queue,
+        )
+        await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+        data = scenario.findings(now)
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(findings=Findings.model_validate(data)),
+        )
+        await until(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
+        await handle.execute_update(
+            PostmortemWorkflow.set_action_state,
+            ActionStateChange(action_id="canary", state=ActionState.DONE),
+        )
+        await until(lambda: idle(handle), lambda quiet: quiet)
+        done = (await handle.query(PostmortemWorkflow.status)).actions[0]
+
+        async def current_run() -> str:
+            return (await client.get_workflow_handle(handle.id).fetch_history()).run_id
+
+        before = await current_run()
+        gate.clear()
+        answer = await handle.start_update(
+            PostmortemWorkflow.verify_action,
+            VerifyActionInput(action_id="canary", worked=False, note="it came back"),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        assert await asyncio.to_thread(held.wait, 60)  # its follow-up being prepared
+        # The loop wakes (a report from the action's follow-up), finds its history long and
+        # goes to continue as new, waiting for the answer's handler to end.
+        await handle.signal(PostmortemWorkflow.action_progress, ActionProgress(action=done))
+        await handle.query(PostmortemWorkflow.status)  # the signal's task is done
+        gate.set()
+        assert (await answer.result()).verification is Verification.INEFFECTIVE
+        notes = await until(
+            comments(tracker, "PAY-2"), lambda c: any("did not work" in n for n in c)
+        )
+        assert sum("did not work" in n for n in notes) == 1
+        await until(current_run, lambda run: run != before)  # it did continue as new
+        state = await handle.query(PostmortemWorkflow.status)
+        assert state.actions[0].verification is Verification.INEFFECTIVE
+
+
+async def test_a_run_that_never_asks_promises_no_question_on_an_added_actions_ticket(
+    env, client, settings, tracker, monkeypatch
+):
+    """A post-mortem that was following up before verification was released replays without
+    it and never asks; an action added to it now is not told on its ticket that its owner
+    will be asked (found by an independent review). Such a run is made here by answering
+    False for that patch, as a replay of the older history does."""
+    from temporalio import workflow as temporal_workflow
+    from temporalio.worker import UnsandboxedWorkflowRunner
+
+    from domain.models import ActionSpec
+    from workflows.patches import ACTION_VERIFICATION
+
+    real_patched = temporal_workflow.patched
+    monkeypatch.setattr(
+        temporal_workflow,
+        "patched",
+        lambda patch_id: patch_id != ACTION_VERIFICATION and real_patched(patch_id),
+    )
+    async with build_worker(client, settings, workflow_runner=UnsandboxedWorkflowRunner()):
+        now = await env.get_current_time()
+        handle = await _following_up(client, settings, now)
+        spec = scenario.findings(now)["actions"][0] | {
+            "id": None,
+            "title": "Write the rollback runbook",
+            "verify_after_days": 10,
+        }
+        action_id = await handle.execute_update(
+            PostmortemWorkflow.add_action, ActionSpec.model_validate(spec)
+        )
+        state = await until(status_of(handle), lambda s: s.actions[-1].ticket is not None)
+        added = state.actions[-1]
+        assert (added.id, added.verify_after_days) == (action_id, 0)
+        assert added.ticket is not None
+        body = tracker.get(added.ticket.key).body
+        assert "Write the rollback runbook" in body and "will be asked" not in body

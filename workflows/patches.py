@@ -36,3 +36,6 @@ RELATED_POSTMORTEMS = "related-postmortems"
 # Did the action work? A done action's owner is asked `verify_after_days` after it was done;
 # the post-mortem closes once every such question is answered or left unanswered.
 ACTION_VERIFICATION = "action-verification"
+# An answer given while the run was about to continue as new is said on the action's ticket
+# before it does (the answers to say were kept in the run's memory, and lost with it).
+ANSWERS_BEFORE_CONTINUE = "answers-before-continue"

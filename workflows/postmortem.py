@@ -83,6 +83,7 @@ import contextlib
 from workflows.action import TRACKER_RETRY, TRACKER_TIMEOUT, ActionFollowUpWorkflow
 from workflows.patches import (
     ACTION_VERIFICATION,
+    ANSWERS_BEFORE_CONTINUE,
     BLAMELESS_CHECK,
     BLAMELESS_FAILS_CLOSED,
     BOUNDED_STATE,
@@ -165,6 +166,9 @@ class PostmortemWorkflow:
         self._projector: asyncio.Task[None] | None = None
         self._closing = False  # the run ends: the projector writes what is left, then stops
         self._related_news: list[str] = []  # related found with the findings: said on the ticket
+        # Whether this run asks if done actions worked: known once it follows up (a run that
+        # began following up before that release never asks).
+        self._verifying: bool | None = None
         self._answers: list[tuple[str, str | None]] = []  # verified actions (and follow-ups): said
 
     @workflow.run
@@ -434,7 +438,7 @@ class PostmortemWorkflow:
 
     async def _follow_up(self) -> None:
         s = self._s
-        verifying = workflow.patched(ACTION_VERIFICATION)
+        verifying = self._verifying = workflow.patched(ACTION_VERIFICATION)
         while self._cancel_reason is None:
             # Reset before any await: a wake-up (cancel, signal) during filing is not lost.
             self._woken = False
@@ -514,6 +518,20 @@ class PostmortemWorkflow:
         if expired:
             await self._comment_tracking(notices.verification_unanswered(expired))
 
+    async def _say_answers(self) -> None:
+        """The answers given since they were last said, each on its action's ticket."""
+        s = self._s
+        answers, self._answers = self._answers, []
+        sends = [
+            partial(
+                self._comment_on, told.team, told.ticket, notices.verification_answered(told, made)
+            )
+            for action_id, made in answers
+            if (told := s.action(action_id)) is not None
+        ]
+        for first in range(0, len(sends), limits.FILING_BATCH):
+            await asyncio.gather(*(send() for send in sends[first : first + limits.FILING_BATCH]))
+
     async def _email_question(self, owner: str, actions: list[CorrectiveAction]) -> bool:
         s = self._s
         try:
@@ -540,6 +558,13 @@ class PostmortemWorkflow:
         if self._cancel_reason is not None:
             return
         await self._flush_record()
+        # Answers not yet said on their tickets live in this run's memory only: said first
+        # (each say may let another answer in; all handlers end before the next look).
+        while self._answers and workflow.patched(ANSWERS_BEFORE_CONTINUE):
+            await self._say_answers()
+            await workflow.wait_condition(workflow.all_handlers_finished)
+        if self._cancel_reason is not None:
+            return
         incident = s.incident
         if self._bounded_state():  # the next run reads the incident from the state
             incident = incident.carried()
@@ -1358,6 +1383,9 @@ class PostmortemWorkflow:
             if isinstance(cause, ApplicationError):
                 raise ApplicationError(cause.message, type=cause.type, non_retryable=True) from None
             raise
+        if self._verifying is False:  # its ticket promises no question this run never asks
+            for action in actions:
+                action.verify_after_days = 0
         return actions
 
     def _still_valid(self, check: Callable[[], None]) -> None:
