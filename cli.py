@@ -883,45 +883,19 @@ def public_command(
     """The customer-facing version of a post-mortem (impact, duration, what changed): no
     private entries, names, internal links or secrets; checked by the blameless check."""
     from domain import public
-    from integrations.lexicon import load_lexicon
-    from integrations.publishing import Document, IndexEntry
-    from worker import known_secrets, team_public_publishing
 
     config = settings()
     state = run(lambda: fetch_state(workflow_id))
-    team = routing().team(state.incident.team)
-    summary = public.public_version(
-        state,
-        load_lexicon(config.blameless_language),
-        public_hosts=team.public_hosts,
-        secrets=known_secrets(config),
-    )
     if not publish:
+        summary = engine.public_summary(config, state)
         typer.echo(public.render(summary, html=html), nl=False)
         for note in summary.notes:
             typer.echo(f"blameless check: {note}", err=True)
         return
-    if state.findings is None:
-        raise CliError(f"{workflow_id} has no findings yet: the public version says what changed")
-    if summary.notes:
-        raise CliError("not published: the blameless check found " + "; ".join(summary.notes))
-    document = Document(
-        entry=IndexEntry(
-            name=f"{state.incident.resolved_at:%Y}/{public.document_name(state)}",
-            title=summary.title,
-            incident_id=state.incident.id,
-            severity=state.incident.severity.value,
-            team="",
-            resolved_at=state.incident.resolved_at,
-            phase="published",
-            tags=[summary.service] if summary.service else [],
-            summary=summary.impact[:300],
-        ),
-        markdown=public.render(summary),
-        html=public.render(summary, html=True),
-    )
     try:
-        places = [p.publish(document) for p in team_public_publishing(config, state.incident.team)]
+        summary, places = engine.publish_public(config, state)
+    except engine.PublicRefused as refused:
+        raise CliError(str(refused)) from None
     except IntegrationError as exc:  # a folder not writable, a repository refusing
         raise CliError(f"not published: {exc}") from None
     for place in places:

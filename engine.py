@@ -19,10 +19,11 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.service import RPCError, RPCStatusCode
 
-from config import ConfigError, Settings
+from config import ConfigError, Settings, load_routing
 from domain import limits
 from domain.messages import PostmortemInput
-from domain.models import Phase, PostmortemState, Severity
+from domain.models import Phase, PostmortemDocument, PostmortemState, Severity
+from domain.public import PublicSummary
 from record.store import Record
 from workflows import search_attributes as sa
 from workflows.postmortem import PostmortemWorkflow
@@ -354,3 +355,62 @@ def _instant(value: object) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+# -- the public version (CLI, API and page alike) ------------------------------------------
+
+
+class PublicRefused(Exception):
+    """The public version cannot be published now, and why (nothing was written)."""
+
+
+def public_summary(settings: Settings, state: PostmortemDocument) -> PublicSummary:
+    """The post-mortem's customer-facing summary, scrubbed with its team's public hosts and
+    every secret the engine holds, with what the blameless check still finds in it."""
+    from domain import public
+    from integrations.lexicon import load_lexicon
+    from worker import known_secrets  # the worker imports this module
+
+    team = load_routing(settings.teams_file).team(state.incident.team)
+    return public.public_version(
+        state,
+        load_lexicon(settings.blameless_language),
+        public_hosts=team.public_hosts,
+        secrets=known_secrets(settings),
+    )
+
+
+def publish_public(
+    settings: Settings, state: PostmortemDocument
+) -> tuple[PublicSummary, list[str]]:
+    """Publishes the public version to the team's `public` targets: where it went. Refused
+    (PublicRefused) before the findings, or while the blameless check finds anything in it;
+    a target that fails raises IntegrationError."""
+    from domain import public
+    from integrations.publishing import Document, IndexEntry
+    from worker import team_public_publishing
+
+    summary = public_summary(settings, state)
+    if state.findings is None:
+        raise PublicRefused(
+            f"{state.workflow_id} has no findings yet: the public version says what changed"
+        )
+    if summary.notes:
+        raise PublicRefused("not published: the blameless check found " + "; ".join(summary.notes))
+    document = Document(
+        entry=IndexEntry(
+            name=f"{state.incident.resolved_at:%Y}/{public.document_name(state)}",
+            title=summary.title,
+            incident_id=state.incident.id,
+            severity=state.incident.severity.value,
+            team="",
+            resolved_at=state.incident.resolved_at,
+            phase="published",
+            tags=[summary.service] if summary.service else [],
+            summary=summary.impact[:300],
+        ),
+        markdown=public.render(summary),
+        html=public.render(summary, html=True),
+    )
+    places = [p.publish(document) for p in team_public_publishing(settings, state.incident.team)]
+    return summary, places

@@ -89,6 +89,7 @@ class PostmortemDetail(BaseModel):
     temporal_ui_url: str
     draft_url: str
     review_ics_url: str
+    public_url: str
 
 
 class Done(BaseModel):
@@ -182,6 +183,7 @@ def detail_of(settings: Settings, state: PostmortemState) -> PostmortemDetail:
         temporal_ui_url=f"{settings.ui_url}/namespaces/{ns}/workflows/{wid}",
         draft_url=f"{base}/postmortems/{wid}/draft",
         review_ics_url=f"{base}/postmortems/{wid}/review.ics",
+        public_url=f"{base}/postmortems/{wid}/public",
     )
 
 

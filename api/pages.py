@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 import readmodel
 from api.access import COOKIE, SESSION_SECONDS, csrf_ok, secure_request, session_cookie, token_role
+from api.answers import Refused
 from api.dashboard import (
     PAGE,
     Offset,
@@ -32,7 +33,7 @@ from api.dashboard import (
     teams,
 )
 from api.deps import PageOperator, PageViewer, RecordDep, SettingsDep, Temporal
-from api.postmortems import state_of
+from api.postmortems import publish, state_of
 from domain import verification
 from domain.findings import describe_validation_error
 from domain.messages import (
@@ -176,13 +177,14 @@ async def postmortem_page(
     )
 
 
-Operation = Literal["schedule", "acknowledge", "cancel", "route", "begin", "verify"]
+Operation = Literal["schedule", "acknowledge", "cancel", "route", "begin", "verify", "public"]
 
 
 @router.post("/postmortems/{workflow_id}/operate")
 async def operate_form(
     request: Request,
     _: PageOperator,
+    settings: SettingsDep,
     temporal: Temporal,
     record: RecordDep,
     workflow_id: str,
@@ -205,6 +207,15 @@ async def operate_form(
             message="The form's token is missing or stale: reload the page and try again.",
         )
     back = f"/postmortems/{quote_plus(workflow_id)}"
+    if operation == "public":  # not an update: the public version is made here, published
+        try:
+            state = await state_of(temporal, record, workflow_id)
+            _summary, places = await asyncio.to_thread(publish, settings, state)
+        except (Refused, HTTPException) as exc:
+            problem = str(exc.detail)
+            return RedirectResponse(f"{back}?error={quote_plus(problem)}", status_code=303)
+        said = "public version published: " + ", ".join(places)
+        return RedirectResponse(f"{back}?done={quote_plus(said)}", status_code=303)
     update: Any
     arg: Any
     try:

@@ -1,4 +1,5 @@
-"""Read-only pages of one post-mortem: its review invitation (.ics) and its live draft."""
+"""Pages of one post-mortem: its review invitation (.ics), its live draft and its public
+version (read, and published by operators)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowQueryFailedError
 
 import engine
-from api.deps import RecordDep, SettingsDep, Temporal, Viewer
-from config import routed_teams
+from api.answers import Problem, Refused
+from api.deps import Operator, RecordDep, SettingsDep, Temporal, Viewer
+from config import ConfigError, Settings, routed_teams
 from domain.blameless import check_postmortem
 from domain.document import render_html
 from domain.invitation import review_event
 from domain.models import Phase, PostmortemState
+from domain.public import PublicSummary
+from domain.public import render as render_public
+from integrations.errors import IntegrationError
 from integrations.lexicon import load_lexicon
 from record import related
 from record.store import Record
@@ -100,3 +106,90 @@ async def draft(
         draft=True,
     )
     return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+def _public(settings: Settings, state: PostmortemState) -> PublicSummary:
+    try:
+        return engine.public_summary(settings, state)
+    except ConfigError as exc:  # its team left the routing file
+        raise Refused(409, str(exc)) from None
+
+
+@router.get(
+    "/postmortems/{workflow_id}/public",
+    response_class=HTMLResponse,
+    responses={404: {"description": "No such post-mortem"}},
+)
+async def public_page(
+    workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal, record: RecordDep
+) -> Response:
+    """The customer-facing version as it would be published (no private entries, names,
+    internal links or secrets); what the blameless check still finds is in /api/…/public."""
+    state = await state_of(temporal, record, workflow_id)
+    summary = await asyncio.to_thread(_public, settings, state)
+    return HTMLResponse(render_public(summary, html=True), headers={"Cache-Control": "no-store"})
+
+
+class PublicOut(BaseModel):
+    workflow_id: str
+    markdown: str = Field(description="The public version, as it would be published")
+    notes: list[str] = Field(description="What the blameless check finds: publishing waits")
+    removed: int = Field(description="Names, addresses, links and secrets taken out")
+    publishable: bool
+
+
+@router.get(
+    "/api/postmortems/{workflow_id}/public",
+    responses={404: {"model": Problem}, 409: {"model": Problem}, 503: {"model": Problem}},
+    tags=["operations"],
+)
+async def api_public(
+    workflow_id: str, _: Viewer, settings: SettingsDep, temporal: Temporal, record: RecordDep
+) -> PublicOut:
+    """The public version in Markdown, with what the blameless check finds in it."""
+    state = await state_of(temporal, record, workflow_id)
+    summary = await asyncio.to_thread(_public, settings, state)
+    return PublicOut(
+        workflow_id=workflow_id,
+        markdown=render_public(summary),
+        notes=summary.notes,
+        removed=summary.removed,
+        publishable=state.findings is not None and not summary.notes,
+    )
+
+
+class PublishedOut(BaseModel):
+    workflow_id: str
+    published: list[str] = Field(description="Where it went: folders, repositories")
+    removed: int
+
+
+def publish(settings: Settings, state: PostmortemState) -> tuple[PublicSummary, list[str]]:
+    """engine.publish_public, its refusals as the API's: 409 (no findings, the blameless
+    check, a team no longer routed), 502 (a target refused or failed: nothing claimed)."""
+    try:
+        return engine.publish_public(settings, state)
+    except (engine.PublicRefused, ConfigError) as exc:
+        raise Refused(409, str(exc)) from None
+    except IntegrationError as exc:
+        raise Refused(502, f"not published: {exc}") from None
+
+
+@router.post(
+    "/api/postmortems/{workflow_id}/public/publish",
+    responses={
+        404: {"model": Problem},
+        409: {"model": Problem},
+        502: {"model": Problem},
+        503: {"model": Problem},
+    },
+    tags=["operations"],
+)
+async def api_publish_public(
+    workflow_id: str, _: Operator, settings: SettingsDep, temporal: Temporal, record: RecordDep
+) -> PublishedOut:
+    """Operators only: publish the public version to the team's `public` targets, once the
+    findings are recorded and the blameless check finds nothing in it."""
+    state = await state_of(temporal, record, workflow_id)
+    summary, places = await asyncio.to_thread(publish, settings, state)
+    return PublishedOut(workflow_id=workflow_id, published=places, removed=summary.removed)

@@ -130,6 +130,12 @@ async def test_the_dashboard_in_chromium(api, browser):  # noqa: F811
     assert await page.inner_text("#phase") == "following up"
     assert await page.locator("#actions tbody tr").count() == 2
     await page.screenshot(path=str(ARTIFACTS / "postmortem.png"), full_page=True)
+    # Its public version, from the page's link: the summary as customers would read it.
+    await page.click('a:has-text("Public version")')
+    await page.wait_for_url(f"**/postmortems/{s.following_up}/public")
+    assert await page.locator("h1").count() == 1
+    assert "What we changed" in await page.inner_text("body")
+    await page.screenshot(path=str(ARTIFACTS / "public.png"), full_page=True)
     await context.close()
 
     # On a phone: readable, nothing wider than the screen but the tables' own scroll.

@@ -226,3 +226,113 @@ def test_the_service_is_scrubbed_and_checked_like_the_rest():
     summary = public.public_version(odd, load_lexicon("en"))
     assert "alex" not in summary.service and "grafana.internal" not in summary.service
     assert ("service", summary.service) in list(public.as_text_fields(summary))
+
+
+VIEWER, OPERATOR = "viewer-token-p1", "operator-token-p2"
+
+
+async def test_the_api_and_the_page_show_the_public_version_and_operators_publish_it(
+    env, client, settings
+):
+    """Viewers read it (HTML, and JSON with what the blameless check finds); operators
+    publish it from the API or the page's form, only when clean. Every refusal writes
+    nothing: no token, a viewer, a forged token or form, blame in the text, an unknown id,
+    a public folder that cannot be written."""
+    import httpx
+    from pydantic import SecretStr
+
+    from tests.test_webhooks import free_port
+
+    served = settings.model_copy(
+        update={
+            "api_port": free_port(),
+            "viewer_tokens": SecretStr(VIEWER),
+            "operator_tokens": SecretStr(OPERATOR),
+            "webhook_secret_jira": SecretStr(SECRET),  # one of the engine's secrets
+        }
+    )
+    store = open_record(served)
+    blamed = state(impact="Checkouts failed because the on-call engineer was careless.")
+    assert store.project(blamed, 1)
+    wid = blamed.workflow_id
+    folder = served.published_dir / "public"
+    viewer = {"Authorization": f"Bearer {VIEWER}"}
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    async with (
+        scenario.serving_api(served, client) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        read = await http.get(f"/api/postmortems/{wid}/public", headers=viewer)
+        assert read.status_code == 200, read.text
+        said = read.json()
+        assert said["publishable"] is False and any("careless" in n for n in said["notes"])
+        assert said["markdown"].startswith("# Checkout errors after an engineer")
+        shown = await http.get(f"/postmortems/{wid}/public", headers=viewer)
+        assert shown.status_code == 200 and "<h1>Checkout errors after an engineer" in shown.text
+        for text in (said["markdown"].lower(), shown.text.lower()):
+            for leak in ("alex", "sam rivera", "grafana.internal", "ghp_", SECRET):
+                assert leak not in text, leak
+        assert (await http.get(f"/api/postmortems/{wid}/public")).status_code == 401
+        missing = await http.get("/api/postmortems/postmortem-manual-NOPE/public", headers=viewer)
+        assert missing.status_code == 404
+
+        url = f"/api/postmortems/{wid}/public/publish"
+        for headers, status, reason in [
+            ({}, 401, ""),
+            (viewer, 403, ""),
+            ({"Authorization": "Bearer forged"}, 401, ""),
+            (operator, 409, "blameless check found"),
+        ]:
+            answer = await http.post(url, headers=headers)
+            assert answer.status_code == status, answer.text
+            assert reason in answer.text
+        assert not folder.exists()  # nothing written
+
+        assert store.project(state(), 2)  # the findings revised: clean now
+        said = (await http.get(f"/api/postmortems/{wid}/public", headers=viewer)).json()
+        assert said["publishable"] is True and said["notes"] == []
+        done = await http.post(url, headers=operator)
+        assert done.status_code == 200, done.text
+        (place,) = done.json()["published"]
+        assert place.startswith("file://") and done.json()["removed"] > 0
+        again = await http.post(url, headers=operator)  # the same file, written again
+        assert again.status_code == 200
+        assert sorted(p.name for p in folder.rglob("*.md")) == ["2026-06-01-manual-PUB-1.md"]
+
+        # The page: a link for everyone, the form for operators, its token checked.
+        await http.post("/login", data={"token": OPERATOR, "next": "/"})
+        page = await http.get(f"/postmortems/{wid}")
+        assert f"/postmortems/{wid}/public" in page.text and 'id="public"' in page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+
+        async def operate(csrf: str) -> httpx.Response:
+            return await http.post(
+                f"/postmortems/{wid}/operate",
+                data={"operation": "public", "csrf": csrf},
+                headers={"Origin": base},
+                follow_redirects=False,
+            )
+
+        for path in folder.rglob("*.md"):
+            path.unlink()
+        assert (await operate("forged")).status_code == 403
+        assert not list(folder.rglob("*.md"))
+        published = await operate(token.group(1))
+        assert published.status_code == 303
+        assert "public+version+published" in published.headers["location"]
+        assert len(list(folder.rglob("*.md"))) == 1
+
+        # A public folder that cannot be written: 502 with why, nothing claimed.
+        for path in folder.rglob("*"):
+            if path.is_file():
+                path.unlink()
+        for path in sorted(folder.rglob("*"), reverse=True):
+            path.rmdir()
+        folder.rmdir()
+        folder.write_text("not a folder")
+        failed = await http.post(url, headers=operator)
+        assert failed.status_code == 502 and "cannot write" in failed.json()["error"]
+        failed_form = await operate(token.group(1))
+        assert "error=" in failed_form.headers["location"]
+    store.dispose()
