@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Float, func, literal, literal_column, select, union_all
@@ -311,16 +311,33 @@ def _not_done(connection: Any, kept: Sequence[related.Candidate]) -> dict[str, l
 
 
 def later(record: Record, workflow_id: str) -> list[RelatedPostmortem]:
-    """The later post-mortems that found this one related, newest first (limits.RELATED)."""
+    """The later post-mortems that found this one related, newest first (limits.RELATED);
+    flagged as repeats after a verified action as the record says now (an action of this one
+    answered "worked" after a later one looked is counted too)."""
     with record.reading() as connection:
         rows = connection.execute(
-            select(*_HEAD, links.c.reasons, links.c.similarity, links.c.verified_repeat)
+            select(*_HEAD, links.c.reasons, links.c.similarity, links.c.verified_repeat,
+                   postmortems.c.document["incident"]["started_at"].as_string())
             .join(links, links.c.workflow_id == postmortems.c.workflow_id)
             .where(links.c.related_id == workflow_id, postmortems.c.private.is_(False))
             .order_by(postmortems.c.resolved_at.desc(), postmortems.c.workflow_id)
             .limit(limits.RELATED)
-        ).all()
-    return [
+        ).all()  # fmt: skip
+        service = connection.execute(
+            select(postmortems.c.service).where(postmortems.c.workflow_id == workflow_id)
+        ).scalar()
+        unflagged = [r for r in rows if service and r.service == service and not r.verified_repeat]
+        flags: dict[str, tuple[str, str]] = {}
+        if unflagged and _has_verified(connection, workflow_id):
+            categories = _categories(connection, [r.workflow_id for r in unflagged])
+            for row in unflagged:
+                began = _moment(row[-1]) or row.resolved_at
+                found = _verified_repeats(
+                    connection, [workflow_id], categories.get(row.workflow_id, set()), began
+                )
+                if workflow_id in found:
+                    flags[row.workflow_id] = found[workflow_id]
+    entries = [
         related.entry(
             _candidate(row),
             list(row.reasons),
@@ -330,15 +347,90 @@ def later(record: Record, workflow_id: str) -> list[RelatedPostmortem]:
         )
         for row in rows
     ]
+    return [
+        related.after_verified(e, *flags[e.workflow_id]) if e.workflow_id in flags else e
+        for e in entries
+    ]
+
+
+def _has_verified(connection: Any, workflow_id: str) -> bool:
+    return (
+        connection.execute(
+            select(actions.c.action_id)
+            .where(
+                actions.c.workflow_id == workflow_id,
+                actions.c.verification == Verification.VERIFIED.value,
+            )
+            .limit(1)
+        ).first()
+        is not None
+    )
+
+
+def _categories(connection: Any, workflow_ids: list[str]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for workflow_id, category in connection.execute(
+        select(factors.c.workflow_id, factors.c.category).where(
+            factors.c.workflow_id.in_(workflow_ids)
+        )
+    ):
+        found.setdefault(workflow_id, set()).add(category)
+    return found
+
+
+def _moment(value: str | None) -> datetime | None:
+    """A moment the stored document wrote (ISO 8601), or None."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def flagged_now(record: Record, state: PostmortemState) -> PostmortemState:
+    """The state with its earlier related post-mortems flagged as the record says now: an
+    action of one answered "worked" after this one looked (its start, its findings) flags it
+    all the same."""
+    incident = state.incident
+    categories = (
+        {f.category.value for f in state.findings.contributing_factors} if state.findings else set()
+    )
+    candidates = [
+        r.workflow_id
+        for r in state.related
+        if not r.later
+        and not r.verified_repeat
+        and incident.service
+        and r.service == incident.service
+    ]
+    if not candidates or not categories:
+        return state
+    with record.reading() as connection:
+        found = _verified_repeats(
+            connection, candidates, categories, incident.started_at or incident.resolved_at
+        )
+    if not found:
+        return state
+    updated = [
+        related.after_verified(r, *found[r.workflow_id])
+        if r.workflow_id in found and not r.later
+        else r
+        for r in state.related
+    ]
+    return state.model_copy(update={"related": updated})
 
 
 def both_ways(record: Record | None, state: PostmortemState) -> PostmortemState:
-    """The state with the later post-mortems that found it added to its `related` (shown by
+    """The state with the later post-mortems that found it added to its `related`, and its
+    earlier ones flagged as repeats after a verified action as the record says now (shown by
     `status` and the page; never written back)."""
     if record is None:
         return state
     try:
         found = later(record, state.workflow_id)
+        state = flagged_now(record, state)
     except RecordUnavailable:
         return state  # advice: the post-mortem is shown without its later relations
     known = {r.workflow_id for r in state.related}

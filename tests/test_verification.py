@@ -439,6 +439,63 @@ def test_a_repeat_after_a_verified_action_is_flagged_on_both(record: Record):
     assert back.reasons[0].startswith("missing_safeguard factors again after its action")
 
 
+def test_an_answer_given_after_the_later_one_looked_flags_both_as_the_record_says_now(
+    record: Record,
+):
+    """The later post-mortem looked (at its start, its findings) before the earlier one's
+    action was answered "worked": both show the flag from then on (status and the page read
+    it from the record), with no lookup again; an answer of "did not work", a done time after
+    the later incident began, or another category do not flag."""
+    began = NOW - timedelta(days=1)
+    earlier = archived(1, service="checkout-api", factors=["factor 1"], days_before=40)
+    earlier.actions[1] = earlier.actions[1].model_copy(
+        update={"completed_at": NOW - timedelta(days=30)}
+    )
+    assert record.project(earlier, 1)
+    later_one = archived(9, service="checkout-api", factors=["something new"], days_before=0)
+    later_one.incident.started_at = began
+    later_one.related = related_reads.find(record, later_one, 90).related
+    assert [r.verified_repeat for r in later_one.related] == [False]
+    assert record.project(later_one, 1)
+
+    def flags() -> tuple[bool, bool]:
+        (mine,) = related_reads.both_ways(
+            record, PostmortemState.model_validate(later_one.model_dump())
+        ).related
+        (theirs,) = [
+            r
+            for r in related_reads.both_ways(
+                record, PostmortemState.model_validate(earlier.model_dump())
+            ).related
+            if r.later
+        ]
+        return mine.verified_repeat, theirs.verified_repeat
+
+    assert flags() == (False, False)
+    for verdict, done, flagged in [
+        (Verification.INEFFECTIVE, NOW - timedelta(days=30), False),
+        (Verification.VERIFIED, began + timedelta(minutes=1), False),  # done after it began
+        (Verification.VERIFIED, began - timedelta(minutes=1), True),
+    ]:
+        earlier.actions[1] = earlier.actions[1].model_copy(
+            update={"completed_at": done, "verification": verdict, "verified_at": NOW}
+        )
+        assert record.project(earlier, 1, same_version=True)
+        assert flags() == (flagged, flagged), (verdict, done)
+    mine = related_reads.both_ways(
+        record, PostmortemState.model_validate(later_one.model_dump())
+    ).related[0]
+    assert mine.reasons[0] == (
+        'missing_safeguard factors again after its action "Action 1 of INC-1" was verified as '
+        "working"
+    )
+    # Another category on the later one: not the same failure coming back.
+    assert later_one.findings is not None
+    later_one.findings.contributing_factors[0].category = FactorCategory.TOOLING_LIMITATION
+    assert record.project(later_one, 2)
+    assert flags() == (False, False)
+
+
 # -- what the learning view counts ---------------------------------------------------------------
 
 
