@@ -24,6 +24,7 @@ from domain import limits
 from domain.messages import PostmortemInput
 from domain.models import Phase, PostmortemDocument, PostmortemState, Severity
 from domain.public import PublicSummary
+from integrations.errors import IntegrationError
 from record.store import Record
 from workflows import search_attributes as sa
 from workflows.postmortem import PostmortemWorkflow
@@ -391,6 +392,10 @@ def publish_public(
     from worker import team_public_publishing
 
     summary = public_summary(settings, state)
+    if state.incident.private:
+        raise PublicRefused(
+            f"{state.workflow_id} is a private incident: nothing of it is published"
+        )
     if state.findings is None:
         raise PublicRefused(
             f"{state.workflow_id} has no findings yet: the public version says what changed"
@@ -412,5 +417,21 @@ def publish_public(
         markdown=public.render(summary),
         html=public.render(summary, html=True),
     )
-    places = [p.publish(document) for p in team_public_publishing(settings, state.incident.team)]
+    places, failed = [], []
+    for target in team_public_publishing(settings, state.incident.team):
+        try:  # every target is tried: one down does not keep the others from it
+            places.append(target.publish(document))
+        except IntegrationError as exc:
+            failed.append(str(exc))
+    if failed:
+        written = f"; published to {', '.join(places)}" if places else ""
+        raise PublishIncomplete("; ".join(failed) + written, places)
     return summary, places
+
+
+class PublishIncomplete(IntegrationError):
+    """A target (or all) could not be written; `places` are the ones that were."""
+
+    def __init__(self, message: str, places: list[str]) -> None:
+        super().__init__(message)
+        self.places = places

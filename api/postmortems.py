@@ -154,7 +154,7 @@ async def api_public(
         markdown=render_public(summary),
         notes=summary.notes,
         removed=summary.removed,
-        publishable=state.findings is not None and not summary.notes,
+        publishable=state.findings is not None and not state.incident.private and not summary.notes,
     )
 
 
@@ -171,6 +171,9 @@ def publish(settings: Settings, state: PostmortemState) -> tuple[PublicSummary, 
         return engine.publish_public(settings, state)
     except (engine.PublicRefused, ConfigError) as exc:
         raise Refused(409, str(exc)) from None
+    except engine.PublishIncomplete as exc:
+        said = "not published to every target" if exc.places else "not published"
+        raise Refused(502, f"{said}: {exc}") from None
     except IntegrationError as exc:
         raise Refused(502, f"not published: {exc}") from None
 

@@ -87,6 +87,10 @@ VERIFY_QUESTION = 500  # bytes of the question asked (the type's default, or the
 
 RELATED = 10
 RELATED_REASONS = 3
+# The new post-mortem's terms a repeat lookup compares, in all: its causes first, then its
+# factors in order, while they fit (a bound on the database's work: each term is a range of
+# the record's index; ten findings of 64 terms, or a hundred of six).
+LOOKUP_TERMS = 640
 RELATED_REASON = 300
 RELATED_ACTIONS = 5
 

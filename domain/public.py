@@ -12,6 +12,7 @@ blameless check reads the result: publication waits until it has nothing to say.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -185,8 +186,17 @@ def render(summary: PublicSummary, html: bool = False) -> str:
 
 def document_name(state: PostmortemDocument) -> str:
     """The public file's name: the date and the incident's id, no title (names may hide
-    in it)."""
-    return f"{state.incident.resolved_at:%Y-%m-%d}-{state.incident.source}-{state.incident.id}"
+    in it). An id with other characters than letters, digits, `-` and `_` (a dot would be
+    read as the file's extension) gets them replaced and a short digest of the whole id, so
+    that two incidents never share a file."""
+    incident = state.incident
+    safe = _UNSAFE.sub("-", incident.id)[:80]
+    if safe != incident.id:
+        safe += "-" + hashlib.sha256(f"{incident.source}:{incident.id}".encode()).hexdigest()[:10]
+    return f"{incident.resolved_at:%Y-%m-%d}-{incident.source}-{safe}"
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
 
 def public_version(

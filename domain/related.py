@@ -63,6 +63,23 @@ def findings_of(
     return found
 
 
+def within_budget(
+    findings: list[tuple[str, str, frozenset[str]]], budget: int = limits.LOOKUP_TERMS
+) -> list[tuple[str, str, frozenset[str]]]:
+    """The findings a lookup compares: the causes first, then the factors in order, while
+    their terms fit in `budget`; in their own order."""
+    causes = [n for n, f in enumerate(findings) if not f[0].startswith("factor")]
+    factors = [n for n, f in enumerate(findings) if f[0].startswith("factor")]
+    kept: set[int] = set()
+    used = 0
+    for n in [*causes, *factors]:
+        used += len(findings[n][2])
+        if used > budget:
+            break
+        kept.add(n)
+    return [f for n, f in enumerate(findings) if n in kept]
+
+
 def decide(mine: Mine, candidates: list[Candidate], lookback_days: int) -> list[RelatedPostmortem]:
     """The related ones, closest first: similar findings before the same service alone, then
     the most recent; at most limits.RELATED."""

@@ -50,10 +50,12 @@ def find(record: Record, document: PostmortemDocument, lookback_days: int) -> Fo
     since = until - timedelta(days=lookback_days)
     mine = related.Mine(
         service=incident.service,
-        findings=related.findings_of(
-            [(f.category.value, f.description) for f in document.findings.contributing_factors],
-            document.findings.proximate_cause,
-            document.findings.root_cause,
+        findings=related.within_budget(
+            related.findings_of(
+                [(f.category.value, f.description) for f in document.findings.contributing_factors],
+                document.findings.proximate_cause,
+                document.findings.root_cause,
+            )
         )
         if document.findings
         else [],
@@ -85,7 +87,9 @@ def find(record: Record, document: PostmortemDocument, lookback_days: int) -> Fo
             missing = [w for w in similar if w not in chosen]
             if missing:
                 rows = connection.execute(
-                    select(*_HEAD).where(postmortems.c.workflow_id.in_(missing))
+                    select(*_HEAD).where(
+                        postmortems.c.workflow_id.in_(missing), postmortems.c.private.is_(False)
+                    )
                 )
                 chosen.update({row.workflow_id: _candidate(row) for row in rows})
             for workflow_id, findings_ in similar.items():
@@ -191,33 +195,48 @@ def _similar(
         )
     if not parts:
         return {}
-    # The pairs once; the closest SIMILAR_READ post-mortems by their best pair, and only
-    # their pairs come back (a look-back where everything resembles everything returns 20).
+    # The pairs once; the closest SIMILAR_READ post-mortems by their best pair, then the
+    # most recent (as related.decide ranks them), and only their pairs come back (a
+    # look-back where everything resembles everything returns 20). The post-mortem's own
+    # row is asked again: private and in the window now, whatever its terms' rows say.
     pairs = union_all(*parts).cte("pairs")
     best = func.max(pairs.c.score).label("best")
+    by_id = (  # code point order, as Python's: PostgreSQL's collation may be a language's
+        pairs.c.workflow_id.collate("C")
+        if connection.dialect.name == "postgresql"
+        else pairs.c.workflow_id
+    )
     closest = (
-        select(pairs.c.workflow_id, best)
-        .group_by(pairs.c.workflow_id)
-        .order_by(best.desc(), pairs.c.workflow_id)
+        select(pairs.c.workflow_id, best, postmortems.c.resolved_at)
+        .join(postmortems, postmortems.c.workflow_id == pairs.c.workflow_id)
+        .where(
+            postmortems.c.private.is_(False),
+            postmortems.c.resolved_at >= since,
+            postmortems.c.resolved_at <= until,
+        )
+        .group_by(pairs.c.workflow_id, postmortems.c.resolved_at)
+        .order_by(best.desc(), postmortems.c.resolved_at.desc(), by_id)
         .limit(SIMILAR_READ)
         .cte("closest")
     )
     rows = connection.execute(
         select(
             pairs.c.mine, pairs.c.workflow_id, pairs.c.what, pairs.c.position, pairs.c.size,
-            pairs.c.shared,
+            pairs.c.shared, closest.c.resolved_at,
         ).join(closest, closest.c.workflow_id == pairs.c.workflow_id)
     )  # fmt: skip
     scores: dict[str, float] = {}
+    resolved: dict[str, datetime] = {}
     matched: dict[str, set[tuple[str, int]]] = {}
-    for n, workflow_id, what, position, size, count in rows:
+    for n, workflow_id, what, position, size, count, resolved_at in rows:
         mine_size = len(mine.findings[int(n)][2])
         score = 2 * count / (mine_size + size)
         if score < similarity.SIMILAR:
             continue  # the database rounded otherwise: the rule is Python's
         scores[workflow_id] = max(score, scores.get(workflow_id, 0.0))
+        resolved[workflow_id] = resolved_at
         matched.setdefault(workflow_id, set()).add((what, position))
-    kept = sorted(scores, key=lambda w: (-scores[w], w))[:SIMILAR_READ]
+    kept = sorted(scores, key=lambda w: (-scores[w], -resolved[w].timestamp(), w))
     if not kept:
         return {}
     texts: dict[tuple[str, str, int], tuple[str, str | None]] = {}

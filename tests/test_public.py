@@ -336,3 +336,77 @@ async def test_the_api_and_the_page_show_the_public_version_and_operators_publis
         failed_form = await operate(token.group(1))
         assert "error=" in failed_form.headers["location"]
     store.dispose()
+
+
+# -- found by an independent attack of the page and the API ---------------------------------
+
+
+async def test_a_private_incidents_public_version_is_never_published(env, client, settings):
+    """Nothing of a private incident is published: the API refuses (409) and writes nothing,
+    says it is not publishable, and the page offers no form."""
+    import httpx
+    from pydantic import SecretStr
+
+    from tests.test_webhooks import free_port
+
+    served = settings.model_copy(
+        update={"api_port": free_port(), "operator_tokens": SecretStr(OPERATOR)}
+    )
+    store = open_record(served)
+    hidden = state()
+    hidden.incident.private = True
+    assert store.project(hidden, 1)
+    wid = hidden.workflow_id
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    async with (
+        scenario.serving_api(served, client) as base,
+        httpx.AsyncClient(base_url=base) as http,
+    ):
+        said = (await http.get(f"/api/postmortems/{wid}/public", headers=operator)).json()
+        assert said["publishable"] is False
+        refused = await http.post(f"/api/postmortems/{wid}/public/publish", headers=operator)
+        assert refused.status_code == 409 and "private incident" in refused.json()["error"]
+        await http.post("/login", data={"token": OPERATOR, "next": "/"})
+        page = await http.get(f"/postmortems/{wid}")
+        assert page.status_code == 200 and 'id="public"' not in page.text
+    assert not (served.published_dir / "public").exists()
+    store.dispose()
+
+
+def test_two_incidents_never_share_a_public_file():
+    """An id with a dot (read as the extension: `2026.06.01-db.1` and `.2` wrote one file) or
+    other characters gets them replaced and a digest of the whole id; a plain id stays."""
+    names = set()
+    for incident_id in ("2026.06.01-db.1", "2026.06.01-db.2", "db/1", "db 1", "db-1", "DB-1"):
+        doc = state()
+        doc.incident.id = incident_id
+        name = public.document_name(doc)
+        assert re.fullmatch(r"2026-06-01-manual-[A-Za-z0-9_-]+", name), name
+        names.add(name)
+    assert len(names) == 6
+    assert "2026-06-01-manual-DB-1" in names
+
+
+def test_every_target_is_tried_and_a_partial_publication_says_where_it_went(settings, tmp_path):
+    """Two public targets, the first unwritable: the second is still written, and the error
+    says both what failed and where it went (a 502 from the API: nothing claimed as done)."""
+    import engine
+    from integrations.errors import IntegrationError
+
+    blocked, good = tmp_path / "blocked", tmp_path / "good"
+    blocked.write_text("a file, not a folder")
+    teams = settings.teams_file.read_text().replace(
+        'postmortem_owner = "owner@example.com"\n',
+        'postmortem_owner = "owner@example.com"\n'
+        f'public = [{{ kind = "folder", dir = "{blocked}/sub" }}, '
+        f'{{ kind = "folder", dir = "{good}" }}]\n',
+        1,
+    )
+    settings.teams_file.write_text(teams)
+    with pytest.raises(IntegrationError) as failed:
+        engine.publish_public(settings, state())
+    assert isinstance(failed.value, engine.PublishIncomplete)
+    assert "cannot write in" in str(failed.value) and f"published to file://{good}" in str(
+        failed.value
+    )
+    assert len(list(good.rglob("*.md"))) == 1

@@ -657,8 +657,21 @@ def _brute_similar(
             if best:
                 scores[doc.workflow_id] = max(best, scores.get(doc.workflow_id, 0.0))
                 found.setdefault(doc.workflow_id, []).append((label, text, their_terms))
-    kept = sorted(scores, key=lambda w: (-scores[w], w))[: related_reads.SIMILAR_READ]
-    return {w: found[w] for w in kept}
+    resolved = {d.workflow_id: d.incident.resolved_at for d in docs}
+    kept = sorted(scores, key=lambda w: (-scores[w], -resolved[w].timestamp(), w))
+    return {w: found[w] for w in kept[: related_reads.SIMILAR_READ]}
+
+
+def _mine(doc: PostmortemDocument) -> related.Mine:
+    assert doc.findings is not None
+    return related.Mine(
+        service=doc.incident.service,
+        findings=related.findings_of(
+            [(f.category.value, f.description) for f in doc.findings.contributing_factors],
+            doc.findings.proximate_cause,
+            doc.findings.root_cause,
+        ),
+    )
 
 
 def test_the_database_keeps_exactly_the_findings_the_rule_calls_similar(record: Record):
@@ -688,15 +701,7 @@ def test_the_database_keeps_exactly_the_findings_the_rule_calls_similar(record: 
             1000 + attempt, service="svc-x", factors=[text() for _ in range(rng.randint(1, 3))],
             days_before=0,
         )  # fmt: skip
-        assert mine_doc.findings is not None
-        mine = related.Mine(
-            service="svc-x",
-            findings=related.findings_of(
-                [(f.category.value, f.description) for f in mine_doc.findings.contributing_factors],
-                mine_doc.findings.proximate_cause,
-                mine_doc.findings.root_cause,
-            ),
-        )
+        mine = _mine(mine_doc)
         until_ = mine_doc.incident.resolved_at
         since = until_ - timedelta(days=90)
         with record.reading() as connection:
@@ -730,3 +735,79 @@ def test_similarity_is_kept_at_its_bounds_and_dropped_past_them(record: Record):
     assert {w: [t for _l, t, _s in f] for w, f in got.items()} == {
         archived(1, service="", factors=["x"], days_before=1).workflow_id: [cases[1]]
     }
+
+
+def test_ties_at_the_cut_rank_as_the_rule_does_whatever_the_databases_collation(
+    postgres: Any, tmp_path: Path
+):
+    """More equally similar post-mortems, resolved at the same moment, than are read: the id
+    in code point order (as related.decide ranks them), on SQLite and on a PostgreSQL database
+    whose collation is a language's (the official image's default is en_US.utf8, where
+    "a1" sorts before "B1"; by code point "B1" comes first). Found by an independent attack."""
+    import uuid as uuid_
+
+    import psycopg
+
+    name = f"icu_{uuid_.uuid4().hex[:8]}"
+    with psycopg.connect(postgres.url, autocommit=True) as connection:
+        connection.execute(
+            f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+            "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+        )
+    urls = [f"sqlite:///{tmp_path / 'ties.sqlite3'}", postgres.url.rsplit("/", 1)[0] + f"/{name}"]
+    ids = [f"a{i}" for i in range(13)] + [f"B{i}" for i in range(12)]
+    docs = [
+        archived(0, service="", factors=["config pushes skip canary checks"], days_before=1)
+        for _ in ids
+    ]
+    for doc, incident_id in zip(docs, ids, strict=True):
+        doc.incident.id = incident_id
+        doc.workflow_id = f"postmortem-manual-{incident_id}"
+    mine_doc = archived(
+        1, service="", factors=["config pushes skip the canary checks"], days_before=0
+    )
+    mine = _mine(mine_doc)
+    until_ = mine_doc.incident.resolved_at
+    want = list(_brute_similar(mine, docs, until_ - timedelta(days=90), until_))
+    assert "postmortem-manual-B5" in want and "postmortem-manual-a9" not in want
+    answers = []
+    for url in urls:
+        store = Record(url)
+        store.upgrade()
+        for doc in docs:
+            assert store.project(doc, 1)
+        with store.reading() as connection:
+            got = related_reads._similar(
+                connection, mine, until_ - timedelta(days=90), until_, mine_doc.workflow_id
+            )
+        assert list(got) == want, url
+        answers.append([r.workflow_id for r in related_reads.find(store, mine_doc, 90).related])
+        store.dispose()
+    assert answers[0] == answers[1]
+
+
+def test_a_lookup_compares_its_causes_then_its_factors_while_their_terms_fit(record: Record):
+    """The database's work has a bound (limits.LOOKUP_TERMS terms in all): the causes first,
+    then the factors in order; a factor past the bound is not compared (found by an
+    independent attack: 100 factors of 64 terms took seconds per thousand post-mortems)."""
+    words = [
+        f"w{chr(97 + n % 26)}{chr(97 + n // 26 % 26)}{chr(97 + n // 676)}x" for n in range(64 * 12)
+    ]
+    big = [" ".join(words[64 * k : 64 * (k + 1)]) for k in range(12)]  # 64 terms each
+    findings = related.findings_of([("other", text) for text in big], "a b", "c d e")
+    assert [len(t) for _l, _x, t in findings][:2] == [64, 64]
+    kept = related.within_budget(findings)
+    assert sum(len(t) for _l, _x, t in kept) <= limits.LOOKUP_TERMS
+    assert [label for label, _x, _t in kept][-2:] == ["root cause", "proximate cause"]
+    assert len(kept) == 2 + (limits.LOOKUP_TERMS - sum(len(f[2]) for f in findings[-2:])) // 64
+    # A factor within the bound is compared; the same text past it is not.
+    earlier = archived(1, service="", factors=[big[0]], days_before=1)
+    later_one = archived(2, service="", factors=[big[-1]], days_before=1)
+    assert record.project(earlier, 1) and record.project(later_one, 1)
+    mine = archived(3, service="", factors=big, days_before=0)
+    by_factor = {
+        r.incident_id
+        for r in related_reads.find(record, mine, 90).related
+        if any(reason.startswith("similar factor") for reason in r.reasons)
+    }
+    assert by_factor == {"INC-1"}

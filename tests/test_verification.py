@@ -25,6 +25,7 @@ from temporalio.client import WorkflowUpdateStage
 from temporalio.worker import Worker
 
 from activities.routing import PrepareActionsInput
+from activities.tracker import CommentInput
 from domain import limits, updates, verification
 from domain.findings import TeamCalendar, resolve_actions
 from domain.messages import (
@@ -768,3 +769,65 @@ async def test_a_run_that_never_asks_promises_no_question_on_an_added_actions_ti
         assert added.ticket is not None
         body = tracker.get(added.ticket.key).body
         assert "Write the rollback runbook" in body and "will be asked" not in body
+
+
+async def test_an_answer_given_while_the_last_question_goes_out_is_said_before_the_close(
+    env, client, settings, tracker
+):
+    """The last question's comment is on its way when its answer comes ("worked"): the run
+    has nothing left to wait for and closes; the answer is said on the action's ticket first
+    (found by an independent review: it was lost with the run). The question's comment is
+    held by a gate around the real activity."""
+    gate, held = threading.Event(), threading.Event()
+    gate.set()
+    found = activities_for(settings, client)
+    (real,) = [f for f in found if getattr(f, "__name__", "") == "comment"]
+
+    @activity.defn(name="tracker.comment")
+    def gated(request: CommentInput) -> None:
+        if "Did it work?" in request.text and not gate.is_set():
+            held.set()
+            gate.wait(120)
+        real(request)
+
+    async with Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=WORKFLOWS,
+        activities=[gated if f is real else f for f in found],
+        activity_executor=ThreadPoolExecutor(4),
+    ):
+        now = await env.get_current_time()
+        handle = await scenario.start(client, settings.task_queue, scenario.incident(now))
+        await until(status_of(handle), lambda s: s.phase is Phase.REVIEW_SCHEDULED)
+        data = scenario.findings(now)
+        data["actions"][0]["verify_after_days"] = 10
+        data["actions"][1]["verify_after_days"] = 0  # never asked
+        await handle.execute_update(
+            PostmortemWorkflow.complete_review,
+            CompleteReviewInput(findings=Findings.model_validate(data)),
+        )
+        await until(status_of(handle), lambda s: s.phase is Phase.FOLLOWING_UP)
+        for action_id in ("alert", "canary"):
+            await handle.execute_update(
+                PostmortemWorkflow.set_action_state,
+                ActionStateChange(action_id=action_id, state=ActionState.DONE),
+            )
+        await until(lambda: idle(handle), lambda quiet: quiet)
+        gate.clear()
+        # The server skips time only while nothing runs: its sleep ends after the gate opens.
+        sleeping = asyncio.create_task(env.sleep(timedelta(days=10, hours=1)))
+        assert await asyncio.to_thread(held.wait, 60)  # the question on its way
+        answer = await handle.start_update(
+            PostmortemWorkflow.verify_action,
+            VerifyActionInput(action_id="canary", worked=True, note="no bad push since"),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+        )
+        gate.set()
+        assert (await answer.result()).verification is Verification.VERIFIED
+        await sleeping
+        final = await handle.result()
+        assert final.phase is Phase.CLOSED
+        notes = await comments(tracker, "PAY-2")()
+        assert sum("Did it work?" in n for n in notes) == 1
+        assert any("worked" in n and "no bad push since" in n for n in notes), notes

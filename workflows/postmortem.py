@@ -459,6 +459,9 @@ class PostmortemWorkflow:
                 await workflow.wait_condition(lambda: self._woken)
             else:
                 await wait_until(moment, lambda: self._woken)
+        # An answer given while the last questions were out is said before the close.
+        if self._answers and workflow.patched(ANSWERS_BEFORE_CONTINUE):
+            await self._say_answers()
         if self._cancel_reason is None:
             self._set_phase(Phase.CLOSED, notices.closed(s))
             await self._publish_document()
@@ -563,8 +566,8 @@ class PostmortemWorkflow:
         while self._answers and workflow.patched(ANSWERS_BEFORE_CONTINUE):
             await self._say_answers()
             await workflow.wait_condition(workflow.all_handlers_finished)
-        if self._cancel_reason is not None:
-            return
+            if self._cancel_reason is not None:
+                return
         incident = s.incident
         if self._bounded_state():  # the next run reads the incident from the state
             incident = incident.carried()
