@@ -561,13 +561,17 @@ class PostmortemWorkflow:
         if self._cancel_reason is not None:
             return
         await self._flush_record()
-        # Answers not yet said on their tickets live in this run's memory only: said first
-        # (each say may let another answer in; all handlers end before the next look).
-        while self._answers and workflow.patched(ANSWERS_BEFORE_CONTINUE):
-            await self._say_answers()
+        # Answers not yet said on their tickets live in this run's memory only: said first.
+        # An update that began during the flush or a say ends first too (its answer would be
+        # lost with the run, its sender told the run had ended).
+        while (self._answers or not workflow.all_handlers_finished()) and workflow.patched(
+            ANSWERS_BEFORE_CONTINUE
+        ):
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self._cancel_reason is not None:
                 return
+            if self._answers:
+                await self._say_answers()
         incident = s.incident
         if self._bounded_state():  # the next run reads the incident from the state
             incident = incident.carried()
